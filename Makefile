@@ -1,0 +1,31 @@
+# Everything bootstraps .venv from pyproject.toml; nothing is installed by hand.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-fast bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev,train]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m curate.demo --out demo_data
+	$(BIN)/curate run recipes/demo.yaml --out runs/demo --force
+	$(BIN)/curate audit runs/demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -rs
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -rs -m "not slow and not cluster and not browser"
+
+bench: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(BIN)/python -m bench all
+
+clean:
+	rm -rf runs demo_data .pytest_cache

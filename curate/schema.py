@@ -1,0 +1,82 @@
+"""The document schema that flows between stages, and the run-directory file schemas.
+
+Every source reader normalizes its native rows to ``DOC_SCHEMA``:
+
+=========== ============ ==============================================================
+column      type         meaning
+=========== ============ ==============================================================
+uid         int64        run-internal unique key: ``partition_index << 32 | row``; stable for the
+                         same inputs (partitions are numbered over sorted file lists)
+doc_id      string       stable public id: ``<source>:<native_id>``, or ``<source>:h<xxh3 of text>``
+                         when the source row has no identifier
+native_id   string       the source's own identifier (hexsha/blob_id, Wikipedia id, url, ...); may be null
+source      string       recipe source name
+subset      string       subset name ("" when the source declares none)
+text        large_string document text (UTF-8)
+url         string       where the document came from (attribution); may be null
+lang        string       language label given by the source (CulturaX, Wikipedia) or null; the
+                         langid stage overwrites it with the model's label when it runs
+license     string       raw license statement from the source (SPDX expression, JSON list, or a
+                         tag such as ``web-unknown``); the license stage normalizes it
+meta        string       JSON object with the native fields later stages or users need
+nbytes      int64        UTF-8 byte length of ``text``
+=========== ============ ==============================================================
+
+Stages add columns (``lang_score``, ``license``, ``q_*`` scores, ...) and a ``drop_reason`` column
+(null = keep). The runner moves dropped rows to the documents table and never loses one.
+
+A quarantine record (``QUARANTINE_SCHEMA``) is written for every input record that could not be turned
+into a document: ``file``, ``row`` (0-based row/line index in the file, null for whole-file problems),
+``field``, ``reason`` (a short machine-readable code, e.g. ``invalid_utf8``) and ``detail`` (human text).
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+DOC_SCHEMA = pa.schema(
+    [
+        pa.field("uid", pa.int64(), nullable=False),
+        pa.field("doc_id", pa.string(), nullable=False),
+        pa.field("native_id", pa.string()),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("subset", pa.string(), nullable=False),
+        pa.field("text", pa.large_string(), nullable=False),
+        pa.field("url", pa.string()),
+        pa.field("lang", pa.string()),
+        pa.field("license", pa.string()),
+        pa.field("meta", pa.string()),
+        pa.field("nbytes", pa.int64(), nullable=False),
+    ]
+)
+
+DOC_COLUMNS = tuple(DOC_SCHEMA.names)
+
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        pa.field("source", pa.string()),
+        pa.field("subset", pa.string()),
+        pa.field("file", pa.string()),
+        pa.field("row", pa.int64()),
+        pa.field("field", pa.string()),
+        pa.field("reason", pa.string()),
+        pa.field("detail", pa.string()),
+        pa.field("nbytes", pa.int64()),
+    ]
+)
+
+#: Column every filter stage adds: null keeps the row, a string is the drop reason code.
+DROP_REASON = "drop_reason"
+
+#: Ledger stage names, in pipeline order. ``audit --json`` uses these keys in ``funnel``.
+STAGES = ("ingest", "license", "langid", "quality", "dedup", "mix")
+
+
+def empty_docs() -> pa.Table:
+    """Return an empty table with ``DOC_SCHEMA``."""
+    return DOC_SCHEMA.empty_table()
+
+
+def quarantine_table(records: list[dict]) -> pa.Table:
+    """Build a quarantine table from dicts with the ``QUARANTINE_SCHEMA`` keys."""
+    return pa.Table.from_pylist(records, schema=QUARANTINE_SCHEMA)

@@ -1,0 +1,86 @@
+"""Source reader contract: partitions in, normalized document batches (plus quarantine records) out.
+
+A *partition* is the unit of parallel work and of resume: one input file (or, for large Parquet files, a
+range of row groups). Partitions are numbered (``pid``) over the recipe's sources in order and their sorted
+file lists, so numbering is identical across runs with the same inputs.
+
+A reader is a generator registered per ``format``::
+
+    @register("culturax")
+    def read_culturax(part: Partition, src: SourceConfig, ctx: ReadContext) -> Iterator[ReadBatch]: ...
+
+It yields ``ReadBatch`` objects whose ``docs`` follow ``curate.schema.DOC_SCHEMA`` exactly (same column order
+and types) and whose ``quarantine`` follows ``QUARANTINE_SCHEMA``. Every input record ends in exactly one of the
+two: ``records == docs.num_rows + quarantine.num_rows`` for every batch. ``uid`` is ``pid << 32 | record_index``
+where ``record_index`` counts input records of the partition from 0, quarantined ones included, so uids are
+stable and unique.
+
+Per-record problems (null/empty text, invalid UTF-8, a malformed JSON line, a wrong-typed value) become
+quarantine records when ``src.on_error == "quarantine"`` (the default), and raise ``InputError`` naming the
+file, line/row and field when it is ``"error"``. Whole-file problems (unreadable file, missing required
+column) raise ``InputError``/``SchemaError`` regardless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from curate.recipe import SourceConfig
+from curate.schema import DOC_SCHEMA, QUARANTINE_SCHEMA
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One unit of input work. ``row_groups`` is ``(start, stop)`` for a slice of a Parquet file, else None."""
+
+    pid: int
+    source: str
+    subset: str
+    format: str
+    path: str
+    nbytes: int = 0
+    row_groups: tuple[int, int] | None = None
+
+    @property
+    def key(self) -> str:
+        """File-name-safe partition key used for work files: ``p000012``."""
+        return f"p{self.pid:06d}"
+
+
+@dataclass
+class ReadContext:
+    """What a reader needs besides the partition and its source config."""
+
+    batch_rows: int = 4096
+    resolve_path: Callable[[str], str] = field(default=lambda p: p)
+
+
+@dataclass
+class ReadBatch:
+    docs: pa.Table
+    quarantine: pa.Table
+    records: int
+
+    def __post_init__(self) -> None:
+        assert self.docs.schema.equals(DOC_SCHEMA, check_metadata=False), (
+            f"reader produced docs with schema {self.docs.schema}, expected DOC_SCHEMA"
+        )
+        assert self.quarantine.schema.equals(QUARANTINE_SCHEMA, check_metadata=False)
+        assert self.records == self.docs.num_rows + self.quarantine.num_rows, "reader lost or invented records"
+
+
+Reader = Callable[[Partition, SourceConfig, ReadContext], Iterator[ReadBatch]]
+READERS: dict[str, Reader] = {}
+
+
+def register(fmt: str) -> Callable[[Reader], Reader]:
+    """Register a reader for ``format: fmt``."""
+
+    def deco(fn: Reader) -> Reader:
+        READERS[fmt] = fn
+        return fn
+
+    return deco

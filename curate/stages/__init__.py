@@ -1,0 +1,1 @@
+"""Pipeline stages: small classes with one job over Arrow tables (see ``curate.stages.base``)."""

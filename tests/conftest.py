@@ -1,0 +1,40 @@
+"""Shared fixtures: the real-data folder (skipped cleanly when absent) and one Ray session per test run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+REAL = Path(os.environ.get("CURATE_REAL_DATA", REPO.parent / "shared" / "data" / "real"))
+TOKENIZERS = REAL.parent / "tokenizers"
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    """Path to ../shared/data/real; skips the test when it is absent."""
+    if not (REAL / "PROVENANCE.md").is_file():
+        pytest.skip(f"real data not found at {REAL} (../shared/data/real is absent on this machine)")
+    return REAL
+
+
+@pytest.fixture(scope="session")
+def neox_tokenizer() -> Path:
+    p = TOKENIZERS / "gpt-neox-20b.json"
+    if not p.is_file():
+        pytest.skip(f"GPT-NeoX tokenizer not found at {p} (../shared is absent)")
+    return p
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray for the whole test session (2 CPUs, like CI)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1"}})
+    yield ray
+    ray.shutdown()
