@@ -1,0 +1,139 @@
+"""The ``curate`` command line: ``plan``, ``run``, ``audit``, ``quality train``.
+
+Exit codes: 0 success; 1 a run failure or an audit violation; 2 a usage or recipe error. Errors curate
+raises on purpose (``CurateError``) print as one message that says where and how to fix; only genuine bugs
+print a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from curate.errors import CurateError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="curate", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    pl = sub.add_parser("plan", help="validate a recipe and predict tokens per source, group and epochs")
+    pl.add_argument("recipe")
+    pl.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    r = sub.add_parser("run", help="build the mixture: tokenized shards, lineage, ledger and audit")
+    r.add_argument("recipe")
+    r.add_argument("--out", help="run directory (default: the recipe's `output`)")
+    r.add_argument("--ray-address", help="connect to a Ray cluster (auto, or ray://HOST:PORT); default: local Ray")
+    r.add_argument("--resume", metavar="RUN_DIR", nargs="?", const="", default=None,
+                   help="resume a run (finished partitions and shards are skipped); rerunning into the same "
+                        "--out does the same")
+    r.add_argument("--force", action="store_true", help="delete the run directory's outputs and start over")
+    r.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.add_argument("--no-audit", action="store_true", help="skip the closing audit table")
+
+    a = sub.add_parser("audit", help="composition of a run (complete or in progress) against its recipe")
+    a.add_argument("run_dir")
+    a.add_argument("--json", action="store_true")
+    a.add_argument("--html", metavar="FILE", help="write a self-contained HTML report with plots")
+    a.add_argument("--verify", action="store_true", help="check every shard's sha256 against the manifest")
+    a.add_argument("--consumed-tokens", type=int, help="composition of the first N tokens a trainer consumed")
+    a.add_argument("--steps", type=int)
+    a.add_argument("--global-batch", type=int)
+    a.add_argument("--ctx-len", type=int)
+    a.add_argument("--rwkv-magic-prime", type=int, help="RWKV-LM sampling view (with --ctx-len and --samples)")
+    a.add_argument("--samples", type=int)
+    a.add_argument("--against", metavar="OTHER_RUN_DIR", help="diff compositions with another run")
+
+    q = sub.add_parser("quality", help="quality-classifier tools")
+    qs = q.add_subparsers(dest="qcmd", required=True)
+    qt = qs.add_parser("train", help="train a fastText quality classifier (DCLM-style)")
+    qt.add_argument("rest", nargs=argparse.REMAINDER)
+    return p
+
+
+def _cmd_plan(args) -> int:
+    from curate.planner import plan, render
+    from curate.recipe import load_recipe
+
+    result = plan(load_recipe(args.recipe))
+    if args.json:
+        print(json.dumps(result, indent=1, default=str))
+    else:
+        render(result)
+    return 1 if result["shortfall"] and result["on_shortfall"] == "error" else 0
+
+
+def _cmd_run(args) -> int:
+    from curate import audit as audit_mod
+    from curate.recipe import load_recipe
+    from curate.runner import run
+
+    recipe = load_recipe(args.recipe)
+    out = args.out or (args.resume or None)
+    res = run(recipe, out=out, ray_address=args.ray_address, force=args.force, num_cpus=args.num_cpus,
+              quiet=args.quiet)
+    print(f"wrote {res.manifest['tokens']:,} tokens in {len(res.manifest['shards'])} shard(s) to {res.run_dir} "
+          f"in {res.seconds:.1f}s")
+    if args.no_audit:
+        return 0
+    result = audit_mod.audit(res.run_dir)
+    (res.run_dir / "reports").mkdir(exist_ok=True)
+    from curate.io_utils import atomic_write_text
+
+    atomic_write_text(res.run_dir / "audit.json", audit_mod.to_json(result))
+    audit_mod.render_table(result)
+    return audit_mod.exit_code(result)
+
+
+def _cmd_audit(args) -> int:
+    from curate import audit as audit_mod
+
+    consumed = args.consumed_tokens
+    if args.steps is not None:
+        if not (args.global_batch and args.ctx_len):
+            print("curate audit: --steps needs --global-batch and --ctx-len", file=sys.stderr)
+            return 2
+        consumed = args.steps * args.global_batch * args.ctx_len
+    rwkv = None
+    if args.rwkv_magic_prime is not None:
+        if not (args.ctx_len and args.samples):
+            print("curate audit: --rwkv-magic-prime needs --ctx-len and --samples", file=sys.stderr)
+            return 2
+        rwkv = {"magic_prime": args.rwkv_magic_prime, "ctx_len": args.ctx_len, "samples": args.samples}
+    result = audit_mod.audit(args.run_dir, verify=args.verify, consumed_tokens=consumed, rwkv=rwkv,
+                             against=args.against)
+    if args.html:
+        from curate.report import write_html
+
+        write_html(result, args.html)
+    if args.json:
+        print(audit_mod.to_json(result))
+    else:
+        audit_mod.render_table(result)
+    return audit_mod.exit_code(result)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.cmd == "plan":
+            return _cmd_plan(args)
+        if args.cmd == "run":
+            return _cmd_run(args)
+        if args.cmd == "audit":
+            return _cmd_audit(args)
+        if args.cmd == "quality":
+            from curate.quality.fasttext_clf import cli_train
+
+            return cli_train(args.rest)
+    except CurateError as e:
+        print(f"curate {args.cmd}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,269 @@
+"""Partition processing: ingest → license → langid → quality → tokenize, one partition at a time.
+
+A :class:`PartitionProcessor` holds the stages and the tokenizer, built from the recipe and set up once
+(models load once per Ray actor; the runner wraps it in an actor). ``process(part)`` streams the
+partition's input in Arrow batches through the stages and writes, under ``<run>/work/parts/``:
+
+=================== ==========================================================================================
+file                content
+=================== ==========================================================================================
+``<key>.docs``      Parquet, one row per input document (no text): ``uid, doc_id, native_id, source, subset,
+                    url, nbytes, status`` (``kept`` / ``dropped``), ``stage``, ``reason`` and every annotation
+                    a stage added (``lang, lang_score, license, license_raw, q_*``). Quarantined records are
+                    in ``<run>/quarantine/<key>.parquet`` instead.
+``<key>.kept``      Parquet, one row per surviving document: ``uid, doc_id, source, subset, nbytes, ntok``
+                    (tokens without the end-of-document token), ``tok_offset`` (into ``<key>.tok``),
+                    ``lang, license``, and for dedup ``content_hash`` and ``band_keys``.
+``<key>.tok``       raw little-endian token ids of the kept documents, concatenated (uint16 when the vocab
+                    fits, else uint32); memory-mapped by the shard writer.
+``<key>.ledger``    JSON ledger counters of this partition (see ``curate.ledger``).
+``<key>.done``      completion record, written last; a resumed run skips partitions that have it.
+=================== ==========================================================================================
+
+Why one fused pass per partition: each stage is still its own small class over Arrow tables, but running
+them back to back on a batch in one worker avoids materializing the corpus between stages; the only global
+steps (dedup, mixing) read the small ``.kept`` tables, never the text.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from curate.io_utils import atomic_write_json, atomic_write_parquet
+from curate.ledger import Ledger
+from curate.recipe import Recipe, parse_recipe
+from curate.schema import DROP_REASON, QUARANTINE_SCHEMA
+from curate.sources.base import Partition, ReadContext
+
+DOCS_DROP_COLS = ("text", "meta")
+
+
+def part_paths(run_dir: Path, part: Partition) -> dict[str, Path]:
+    base = run_dir / "work" / "parts"
+    k = part.key
+    return {
+        "docs": base / f"{k}.docs.parquet",
+        "kept": base / f"{k}.kept.parquet",
+        "tok": base / f"{k}.tok",
+        "ledger": base / f"{k}.ledger.json",
+        "done": base / f"{k}.done",
+        "quarantine": run_dir / "quarantine" / f"{k}.parquet",
+    }
+
+
+def recipe_from_payload(payload: dict[str, Any]) -> Recipe:
+    return parse_recipe(payload["recipe"], base_dir=Path(payload["base_dir"]), check_paths=False)
+
+
+def build_stages(recipe: Recipe, source: str) -> list:
+    """The per-document stages a source runs, in pipeline order (license, langid, quality).
+
+    The license stage always runs: with no ``license:`` policy it only annotates the normalized license
+    for lineage. Language ID annotates every non-code document; it filters only with a ``langid:`` policy.
+    Quality runs only when the source names presets.
+    """
+    from curate.stages.langid import LangIdStage
+    from curate.stages.license import LicenseStage
+    from curate.stages.quality import QualityStage
+
+    src = recipe.sources[source]
+    stages = []
+    lic = LicenseStage.from_source(source, src, recipe) or LicenseStage.annotator(source, src)
+    stages.append(lic)
+    lid = LangIdStage.from_source(source, src, recipe)
+    if lid is not None:
+        stages.append(lid)
+    q = QualityStage.from_source(source, src, recipe)
+    if q is not None:
+        stages.append(q)
+    return stages
+
+
+class PartitionProcessor:
+    """Runs every per-document stage of one partition; one instance per Ray actor."""
+
+    def __init__(self, payload: dict[str, Any], run_dir: str, *, num_threads: int = 1) -> None:
+        self.payload = payload
+        self.run_dir = Path(run_dir)
+        self.num_threads = num_threads
+        self._recipe: Recipe | None = None
+        self._stages: dict[str, list] = {}
+        self._tokenizer = None
+
+    # -------------------------------------------------------------- lazy, once per actor
+    @property
+    def recipe(self) -> Recipe:
+        if self._recipe is None:
+            self._recipe = recipe_from_payload(self.payload)
+        return self._recipe
+
+    def stages(self, source: str) -> list:
+        if source not in self._stages:
+            stages = build_stages(self.recipe, source)
+            for st in stages:
+                st.setup()
+            self._stages[source] = stages
+        return self._stages[source]
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            from curate.tokenizers import load_tokenizer
+
+            self._tokenizer = load_tokenizer(self.recipe.tokenizer, base_dir=self.recipe.base_dir)
+        return self._tokenizer
+
+    # -------------------------------------------------------------- the work
+    def process(self, part: Partition) -> dict[str, Any]:
+        from curate.dedup import band_keys, content_hash, minhash_signatures
+        from curate.sources import read_partition
+
+        paths = part_paths(self.run_dir, part)
+        for p in paths.values():
+            p.parent.mkdir(parents=True, exist_ok=True)
+        recipe = self.recipe
+        src = recipe.sources[part.source]
+        stages = self.stages(part.source)
+        tok = self.tokenizer
+        tok_dtype = np.uint16 if tok.vocab_size <= 65536 else np.uint32
+        dedup = recipe.dedup
+        mh = dedup.minhash if dedup else None
+
+        ledger = Ledger()
+        for st in ("ingest", *[s.name for s in stages]):
+            ledger.touch(st, part.source, part.subset)
+        docs_tables: list[pa.Table] = []
+        kept_tables: list[pa.Table] = []
+        quarantine: list[pa.Table] = []
+        tok_offset = 0
+        records = 0
+        in_bytes = 0
+        tmp_tok = paths["tok"].with_name(paths["tok"].name + f".{os.getpid()}.tmp")
+        ctx = ReadContext(resolve_path=recipe.resolve_path)
+        with open(tmp_tok, "wb") as tok_f:
+            for batch in read_partition(part, src, ctx):
+                records += batch.records
+                q = batch.quarantine
+                t = batch.docs
+                in_bytes += int(pc.sum(t["nbytes"]).as_py() or 0) + int(pc.sum(q["nbytes"]).as_py() or 0)
+                # ingest: every record is in; documents are out; the rest is quarantined
+                ledger.record_table("ingest", t, what="in")
+                ledger.record_table("ingest", t, what="out")
+                if q.num_rows:
+                    qn = q.set_column(q.schema.get_field_index("nbytes"), "nbytes",
+                                      pc.fill_null(q["nbytes"], 0))
+                    ledger.record_table("ingest", qn, what="in")
+                    ledger.record_table("ingest", qn, what="quarantined", reason_col="reason")
+                    quarantine.append(q)
+                for st in stages:
+                    if t.num_rows == 0:
+                        break
+                    st.check_columns(t, where=part.path)
+                    ledger.record_table(st.name, t, what="in")
+                    t = st.process(t)
+                    reasons = t[DROP_REASON]
+                    keep = pc.is_null(reasons)
+                    dropped = t.filter(pc.invert(keep))
+                    if dropped.num_rows:
+                        ledger.record_table(st.name, dropped, what="dropped", reason_col=DROP_REASON)
+                        if hasattr(st, "fail_counts"):
+                            c = ledger.get(st.name, part.source, part.subset).counters
+                            for k, v in st.fail_counts(t).items():
+                                c[f"fail:{k}"] = c.get(f"fail:{k}", 0) + v
+                        docs_tables.append(_docs_rows(dropped, status="dropped", stage=st.name))
+                    t = t.filter(keep).drop_columns([DROP_REASON])
+                    ledger.record_table(st.name, t, what="out")
+                if t.num_rows == 0:
+                    continue
+                # survivors: tokenize, hash, sign
+                texts = t["text"].to_pylist()
+                flat, lengths = tok.encode_batch(texts, num_threads=self.num_threads)
+                if flat.size and int(flat.max()) > np.iinfo(tok_dtype).max:
+                    msg = f"token id {int(flat.max())} does not fit {np.dtype(tok_dtype).name}"
+                    raise ValueError(msg)
+                tok_f.write(np.ascontiguousarray(flat, dtype=tok_dtype).tobytes())
+                lengths = np.asarray(lengths, dtype=np.int64)
+                offsets = tok_offset + np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+                tok_offset += int(lengths.sum())
+                cols = {
+                    "uid": t["uid"], "doc_id": t["doc_id"], "source": t["source"], "subset": t["subset"],
+                    "nbytes": t["nbytes"], "ntok": pa.array(lengths), "tok_offset": pa.array(offsets),
+                    "tokens": pa.array(sequence_tokens(lengths, recipe.max_doc_tokens)),
+                    "lang": t["lang"], "license": t["license"],
+                }
+                if dedup is not None:
+                    cols["content_hash"] = pa.array(content_hash(t["text"]), type=pa.uint64())
+                    if mh is not None:
+                        sig = minhash_signatures(t["text"], ngram=mh.ngram, num_perm=mh.bands * mh.rows,
+                                                 seed=mh.seed, char_ngram=mh.char_ngram)
+                        keys = band_keys(sig, bands=mh.bands, rows=mh.rows)
+                        cols["band_keys"] = pa.FixedSizeListArray.from_arrays(
+                            pa.array(keys.reshape(-1), type=pa.uint64()), mh.bands)
+                kept_tables.append(pa.table(cols))
+                docs_tables.append(_docs_rows(t.append_column("ntok", pa.array(lengths)), status="kept", stage=None))
+        os.replace(tmp_tok, paths["tok"])
+
+        atomic_write_parquet(paths["docs"], _concat(docs_tables))
+        atomic_write_parquet(paths["kept"], _concat(kept_tables) if kept_tables else _empty_kept(dedup, mh))
+        atomic_write_parquet(paths["quarantine"], _concat(quarantine) if quarantine else QUARANTINE_SCHEMA.empty_table())
+        ledger.write(paths["ledger"])
+        summary = {"pid": part.pid, "records": records, "bytes": in_bytes,
+                   "kept": sum(x.num_rows for x in kept_tables), "tokens": tok_offset}
+        atomic_write_json(paths["done"], summary)
+        return summary
+
+
+def _docs_rows(t: pa.Table, *, status: str, stage: str | None) -> pa.Table:
+    t = t.drop_columns([c for c in (*DOCS_DROP_COLS, DROP_REASON) if c in t.column_names]) if status == "kept" else \
+        t.drop_columns([c for c in DOCS_DROP_COLS if c in t.column_names])
+    n = t.num_rows
+    t = t.append_column("status", pa.array([status] * n, type=pa.string()))
+    t = t.append_column("stage", pa.array([stage] * n, type=pa.string()))
+    if status == "dropped":
+        t = t.rename_columns(["reason" if c == DROP_REASON else c for c in t.column_names])
+    else:
+        t = t.append_column("reason", pa.nulls(n, type=pa.string()))
+    return t
+
+
+def _concat(tables: list[pa.Table]) -> pa.Table:
+    if not tables:
+        return pa.table({"uid": pa.array([], pa.int64())})
+    return pa.concat_tables(tables, promote_options="permissive").combine_chunks()
+
+
+def _empty_kept(dedup, mh) -> pa.Table:
+    fields = [("uid", pa.int64()), ("doc_id", pa.string()), ("source", pa.string()), ("subset", pa.string()),
+              ("nbytes", pa.int64()), ("ntok", pa.int64()), ("tok_offset", pa.int64()), ("tokens", pa.int64()),
+              ("lang", pa.string()),
+              ("license", pa.string())]
+    if dedup is not None:
+        fields.append(("content_hash", pa.uint64()))
+        if mh is not None:
+            fields.append(("band_keys", pa.list_(pa.uint64(), mh.bands)))
+    return pa.schema(fields).empty_table()
+
+
+def sequence_tokens(ntok: np.ndarray, max_doc_tokens: int | None) -> np.ndarray:
+    """Tokens a document occupies in the shards: its ids plus one end-of-document token per sequence.
+
+    With ``max_doc_tokens`` a long document is split into ``ceil(ntok / max_doc_tokens)`` sequences, each
+    ending with its own end-of-document token.
+    """
+    ntok = np.asarray(ntok, dtype=np.int64)
+    if not max_doc_tokens:
+        return ntok + 1
+    chunks = np.maximum(1, -(-ntok // max_doc_tokens))
+    return ntok + chunks
+
+
+def payload_for(recipe: Recipe) -> dict[str, Any]:
+    """What a worker needs to rebuild the recipe: the validated data and the folder paths resolve against."""
+    return {"recipe": json.loads(recipe.model_dump_json()), "base_dir": str(recipe.base_dir)}

@@ -1,0 +1,118 @@
+"""End to end on a local Ray: the demo corpus → shards, lineage, documents, ledger, audit (issue 2)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from curate import audit as audit_mod
+from curate.demo import generate
+from curate.ledger import Ledger
+from curate.recipe import parse_recipe
+from curate.runner import run
+from tests._mmidx import read_tokens
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def demo_recipe(data_dir: Path, run_dir: Path, **overrides) -> dict:
+    d = yaml.safe_load((REPO / "recipes" / "demo.yaml").read_text())
+    for s in d["sources"].values():
+        s["paths"] = [str(data_dir / Path(p).parent.name / Path(p).name) for p in s["paths"]]
+    d["output"] = str(run_dir)
+    d.update(overrides)
+    return d
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory, ray_session):
+    tmp = tmp_path_factory.mktemp("e2e")
+    generate(tmp / "data", seed=0, scale=0.5)
+    data = demo_recipe(tmp / "data", tmp / "run", budget_tokens=120_000)
+    recipe = parse_recipe(data, base_dir=tmp)
+    res = run(recipe, quiet=True)
+    return recipe, res
+
+
+def test_demo_run_audit_passes(demo_run) -> None:
+    recipe, res = demo_run
+    result = audit_mod.audit(res.run_dir, verify=True)
+    assert result["violations"] == [], result["violations"]
+    for g, e in result["groups"].items():
+        assert abs(e["actual"] - e["target"]) <= recipe.tolerance_pp / 100, (g, e)
+    assert result["total_tokens"] == res.manifest["tokens"]
+    assert set(result["funnel"]["the-stack"]) == {"ingest", "license", "quality", "dedup", "mix"}
+    assert result["funnel"]["the-stack"]["license"]["dropped"], "the demo plants non-permissive repos"
+    assert result["funnel"]["refinedweb"]["dedup"]["dropped"], "the demo plants duplicates"
+    assert result["funnel"]["culturax"]["langid"]["dropped"], "the demo plants English pages in culturax"
+
+
+def test_shards_read_back_with_independent_reader(demo_run) -> None:
+    recipe, res = demo_run
+    total = 0
+    for s in res.manifest["shards"]:
+        prefix = res.run_dir / "shards" / s["name"]
+        idx, seqs = read_tokens(prefix)
+        assert idx["code"] == 8  # rwkv-world: 65,536 ids → uint16
+        lin = pq.read_table(res.run_dir / "shards" / s["lineage"])
+        assert lin.num_rows == len(seqs) == s["sequences"]
+        assert lin["tokens"].to_pylist() == [len(x) for x in seqs]
+        assert all(x[-1] == 0 and (x[:-1] != 0).all() for x in seqs), "exactly one end-of-document token (0), last"
+        assert list(idx["doc_idx"]) == list(range(len(seqs) + 1))
+        total += int(sum(len(x) for x in seqs))
+    assert total == res.manifest["tokens"]
+
+
+def test_documents_table_accounts_for_every_record(demo_run) -> None:
+    recipe, res = demo_run
+    docs = pq.read_table(res.run_dir / "documents")
+    led = Ledger.read(res.run_dir / "ledger.json")
+    ingest = led.by_source("ingest")
+    counts: dict[str, dict[str, int]] = {}
+    for s, st in zip(docs["source"].to_pylist(), docs["status"].to_pylist()):
+        counts.setdefault(s, {}).setdefault(st, 0)
+        counts[s][st] += 1
+    for src, c in ingest.items():
+        assert sum(counts[src].values()) == c.docs_in, src
+    assert set(docs["status"].unique().to_pylist()) <= {"kept", "dropped", "quarantined"}
+    assert not led.conservation_violations()
+
+
+def test_rerun_is_a_noop_resume_and_identical(demo_run) -> None:
+    recipe, res = demo_run
+    before = {p.name: p.read_bytes() for p in (res.run_dir / "shards").iterdir()}
+    res2 = run(recipe, quiet=True)
+    after = {p.name: p.read_bytes() for p in (res2.run_dir / "shards").iterdir()}
+    assert before == after
+
+
+def test_cli_plan_json(demo_run, tmp_path) -> None:
+    recipe, res = demo_run
+    f = tmp_path / "r.yaml"
+    f.write_text(yaml.safe_dump(json.loads(recipe.model_dump_json())))
+    out = subprocess.run([sys.executable, "-m", "curate.cli", "plan", str(f), "--json"], capture_output=True,
+                         text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    plan = json.loads(out.stdout)
+    for key, row in plan["sources"].items():
+        for field in ("files", "records", "bytes", "est_tokens", "planned_tokens", "epochs"):
+            assert field in row, (key, field)
+    assert plan["sources"]["math"]["records"] > 0
+
+
+def test_cli_audit_json_and_exit_code(demo_run) -> None:
+    _, res = demo_run
+    out = subprocess.run([sys.executable, "-m", "curate.cli", "audit", str(res.run_dir), "--json"],
+                         capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert {"groups", "sources", "funnel", "violations"} <= set(result)
+    assert set(result["groups"]["code"]) >= {"target", "actual", "tokens"}
+    assert np.isclose(sum(e["actual"] for e in result["groups"].values()), 1.0)
