@@ -299,6 +299,25 @@ def rwkv_view(lineage: pa.Table, recipe: Recipe, *, magic_prime: int, ctx_len: i
     return comp
 
 
+def stream_check(lineage: pa.Table, recipe: Recipe) -> dict[str, Any] | None:
+    """Largest deviation of a group's share over windows of W = max(1% of tokens, 100 × longest sequence).
+
+    Measured on the sequences in stream order, against the achieved whole-mixture shares.
+    """
+    from curate.mixer import default_window, window_max_deviation
+
+    if lineage.num_rows == 0:
+        return None
+    lens = lineage["idx_tokens"].to_numpy().astype(np.int64)
+    names = list(recipe.mixture)
+    idx = {g: i for i, g in enumerate(names)}
+    grp = np.array([idx.get(g, 0) for g in lineage["group"].to_pylist()], dtype=np.int64)
+    total = lens.sum()
+    shares = [float(lens[grp == i].sum() / total) for i in range(len(names))]
+    w = default_window(lens)
+    return {"window_tokens": int(w), "max_deviation_pp": window_max_deviation(lens, grp, shares, w)}
+
+
 # ---------------------------------------------------------------------------- the audit
 def audit(run_dir: str | Path, *, verify: bool = False, consumed_tokens: int | None = None,
           rwkv: dict[str, int] | None = None, against: str | Path | None = None) -> dict[str, Any]:
@@ -353,7 +372,13 @@ def audit(run_dir: str | Path, *, verify: bool = False, consumed_tokens: int | N
                     violations.append({"kind": "share_out_of_tolerance", "where": name,
                                        "message": f"{name}: share {e['actual']:.3%} vs target {e['target']:.3%} "
                                                   f"(tolerance {tol * 100:.2f} pp)"})
-    result: dict[str, Any] = {"run": run_info, **comp, "funnel": fun, "dedup_matrix": dedup_matrix(run_dir),
+    stream = stream_check(lineage, recipe)
+    if stream and stream["max_deviation_pp"] > STREAM_TOLERANCE_PP:
+        flags.append({"kind": "stream_composition", "where": "stream",
+                      "message": f"a window of {stream['window_tokens']:,} tokens deviates "
+                                 f"{stream['max_deviation_pp']:.2f} pp from a group's share (bound "
+                                 f"{STREAM_TOLERANCE_PP} pp): a trainer stopped there saw a skewed mixture"})
+    result: dict[str, Any] = {"run": run_info, **comp, "stream": stream, "funnel": fun, "dedup_matrix": dedup_matrix(run_dir),
                               "flags": flags, "violations": violations}
     if manifest and "rwkv" in manifest:
         result["rwkv"] = manifest["rwkv"]

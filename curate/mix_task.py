@@ -27,7 +27,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import xxhash
 
 from curate.io_utils import atomic_write_json, atomic_write_parquet, read_json
 from curate.ledger import Ledger
@@ -45,16 +44,13 @@ def shard_json_path(run_dir: Path, recipe: Recipe, i: int) -> Path:
     return Path(run_dir) / "shards" / f"{shard_name(recipe, i)}.json"
 
 
-def member_key(source: str, subset: str, members: set[str]) -> str | None:
+def member_of(source: str, subset: str, members: set[str]) -> str | None:
+    """The mixture member a document counts toward: ``source/subset`` if named, else ``source``, else None."""
     if subset and f"{source}/{subset}" in members:
         return f"{source}/{subset}"
     if source in members:
         return source
     return None
-
-
-def _member_seed(seed: int, key: str) -> int:
-    return xxhash.xxh64_intdigest(key, seed=seed) & 0x7FFF_FFFF
 
 
 def _read_kept(run_dir: Path, pids: list[int]) -> pa.Table:
@@ -69,7 +65,7 @@ def _read_kept(run_dir: Path, pids: list[int]) -> pa.Table:
 
 def mix(payload: dict[str, Any], run_dir: str, pids: list[int]) -> dict:
     """Select and interleave documents; write per-shard order files. Raises ShortfallError if infeasible."""
-    from curate.mixer import chunk_documents, interleave, plan_member_targets, select_documents
+    from curate.mixer import chunk_documents, interleave, member_seed, plan_member_targets, select_documents
     from curate.tokenizers import load_tokenizer
 
     recipe = recipe_from_payload(payload)
@@ -98,7 +94,7 @@ def mix(payload: dict[str, Any], run_dir: str, pids: list[int]) -> dict:
     members = recipe.members()
     keys = [(f"{s}/{sub}" if sub else s) for (_g, s, sub, _sh) in members]
     key_set = set(keys)
-    doc_member = np.array([member_key(s, b, key_set) or "" for s, b in
+    doc_member = np.array([member_of(s, b, key_set) or "" for s, b in
                            zip(kept["source"].to_pylist(), kept["subset"].to_pylist())], dtype=object)
     led.record_table("mix", kept, what="in", tokens_col="tokens")
     unmixed = kept.filter(pa.array(doc_member == ""))
@@ -114,12 +110,12 @@ def mix(payload: dict[str, Any], run_dir: str, pids: list[int]) -> dict:
     group_of = {k: g for k, (g, *_rest) in zip(keys, members)}
     for mi, k in enumerate(keys):
         idx_all = np.nonzero(doc_member == k)[0]
-        target = int(plan.target_tokens(k))
+        target = int(plan.target(k))
         if target <= 0 or idx_all.size == 0:
             sel, ep = np.zeros(0, np.int64), np.zeros(0, np.int32)
         else:
-            sel, ep = select_documents(tokens[idx_all], target, seed=_member_seed(recipe.seed, k),
-                                       max_epochs=plan.max_epochs_for(k))
+            sel, ep = select_documents(tokens[idx_all], target, seed=member_seed(recipe.seed, k),
+                                       max_epochs=recipe.max_epochs)
         rows = idx_all[sel]
         ntok = kept["ntok"].to_numpy()[rows]
         if recipe.max_doc_tokens:
@@ -142,14 +138,12 @@ def mix(payload: dict[str, Any], run_dir: str, pids: list[int]) -> dict:
                          tokens_col="tokens")
         out_t = sub_t.filter(pa.array(chosen))
         led.record_table("mix", out_t, what="out")
-        for (s, b), tok_sum in _tokens_by_source(kept, seq_rows, streams[-1]).items():
+        for (s, b), (tok_sum, n_seq) in _tokens_by_source(kept, seq_rows, streams[-1]).items():
             c = led.get("mix", s, b)
             c.tokens_out = (c.tokens_out or 0) + tok_sum
-            c.counters["sequences"] = c.counters.get("sequences", 0) + int(np.sum(kept_source_mask(kept, seq_rows, s, b)))
+            c.counters["sequences"] = c.counters.get("sequences", 0) + n_seq
 
-    group_shares = [recipe.mixture[g].share for g in groups]
-    member_shares = [sh for (*_x, sh) in members]
-    order = interleave(streams, member_groups, group_shares, member_shares, seed=recipe.seed)
+    order = interleave(streams, member_groups, seed=recipe.seed)
     order = np.asarray(order)
     m_idx, pos = order[:, 0].astype(np.int64), order[:, 1].astype(np.int64)
 
@@ -209,19 +203,14 @@ def mix(payload: dict[str, Any], run_dir: str, pids: list[int]) -> dict:
     return {"n_shards": plan_out["n_shards"], "tokens": plan_out["tokens"]}
 
 
-def kept_source_mask(kept: pa.Table, rows: np.ndarray, s: str, b: str) -> np.ndarray:
-    src = np.asarray(kept["source"].take(pa.array(rows)).to_pylist(), dtype=object)
-    sub = np.asarray(kept["subset"].take(pa.array(rows)).to_pylist(), dtype=object)
-    return (src == s) & (sub == b)
-
-
-def _tokens_by_source(kept: pa.Table, rows: np.ndarray, seq_tokens: np.ndarray) -> dict[tuple[str, str], int]:
+def _tokens_by_source(kept: pa.Table, rows: np.ndarray, seq_tokens: np.ndarray) -> dict[tuple[str, str], tuple[int, int]]:
+    """Tokens and sequences written per (source, subset) for the sequences drawn from ``kept`` rows."""
     if rows.size == 0:
         return {}
     t = pa.table({"source": kept["source"].take(pa.array(rows)), "subset": kept["subset"].take(pa.array(rows)),
                   "t": pa.array(seq_tokens)})
-    g = t.group_by(["source", "subset"]).aggregate([("t", "sum")])
-    return {(r["source"], r["subset"]): int(r["t_sum"]) for r in g.to_pylist()}
+    g = t.group_by(["source", "subset"]).aggregate([("t", "sum"), ("t", "count")])
+    return {(r["source"], r["subset"]): (int(r["t_sum"]), int(r["t_count"])) for r in g.to_pylist()}
 
 
 def write_shard(payload: dict[str, Any], run_dir: str, i: int) -> dict:

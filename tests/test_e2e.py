@@ -48,6 +48,8 @@ def test_demo_run_audit_passes(demo_run) -> None:
     for g, e in result["groups"].items():
         assert abs(e["actual"] - e["target"]) <= recipe.tolerance_pp / 100, (g, e)
     assert result["total_tokens"] == res.manifest["tokens"]
+    # composition holds along the stream, not only in total (issue 8's window property, on real shards)
+    assert result["stream"]["max_deviation_pp"] <= 1.0, result["stream"]
     assert set(result["funnel"]["the-stack"]) == {"ingest", "license", "quality", "dedup", "mix"}
     assert result["funnel"]["the-stack"]["license"]["dropped"], "the demo plants non-permissive repos"
     assert result["funnel"]["refinedweb"]["dedup"]["dropped"], "the demo plants duplicates"
