@@ -332,6 +332,13 @@ def _check(r: Recipe, *, recipe_file: str | None, check_paths: bool) -> None:
                      f"sources.{name}.license.preset")
             if not lic.preset and not lic.allow:
                 fail("give `preset` or `allow`", f"sources.{name}.license")
+        if lic is not None:
+            from curate.licenses import resolve_policy  # lazy: curate.licenses imports this module
+
+            try:
+                resolve_policy(name, s)
+            except RecipeError as e:
+                raise RecipeError(e.message, path=e.path, recipe_file=recipe_file) from None
         # langid
         if isinstance(s.langid, LangIdPolicy) and s.langid.keep and s.langid.drop:
             fail("give either `keep` or `drop`, not both", f"sources.{name}.langid")

@@ -254,7 +254,7 @@ def collect_ledger(run_dir: Path, parts: list[Partition]) -> Ledger:
 
 def finalize(recipe: Recipe, run_dir: Path, parts: list[Partition], plan: dict, shards: list[dict]) -> tuple[dict, Ledger]:
     from curate.shards import rwkv_magic_prime
-    from curate.stages.license import write_licenses_report
+    from curate.licenses import write_licenses_report
 
     led = collect_ledger(run_dir, parts)
     violations = led.conservation_violations()

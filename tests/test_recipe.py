@@ -63,7 +63,7 @@ def test_issue_recipe_validates(tmp_path: Path) -> None:
     [
         (lambda d: d["mixture"]["a"].update(share=0.6), "mixture", "must sum to 1"),
         (lambda d: d["mixture"]["a"]["sources"].update(nope=1), "mixture.a.sources.nope", "unknown source 'nope'"),
-        (lambda d: d["mixture"].pop("b") or d["mixture"]["a"].update(share=1.0), "sources.code", "in no mixture group"),
+        (lambda d: d.update(mixture={"a": {"share": 1.0, "sources": {"web": 1}}}), "sources.code", "in no mixture group"),
         (lambda d: d["mixture"]["a"]["sources"].update(web=-1), "mixture.a.sources.web", "weights must be >= 0"),
         (lambda d: d["sources"]["web"].update(paths=["data/none/*.parquet"]), "sources.web.paths[0]",
          "matches no file"),
@@ -114,3 +114,10 @@ def test_yaml_is_data_only(tmp_path: Path) -> None:
     f.write_text("name: !!python/object/apply:os.system ['echo pwned']\n")
     with pytest.raises(RecipeError, match="not valid YAML"):
         load_recipe(f)
+
+
+def test_unknown_spdx_id_in_license_list(tree: Path) -> None:
+    data = copy.deepcopy(BASE)
+    data["sources"]["code"]["license"] = ["MIT", "Not-A-License-9"]
+    e = _err(data, tree)
+    assert e.path.startswith("sources.code.license"), str(e)
