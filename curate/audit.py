@@ -417,7 +417,7 @@ def render_table(result: dict, console=None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = console or Console()
+    console = console or Console(width=max(Console().width, 140))
     r = result["run"]
     state = "complete" if r["complete"] else (f"in progress: {r['shards_done']}/{r['shards_planned'] or '?'} shards")
     console.print(f"[bold]curate audit[/bold] {r['name']} — {state}, {result['total_tokens']:,} tokens")

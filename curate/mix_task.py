@@ -108,32 +108,28 @@ def mix(payload: dict[str, Any], run_dir: str, pids: list[int]) -> dict:
     streams, member_groups, seq_parts = [], [], []
     groups = list(recipe.mixture)
     group_of = {k: g for k, (g, *_rest) in zip(keys, members)}
-    for mi, k in enumerate(keys):
+    ntok_all = kept["ntok"].to_numpy()
+    for k in keys:
         idx_all = np.nonzero(doc_member == k)[0]
+        # the unit of selection is the sequence: a whole document, or a chunk of one with max_doc_tokens, so
+        # long books do not make a member's share coarser than the tolerance
+        d_i, c_i, c_len = chunk_documents(ntok_all[idx_all], recipe.max_doc_tokens)
+        c_len = np.asarray(c_len, dtype=np.int64)
         target = int(plan.target(k))
-        if target <= 0 or idx_all.size == 0:
+        if target <= 0 or len(d_i) == 0:
             sel, ep = np.zeros(0, np.int64), np.zeros(0, np.int32)
         else:
-            sel, ep = select_documents(tokens[idx_all], target, seed=member_seed(recipe.seed, k),
+            sel, ep = select_documents(c_len + 1, target, seed=member_seed(recipe.seed, k),
                                        max_epochs=recipe.max_epochs)
-        rows = idx_all[sel]
-        ntok = kept["ntok"].to_numpy()[rows]
-        if recipe.max_doc_tokens:
-            d_i, c_i, c_len = chunk_documents(ntok, recipe.max_doc_tokens)
-        else:
-            d_i, c_i, c_len = np.arange(rows.size), np.zeros(rows.size, np.int64), ntok
-        c_start = np.zeros(len(d_i), np.int64)
-        if recipe.max_doc_tokens and len(d_i):
-            c_start = c_i.astype(np.int64) * recipe.max_doc_tokens
-        seq_rows = rows[d_i]
-        seq_parts.append({"row": seq_rows, "epoch": ep[d_i], "chunk": c_i, "ntok": c_len.astype(np.int64),
-                          "start": c_start})
-        streams.append(c_len.astype(np.int64) + 1)
+        seq_rows = idx_all[np.asarray(d_i)[sel]]
+        c_start = np.asarray(c_i, dtype=np.int64)[sel] * (recipe.max_doc_tokens or 0)
+        seq_parts.append({"row": seq_rows, "epoch": np.asarray(ep), "chunk": np.asarray(c_i)[sel],
+                          "ntok": c_len[sel], "start": c_start})
+        streams.append(c_len[sel] + 1)
         member_groups.append(groups.index(group_of[k]))
         # mix ledger: documents never selected were downsampled away
         sub_t = kept.take(pa.array(idx_all))
-        chosen = np.zeros(idx_all.size, bool)
-        chosen[np.unique(sel)] = True
+        chosen = np.isin(idx_all, seq_rows)
         led.record_table("mix", sub_t.filter(pa.array(~chosen)), what="dropped", reason="downsampled",
                          tokens_col="tokens")
         out_t = sub_t.filter(pa.array(chosen))

@@ -90,7 +90,7 @@ def render(result: dict[str, Any], console=None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = console or Console()
+    console = console or Console(width=max(Console().width, 140))
     t = Table(title=f"plan: {result['recipe']} — budget {result['budget_tokens']:,} tokens, "
                     f"{result['partitions']} partitions (estimates before filters)", title_justify="left")
     for c in ("source", "group", "files", "records", "bytes", "est_tokens", "planned_tokens", "epochs"):
