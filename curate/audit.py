@@ -143,7 +143,7 @@ def targets(recipe: Recipe) -> tuple[dict[str, float], dict[str, float], dict[st
     for _g, s, sub, share in recipe.members():
         sources[s] = sources.get(s, 0.0) + share
         if sub:
-            subsets[f"{s}/{sub}"] = share
+            subsets[f"{s}/{sub}"] = subsets.get(f"{s}/{sub}", 0.0) + share
     return groups, sources, subsets
 
 

@@ -21,6 +21,18 @@ class CurateError(Exception):
 
     exit_code = 1
 
+    def __reduce__(self):
+        # The subclasses take keyword-only arguments, which the default exception pickling cannot pass:
+        # rebuild from args and attributes instead, so an error raised in a Ray task reaches the driver.
+        return (_restore, (type(self), self.args, self.__dict__))
+
+
+def _restore(cls: type, args: tuple, state: dict) -> CurateError:
+    err = cls.__new__(cls)
+    err.args = args
+    err.__dict__.update(state)
+    return err
+
 
 class RecipeError(CurateError):
     """The recipe is invalid. ``path`` names the YAML path, e.g. ``mixture.soup.share``."""

@@ -90,12 +90,11 @@ def mix(payload: dict[str, Any], run_dir: str, pids: list[int]) -> dict:
         kept = kept.filter(pc.invert(is_removed))
     led.record_table("dedup", kept, what="out", tokens_col="tokens")
 
-    # ---- members
+    # ---- members: every document counts toward one (group, source[/subset]) member
     members = recipe.members()
-    keys = [(f"{s}/{sub}" if sub else s) for (_g, s, sub, _sh) in members]
-    key_set = set(keys)
-    doc_member = np.array([member_of(s, b, key_set) or "" for s, b in
-                           zip(kept["source"].to_pylist(), kept["subset"].to_pylist())], dtype=object)
+    keys = [recipe.member_key(g, s, sub) for (g, s, sub, _sh) in members]
+    group_of = {k: g for k, (g, *_rest) in zip(keys, members)}
+    doc_member = assign_members(recipe, kept)
     led.record_table("mix", kept, what="in", tokens_col="tokens")
     unmixed = kept.filter(pa.array(doc_member == ""))
     if unmixed.num_rows:
@@ -107,7 +106,6 @@ def mix(payload: dict[str, Any], run_dir: str, pids: list[int]) -> dict:
 
     streams, member_groups, seq_parts = [], [], []
     groups = list(recipe.mixture)
-    group_of = {k: g for k, (g, *_rest) in zip(keys, members)}
     ntok_all = kept["ntok"].to_numpy()
     for k in keys:
         idx_all = np.nonzero(doc_member == k)[0]
@@ -184,8 +182,15 @@ def mix(payload: dict[str, Any], run_dir: str, pids: list[int]) -> dict:
             base = int(cum[j - 1])
     for i in range(len(bounds) - 1):
         atomic_write_parquet(out / f"shard_{i:05d}.order.parquet", order_t.slice(bounds[i], bounds[i + 1] - bounds[i]))
+    # every document that survived dedup: how often it was written, and why not when never (kept is sorted by uid)
+    kept_uid = kept["uid"].to_numpy()
     sel_uid, sel_n = np.unique(uid, return_counts=True)
-    atomic_write_parquet(out / "selected.parquet", pa.table({"uid": pa.array(sel_uid), "selected": pa.array(sel_n)}))
+    times = np.zeros(kept_uid.size, np.int64)
+    times[np.searchsorted(kept_uid, sel_uid)] = sel_n
+    why = np.where(doc_member == "", "not_in_mixture", np.where(times == 0, "downsampled", ""))
+    atomic_write_parquet(out / "selected.parquet", pa.table({
+        "uid": pa.array(kept_uid), "selected": pa.array(times),
+        "reason": pc.if_else(pa.array(why == ""), pa.nulls(len(why), pa.string()), pa.array(why.astype(str)))}))
     led.write(out / "ledger.json")
     tok = load_tokenizer(recipe.tokenizer, base_dir=recipe.base_dir)
     from curate.shards import dtype_for_vocab
@@ -197,6 +202,45 @@ def mix(payload: dict[str, Any], run_dir: str, pids: list[int]) -> dict:
                 "shard_tokens": [int(seq_tokens[bounds[i]:bounds[i + 1]].sum()) for i in range(len(bounds) - 1)]}
     atomic_write_json(out / "plan.json", plan_out)
     return {"n_shards": plan_out["n_shards"], "tokens": plan_out["tokens"]}
+
+
+def assign_members(recipe: Recipe, kept: pa.Table) -> np.ndarray:
+    """Member key of each document ("" when it counts toward no member), vectorized over the table.
+
+    A document's entry is ``source/subset`` when the mixture names it, else ``source``. It counts toward the
+    entry's home group, unless a ``route_by_lang`` rule matches its language and that rule's group lists the
+    entry too (e.g. non-English Wikipedia articles counted as multilingual).
+    """
+    named = {e for gc in recipe.mixture.values() for e in gc.sources}
+    src = np.asarray(kept["source"].to_pylist(), dtype=object)
+    sub = np.asarray(kept["subset"].to_pylist(), dtype=object)
+    with_sub = np.char.add(np.char.add(src.astype(str), "/"), sub.astype(str)).astype(object)
+    entry = np.where(np.isin(with_sub, list(named)) & (sub != ""), with_sub, src)
+    entry = np.where(np.isin(entry, list(named)), entry, "").astype(str)
+    if len(entry) == 0:
+        return np.zeros(0, dtype=object)
+    # few distinct entries: decide per distinct value, then broadcast
+    uniq, inv = np.unique(entry, return_inverse=True)
+    home = np.array([recipe.member_key(recipe.home_group(e), *_split(e)) if e else "" for e in uniq], dtype=object)
+    member = home[inv]
+    if recipe.route_by_lang:
+        from curate.langid import lang_group
+
+        routed = np.asarray(lang_group(kept["lang"], [r.as_rule() for r in recipe.route_by_lang]).to_pylist(),
+                            dtype=object)
+        for g, gc in recipe.mixture.items():
+            listed = np.array([u in gc.sources for u in uniq], dtype=bool)[inv]
+            hit = (routed == g) & listed
+            if hit.any():
+                keys = np.array([recipe.member_key(g, *_split(e)) if e in gc.sources else "" for e in uniq],
+                                dtype=object)
+                member[hit] = keys[inv[hit]]
+    return member
+
+
+def _split(entry: str) -> tuple[str, str | None]:
+    s, _, b = entry.partition("/")
+    return s, (b or None)
 
 
 def _tokens_by_source(kept: pa.Table, rows: np.ndarray, seq_tokens: np.ndarray) -> dict[tuple[str, str], tuple[int, int]]:
@@ -261,46 +305,47 @@ def write_shard(payload: dict[str, Any], run_dir: str, i: int) -> dict:
 
 
 def write_documents(run_dir: str, key: str, pid: int) -> int:
-    """Final status of every input record of partition ``key`` (no text) → ``documents/<key>.parquet``."""
+    """Final status of every input record of partition ``key`` (no text) → ``documents/<key>.parquet``.
+
+    Starts from the partition's ``docs`` table (status after the filters) and applies, by uid lookup, the dedup
+    decision (``dedup``: exact_duplicate / near_duplicate, with ``dup_of``) and the mix decision (``mix``:
+    downsampled / not_in_mixture; ``selected`` = times written). Quarantined records are appended with
+    ``status = quarantined``. Rows are sorted by uid, i.e. by input order.
+    """
     run_dir = Path(run_dir)
     docs = pq.read_table(run_dir / "work" / "parts" / f"{key}.docs.parquet")
-    n = docs.num_rows
-    lo, hi = pid << 32, (pid + 1) << 32
-    if n and "status" in docs.column_names:
-        kept_mask = pc.equal(docs["status"], "kept")
+    window = [("uid", ">=", pid << 32), ("uid", "<", (pid + 1) << 32)]
+    if docs.num_rows and "status" in docs.column_names:
+        docs = docs.sort_by("uid")
         removed_path = run_dir / "work" / "dedup" / "removed.parquet"
-        status = docs["status"].to_pylist()
-        stage = docs["stage"].to_pylist()
-        reason = docs["reason"].to_pylist()
-        dup_of: list[int | None] = [None] * n
-        uid = docs["uid"].to_numpy()
-        pos = {int(u): i for i, u in enumerate(uid)}
         if removed_path.exists():
-            rem = pq.read_table(removed_path, columns=["uid", "reason", "dup_of"],
-                                filters=[("uid", ">=", lo), ("uid", "<", hi)])
-            for u, r, d in zip(rem["uid"].to_pylist(), rem["reason"].to_pylist(), rem["dup_of"].to_pylist()):
-                i = pos[u]
-                status[i], stage[i], reason[i], dup_of[i] = "dropped", "dedup", r, d
-        sel = pq.read_table(run_dir / "work" / "mix" / "selected.parquet",
-                            filters=[("uid", ">=", lo), ("uid", "<", hi)])
-        selected = np.zeros(n, np.int64)
-        for u, c in zip(sel["uid"].to_pylist(), sel["selected"].to_pylist()):
-            selected[pos[u]] = c
-        km = kept_mask.to_numpy(zero_copy_only=False)
-        for i in np.nonzero(km)[0]:
-            if status[i] == "kept" and selected[i] == 0:
-                status[i], stage[i], reason[i] = "dropped", "mix", "downsampled"
+            rem = pq.read_table(removed_path, columns=["uid", "reason", "dup_of"], filters=window)
+        else:
+            rem = pa.table({"uid": pa.array([], pa.int64()), "reason": pa.array([], pa.string()),
+                            "dup_of": pa.array([], pa.int64())})
+        sel = pq.read_table(run_dir / "work" / "mix" / "selected.parquet", filters=window)
+        at_rem = pc.index_in(docs["uid"], value_set=rem["uid"])
+        at_sel = pc.index_in(docs["uid"], value_set=sel["uid"])
+        kept = pc.equal(docs["status"], "kept")
+        dup = pc.and_(kept, pc.is_valid(at_rem))
+        mixed_out = pc.and_(pc.and_(kept, pc.invert(dup)), pc.is_valid(sel["reason"].take(at_sel)))
+        changed = pc.or_(dup, mixed_out)
+        status = pc.if_else(changed, pa.scalar("dropped"), docs["status"])
+        stage = pc.if_else(dup, pa.scalar("dedup"), pc.if_else(mixed_out, pa.scalar("mix"), docs["stage"]))
+        reason = pc.if_else(dup, rem["reason"].take(at_rem),
+                            pc.if_else(mixed_out, sel["reason"].take(at_sel), docs["reason"]))
         docs = docs.drop_columns(["status", "stage", "reason"])
-        docs = docs.append_column("status", pa.array(status, pa.string()))
-        docs = docs.append_column("stage", pa.array(stage, pa.string()))
-        docs = docs.append_column("reason", pa.array(reason, pa.string()))
-        docs = docs.append_column("dup_of", pa.array(dup_of, pa.int64()))
-        docs = docs.append_column("selected", pa.array(selected))
+        docs = docs.append_column("status", status).append_column("stage", stage).append_column("reason", reason)
+        docs = docs.append_column("dup_of", rem["dup_of"].take(at_rem))
+        docs = docs.append_column("selected", pc.fill_null(sel["selected"].take(at_sel), 0))
     q = pq.read_table(run_dir / "quarantine" / f"{key}.parquet")
+    # quarantined rows have no uid/doc_id: every column is nullable, in every partition's file alike
+    docs = docs.cast(pa.schema([f.with_nullable(True) for f in docs.schema], metadata=docs.schema.metadata))
     if q.num_rows:
-        qd = pa.table({"source": q["source"], "subset": q["subset"], "status": pa.array(["quarantined"] * q.num_rows),
-                       "stage": pa.array(["ingest"] * q.num_rows), "reason": q["reason"], "file": q["file"],
+        n = q.num_rows
+        qd = pa.table({"source": q["source"], "subset": q["subset"], "status": pa.array(["quarantined"] * n),
+                       "stage": pa.array(["ingest"] * n), "reason": q["reason"], "file": q["file"],
                        "row": q["row"], "nbytes": q["nbytes"]})
-        docs = pa.concat_tables([docs, qd], promote_options="permissive") if n else qd
+        docs = pa.concat_tables([docs, qd], promote_options="permissive") if docs.num_rows else qd
     atomic_write_parquet(run_dir / "documents" / f"{key}.parquet", docs)
     return docs.num_rows

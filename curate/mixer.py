@@ -216,7 +216,7 @@ def plan_member_targets(recipe: Recipe, available: Mapping[str, int]) -> MixPlan
     rounded target fits).
     """
     members = recipe.members()
-    keys = [member_key(src, sub) for _, src, sub, _ in members]
+    keys = [recipe.member_key(g, src, sub) for g, src, sub, _ in members]
     missing = [k for k in keys if k not in available]
     unknown = sorted(set(available) - set(keys))
     if missing or unknown:
@@ -668,11 +668,11 @@ def achieved_shares(recipe: Recipe, member_tokens: Mapping[str, int]) -> dict[st
         ``within_tolerance``.
     """
     members = recipe.members()
-    total = sum(int(member_tokens.get(member_key(s, sub), 0)) for _, s, sub, _ in members)
+    total = sum(int(member_tokens.get(recipe.member_key(g, s, sub), 0)) for g, s, sub, _ in members)
     groups: dict[str, dict[str, float]] = {}
     per_member: dict[str, dict[str, float]] = {}
     for g, src, sub, share in members:
-        k = member_key(src, sub)
+        k = recipe.member_key(g, src, sub)
         got = int(member_tokens.get(k, 0)) / total if total else 0.0
         per_member[k] = {"group": g, "target": share, "achieved": got, "deviation_pp": 100 * (got - share)}
         acc = groups.setdefault(g, {"target": 0.0, "achieved": 0.0})

@@ -69,8 +69,10 @@ def plan(recipe: Recipe) -> dict[str, Any]:
         supply = sum(rows[k]["est_tokens"] for k in keys)
         for k in keys:
             r = rows[k]
-            r["group"] = g
-            r["planned_tokens"] = int(round(target * (r["est_tokens"] / supply))) if supply else int(target)
+            # a source routed by language can count toward several groups: its plan is the sum
+            r["group"] = g if "group" not in r else f"{r['group']}+{g}"
+            r["planned_tokens"] = r.get("planned_tokens", 0) + (
+                int(round(target * (r["est_tokens"] / supply))) if supply else int(target))
             r["epochs"] = (r["planned_tokens"] / r["est_tokens"]) if r["est_tokens"] else math.inf
             if not recipe.max_doc_tokens and r["max_doc_tokens_seen"] > tol_tokens and r["planned_tokens"] > 0:
                 warnings.append(f"{k}: documents of up to {r['max_doc_tokens_seen']:,} tokens are coarser than the "

@@ -133,6 +133,16 @@ class ShardsConfig(_Model):
     ctx_len: int | None = Field(default=None, gt=0)
     name: str = "mix"
 
+    @field_validator("name")
+    @classmethod
+    def _plain_file_name(cls, v: str) -> str:
+        # shard files are written as shards/<name>_NNNNN.*: a separator or a leading dot could leave the run dir
+        if not v or v.startswith(".") or any(c in v for c in "/\\\0:"):
+            msg = (f"must be a plain file-name prefix (letters, digits, '-', '_', '.'; no path separators, not "
+                   f"starting with '.'), got {v!r}")
+            raise ValueError(msg)
+        return v
+
 
 class LangIdConfig(_Model):
     """Global language-ID settings (``langid:`` at the top level)."""
@@ -141,6 +151,24 @@ class LangIdConfig(_Model):
     label_prefix: str = "__label__"
     sample_chars: int = Field(default=2000, gt=0)
     annotate_code: bool = False
+
+
+class LangRoute(_Model):
+    """One ``route_by_lang`` rule: documents whose language matches count toward ``group``.
+
+    ``in`` lists the languages that match, ``not`` those that don't (every other language matches); with
+    neither, every document matches (only as the last rule). A document is routed only when ``group`` lists
+    its source (or source/subset) in its mixture entry; otherwise it stays in its source's home group.
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    group: str
+    in_: list[str] | None = Field(default=None, alias="in")
+    not_: list[str] | None = Field(default=None, alias="not")
+
+    def as_rule(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, exclude_none=True)
 
 
 class HfTokenizer(_Model):
@@ -166,6 +194,7 @@ class Recipe(_Model):
     mixture: dict[str, GroupConfig]
     shards: ShardsConfig = Field(default_factory=ShardsConfig)
     langid: LangIdConfig = Field(default_factory=LangIdConfig)
+    route_by_lang: list[LangRoute] = Field(default_factory=list)
     plugins: list[str] = Field(default_factory=list)
 
     # set by load_recipe, not part of the YAML
@@ -195,6 +224,21 @@ class Recipe(_Model):
                 out.append((g, src, sub or None, share))
         return out
 
+    def route_targets(self) -> set[str]:
+        return {r.group for r in self.route_by_lang}
+
+    def member_key(self, group: str, source: str, subset: str | None) -> str:
+        """A member's key: ``source`` or ``source/subset``, qualified ``group:`` when listed in several groups."""
+        base = f"{source}/{subset}" if subset else source
+        n = sum(1 for gc in self.mixture.values() if base in gc.sources)
+        return f"{group}:{base}" if n > 1 else base
+
+    def home_group(self, entry: str) -> str:
+        """The group a source/subset entry counts toward when no ``route_by_lang`` rule moves a document."""
+        groups = [g for g, gc in self.mixture.items() if entry in gc.sources]
+        homes = [g for g in groups if g not in self.route_targets()]
+        return (homes or groups)[0]
+
     def resolve_path(self, p: str) -> str:
         if p.startswith(HF_PREFIX) or os.path.isabs(p):
             return p
@@ -202,7 +246,7 @@ class Recipe(_Model):
 
     def fingerprint(self) -> str:
         """sha256 of the recipe's canonical JSON; a resume into a run of another fingerprint is refused."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        blob = json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()
 
     def output_dir(self, override: str | None = None) -> Path:
@@ -356,6 +400,12 @@ def _check(r: Recipe, *, recipe_file: str | None, check_paths: bool) -> None:
             if check_paths and not Path(r.resolve_path(str(ft["model"]))).is_file():
                 fail(f"quality model not found: {r.resolve_path(str(ft['model']))}",
                      f"sources.{name}.quality.fasttext.model")
+        if s.quality_spec():
+            # preset override keys and values, checked here rather than in a worker (local import: the stage
+            # module imports this one)
+            from curate.stages.quality import validate_source
+
+            validate_source(name, s, r, recipe_file=recipe_file)
         if check_paths:
             for sub, pats in s.subset_paths().items():
                 yp = f"sources.{name}.subsets.{sub}.paths" if sub else f"sources.{name}.paths"
@@ -368,6 +418,14 @@ def _check(r: Recipe, *, recipe_file: str | None, check_paths: bool) -> None:
     if not math.isclose(total, 1.0, abs_tol=1e-6):
         fail(f"group shares must sum to 1, got {total:.6g}; adjust the `share` values", "mixture")
     covered: dict[str, str] = {}
+    multi: set[str] = set()
+    for i, route in enumerate(r.route_by_lang):
+        if route.group not in r.mixture:
+            fail(f"unknown group {route.group!r}; must be one of {sorted(r.mixture)}", f"route_by_lang[{i}].group")
+        if route.in_ is not None and route.not_ is not None:
+            fail("give either `in` or `not`, not both", f"route_by_lang[{i}]")
+        if route.in_ is None and route.not_ is None and i != len(r.route_by_lang) - 1:
+            fail("a rule without `in` or `not` matches everything and must come last", f"route_by_lang[{i}]")
     for g, gc in r.mixture.items():
         if not gc.sources:
             fail("a group needs at least one source", f"mixture.{g}.sources")
@@ -383,11 +441,16 @@ def _check(r: Recipe, *, recipe_file: str | None, check_paths: bool) -> None:
                 fail(f"source {src!r} has no subset {sub!r}; its subsets are {sorted(scfg.subsets)}", where)
             if sub and not scfg.subsets and not scfg.subset_by:
                 fail(f"source {src!r} declares no subsets (add `subsets:` or `subset_by:`)", where)
-            if key in covered:
-                fail(f"{key!r} is already in group {covered[key]!r}; a source/subset belongs to one group", where)
+            if key in covered and covered[key] != g:
+                groups = [covered[key], g]
+                homes = [x for x in groups if x not in r.route_targets()]
+                if len(homes) > 1 or key in multi:
+                    fail(f"{key!r} is already in group {covered[key]!r}; a source/subset belongs to one group, "
+                         "unless `route_by_lang` routes some of its documents to the other", where)
+                multi.add(key)
             if (sub and src in covered) or (not sub and any(k.startswith(src + "/") for k in covered)):
                 fail(f"{src!r} appears both whole and by subset; name either the source or its subsets", where)
-            covered[key] = g
+            covered.setdefault(key, g)
         if sum(gc.sources.values()) <= 0 and gc.share > 0:
             fail("weights of a group with share > 0 must not all be 0", f"mixture.{g}.sources")
     for name, s in r.sources.items():

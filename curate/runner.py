@@ -90,6 +90,27 @@ def clean_run_dir(run_dir: Path) -> None:
             p.unlink()
 
 
+def remove_stale_temps(run_dir: Path) -> int:
+    """Delete the temporary files a killed run left in ``run_dir``; return how many.
+
+    Every write goes to a temporary name (``*.tmp``) and is renamed into place, so a process killed in between
+    leaves its temporary file behind. Nothing reads one (a file counts only under its final name), but it would
+    stay in ``shards/`` for good. Only one run uses a run directory at a time, so at start-up every temporary
+    file in curate's folders is stale. At the top level only curate's own names are touched.
+    """
+    run_dir = run_dir.resolve()
+    stale = []
+    for d in RUN_SUBDIRS:
+        p = run_dir / d
+        if p.is_dir() and not p.is_symlink():
+            stale += [f for f in p.rglob("*.tmp") if f.is_file()]
+    stale += [f for name in RUN_FILES for f in (*run_dir.glob(f".{name}.*.tmp"), run_dir / f"{name}.tmp")
+              if f.is_file()]
+    for f in stale:
+        f.unlink()
+    return len(stale)
+
+
 # ---------------------------------------------------------------------------- Ray
 def init_ray(ray_address: str | None, *, num_cpus: int | None = None):
     import ray
@@ -159,24 +180,32 @@ def run_parts(ray, recipe: Recipe, run_dir: Path, parts: list[Partition], progre
     # largest first keeps the tail short; the output does not depend on this order
     queue.sort(key=lambda p: -p.nbytes)
     free = list(actors)
-    while queue or pending:
-        while queue and free:
-            a = free.pop()
-            part = queue.pop(0)
-            pending[a.process.remote(part)] = (part, a)
-        ready, _ = ray.wait(list(pending), num_returns=1)
-        for ref in ready:
-            part, a = pending.pop(ref)
-            summary = _ray_get(ray, ref)
-            free.append(a)
-            docs += summary["records"]
-            done_bytes += part.nbytes
-            dt = max(time.time() - t0, 1e-6)
-            progress.update(task, advance=1,
-                            description=f"parts  {docs / dt:,.0f} docs/s  {done_bytes / dt / 1e6:,.1f} MB/s "
-                                        f"({done_bytes / max(total_bytes, 1):.0%} of input)")
-    for a in actors:
-        ray.kill(a)
+    try:
+        while queue or pending:
+            while queue and free:
+                a = free.pop()
+                part = queue.pop(0)
+                pending[a.process.remote(part)] = (part, a)
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                part, a = pending.pop(ref)
+                summary = _ray_get(ray, ref)
+                if queue:
+                    free.append(a)
+                else:
+                    # No work left for it: release its CPU now. An actor restarting after its node was lost needs a
+                    # free CPU to be placed; an idle actor holding the last one would leave the run hanging.
+                    ray.kill(a)
+                docs += summary["records"]
+                done_bytes += part.nbytes
+                dt = max(time.time() - t0, 1e-6)
+                progress.update(task, advance=1,
+                                description=f"parts  {docs / dt:,.0f} docs/s  {done_bytes / dt / 1e6:,.1f} MB/s "
+                                            f"({done_bytes / max(total_bytes, 1):.0%} of input)")
+    finally:
+        # also on failure: a run that raises must not leave actors holding the cluster's CPUs
+        for a in actors:
+            ray.kill(a)
 
 
 def run_dedup(ray, recipe: Recipe, run_dir: Path, parts: list[Partition], progress) -> None:
@@ -303,10 +332,14 @@ def run(recipe: Recipe, *, out: str | None = None, ray_address: str | None = Non
 
     from curate.sources import plan_partitions
 
+    from curate.worker import import_plugins
+
     t0 = time.time()
+    import_plugins(recipe)
     run_dir = recipe.output_dir(out)
     parts = plan_partitions(recipe)  # validates globs again: a path emptied since `plan` is an error here
     prepare_run_dir(recipe, run_dir, force=force)
+    remove_stale_temps(run_dir)
     atomic_write_json(run_dir / "work" / "partitions.json", [p.__dict__ for p in parts])
     ray = init_ray(ray_address, num_cpus=num_cpus)
     columns = [TextColumn("{task.description:<60}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
@@ -329,4 +362,4 @@ def load_run_recipe(run_dir: Path) -> Recipe:
     return recipe_from_payload(read_json(run_dir / "recipe.json"))
 
 
-__all__ = ["RunResult", "clean_run_dir", "load_run_recipe", "prepare_run_dir", "run"]
+__all__ = ["RunResult", "clean_run_dir", "load_run_recipe", "prepare_run_dir", "remove_stale_temps", "run"]

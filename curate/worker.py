@@ -59,7 +59,27 @@ def part_paths(run_dir: Path, part: Partition) -> dict[str, Path]:
 
 
 def recipe_from_payload(payload: dict[str, Any]) -> Recipe:
-    return parse_recipe(payload["recipe"], base_dir=Path(payload["base_dir"]), check_paths=False)
+    recipe = parse_recipe(payload["recipe"], base_dir=Path(payload["base_dir"]), check_paths=False)
+    import_plugins(recipe)
+    return recipe
+
+
+def import_plugins(recipe: Recipe) -> None:
+    """Import the recipe's ``plugins`` (module names only; the recipe itself never holds code).
+
+    A plugin runs at import time in the driver and in every worker, before any stage, e.g. to register a
+    reader with ``curate.sources.base.register``.
+    """
+    import importlib
+
+    from curate.errors import RecipeError
+
+    for i, mod in enumerate(recipe.plugins):
+        try:
+            importlib.import_module(mod)
+        except ImportError as e:
+            msg = f"cannot import plugin {mod!r}: {e}; install it in the environment of the driver and workers"
+            raise RecipeError(msg, path=f"plugins[{i}]") from None
 
 
 def build_stages(recipe: Recipe, source: str) -> list:
