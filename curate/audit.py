@@ -154,6 +154,13 @@ def _sum_by(t: pa.Table, keys: list[str], col: str = "tokens") -> dict[tuple, in
     return {tuple(r[k] for k in keys): int(r[f"{col}_sum"]) for r in g.to_pylist()}
 
 
+def _ranked(t: pa.Table, col: str) -> dict[str, int]:
+    """Tokens per value of ``col``, largest first (empty when the table has no such column)."""
+    if col not in t.column_names:
+        return {}
+    return {str(k[0]): v for k, v in sorted(_sum_by(t, [col]).items(), key=lambda kv: -kv[1])}
+
+
 def composition(lineage: pa.Table, recipe: Recipe) -> dict[str, Any]:
     total = int(np.sum(lineage["tokens"].to_numpy())) if lineage.num_rows else 0
     tg, ts, tsub = targets(recipe)
@@ -175,8 +182,8 @@ def composition(lineage: pa.Table, recipe: Recipe) -> dict[str, Any]:
         "groups": {g: entry(t, by_g.get((g,), 0)) for g, t in tg.items()},
         "sources": {s: entry(t, by_s.get((s,), 0)) for s, t in ts.items()},
         "subsets": {k: subsets[k] for k in sorted(subsets)},
-        "languages": {str(k[0]): v for k, v in sorted(_sum_by(lineage, ["lang"]).items(), key=lambda kv: -kv[1])},
-        "licenses": {str(k[0]): v for k, v in sorted(_sum_by(lineage, ["license"]).items(), key=lambda kv: -kv[1])},
+        "languages": _ranked(lineage, "lang"),
+        "licenses": _ranked(lineage, "license"),
     }
 
 

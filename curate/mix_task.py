@@ -19,7 +19,6 @@ every input record of a partition to ``documents/<key>.parquet``.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -256,7 +255,6 @@ def _tokens_by_source(kept: pa.Table, rows: np.ndarray, seq_tokens: np.ndarray) 
 def write_shard(payload: dict[str, Any], run_dir: str, i: int) -> dict:
     """Write shard ``i`` from its order file; return its manifest entry."""
     from curate.shards import IndexedDatasetWriter
-    from curate.tokenizers import load_tokenizer
 
     recipe = recipe_from_payload(payload)
     run_dir = Path(run_dir)

@@ -18,7 +18,6 @@ which worker ran it or in which order, so 1 or N workers give byte-identical sha
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -30,7 +29,7 @@ import pyarrow as pa
 
 from curate import __version__
 from curate.errors import CurateError, LedgerError, ResumeError
-from curate.io_utils import atomic_write_json, atomic_write_parquet, read_json
+from curate.io_utils import atomic_write_json, read_json
 from curate.ledger import Ledger
 from curate.recipe import Recipe
 from curate.sources.base import Partition

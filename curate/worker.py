@@ -161,6 +161,7 @@ class PartitionProcessor:
             ledger.touch(st, part.source, part.subset)
         docs_tables: list[pa.Table] = []
         kept_tables: list[pa.Table] = []
+        text_tables: list[pa.Table] = []  # only for dedup.minhash.verify_jaccard: true Jaccard needs the text
         quarantine: list[pa.Table] = []
         tok_offset = 0
         records = 0
@@ -227,12 +228,18 @@ class PartitionProcessor:
                         cols["band_keys"] = pa.FixedSizeListArray.from_arrays(
                             pa.array(keys.reshape(-1), type=pa.uint64()), mh.bands)
                 kept_tables.append(pa.table(cols))
+                if mh is not None and mh.verify_jaccard:
+                    text_tables.append(pa.table({"uid": t["uid"], "text": t["text"]}))
                 docs_tables.append(_docs_rows(t.append_column("ntok", pa.array(lengths)), status="kept", stage=None))
         os.replace(tmp_tok, paths["tok"])
 
         atomic_write_parquet(paths["docs"], _concat(docs_tables))
         atomic_write_parquet(paths["kept"], _concat(kept_tables) if kept_tables else _empty_kept(dedup, mh))
         atomic_write_parquet(paths["quarantine"], _concat(quarantine) if quarantine else QUARANTINE_SCHEMA.empty_table())
+        if mh is not None and mh.verify_jaccard:
+            atomic_write_parquet(paths["kept"].with_name(f"{part.key}.text.parquet"),
+                                 _concat(text_tables) if text_tables else pa.table(
+                                     {"uid": pa.array([], pa.int64()), "text": pa.array([], pa.large_string())}))
         ledger.write(paths["ledger"])
         summary = {"pid": part.pid, "records": records, "bytes": in_bytes,
                    "kept": sum(x.num_rows for x in kept_tables), "tokens": tok_offset}

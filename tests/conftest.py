@@ -38,3 +38,22 @@ def ray_session():
                  runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1"}})
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def audit_run(tmp_path_factory, ray_session):
+    """One small demo run (several shards, RWKV ctx_len set) shared by the audit and report tests."""
+    from curate import audit as audit_mod
+    from curate.demo import generate
+    from curate.recipe import parse_recipe
+    from curate.runner import run
+    from tests._demo import demo_recipe
+
+    tmp = tmp_path_factory.mktemp("audit")
+    generate(tmp / "data", seed=3, scale=0.4)
+    data = demo_recipe(tmp / "data", tmp / "run", budget_tokens=80_000,
+                       shards={"format": "megatron", "max_tokens": 15_000, "ctx_len": 512})
+    recipe = parse_recipe(data, base_dir=tmp)
+    res = run(recipe, quiet=True)
+    assert audit_mod.audit(res.run_dir)["violations"] == []
+    return tmp, data, recipe, res

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -17,18 +16,8 @@ from curate.demo import generate
 from curate.ledger import Ledger
 from curate.recipe import parse_recipe
 from curate.runner import run
+from tests._demo import demo_recipe
 from tests._mmidx import read_tokens
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def demo_recipe(data_dir: Path, run_dir: Path, **overrides) -> dict:
-    d = yaml.safe_load((REPO / "recipes" / "demo.yaml").read_text())
-    for s in d["sources"].values():
-        s["paths"] = [str(data_dir / Path(p).parent.name / Path(p).name) for p in s["paths"]]
-    d["output"] = str(run_dir)
-    d.update(overrides)
-    return d
 
 
 @pytest.fixture(scope="module")

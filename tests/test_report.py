@@ -11,16 +11,15 @@ import pytest
 
 from curate import audit as audit_mod
 from curate.report import write_html
-from tests.test_audit import base_run  # noqa: F401  (module-scoped run fixture, shared)
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def test_notebook_executes(base_run, tmp_path) -> None:  # noqa: F811
+def test_notebook_executes(audit_run, tmp_path) -> None:
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
-    *_, res = base_run
+    *_, res = audit_run
     nb = nbformat.read(REPO / "notebooks" / "audit.ipynb", as_version=4)
     os.environ["CURATE_RUN_DIR"] = str(res.run_dir)
     try:
@@ -35,8 +34,8 @@ def test_notebook_executes(base_run, tmp_path) -> None:  # noqa: F811
 
 @pytest.mark.browser
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
-def test_html_report_renders_in_headless_chromium(base_run, tmp_path) -> None:  # noqa: F811
-    *_, res = base_run
+def test_html_report_renders_in_headless_chromium(audit_run, tmp_path) -> None:
+    *_, res = audit_run
     html = tmp_path / "audit.html"
     write_html(audit_mod.audit(res.run_dir), html)
     png = tmp_path / "audit.png"
