@@ -18,23 +18,35 @@ PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b
            "#bab0ac"]
 
 
-def _bars(title: str, rows: list[tuple[str, float, float]], *, fmt=lambda v: f"{v:.1%}") -> str:
-    """Paired horizontal bars: target (light) and actual (dark) per row."""
+def _bars(title: str, rows: list[tuple[str, float | None, float]], *, fmt=lambda v: f"{v:.1%}") -> str:
+    """Paired horizontal bars: target (light; omitted when None) and actual (dark) per row."""
     h = 28 * len(rows) + 40
     width, left = 640, 160
-    vmax = max([max(t, a) for _, t, a in rows] + [1e-9])
+    vmax = max([max(t or 0.0, a) for _, t, a in rows] + [1e-9])
     out = [f'<svg class="plot" width="{width}" height="{h}" role="img" aria-label="{html.escape(title)}">',
            f'<text x="4" y="16" font-weight="bold">{html.escape(title)}</text>']
     for i, (name, t, a) in enumerate(rows):
         y = 30 + i * 28
-        tw, aw = (width - left - 90) * t / vmax, (width - left - 90) * a / vmax
+        tw, aw = (width - left - 200) * (t or 0.0) / vmax, (width - left - 200) * a / vmax
         out.append(f'<text x="4" y="{y + 14}">{html.escape(name)}</text>')
-        out.append(f'<rect x="{left}" y="{y}" width="{tw:.1f}" height="10" fill="#c7d7ea"><title>target '
-                   f'{fmt(t)}</title></rect>')
+        if t is not None:
+            out.append(f'<rect x="{left}" y="{y}" width="{tw:.1f}" height="10" fill="#c7d7ea"><title>target '
+                       f'{fmt(t)}</title></rect>')
         out.append(f'<rect x="{left}" y="{y + 11}" width="{aw:.1f}" height="10" fill="#4e79a7"><title>actual '
                    f'{fmt(a)}</title></rect>')
-        out.append(f'<text x="{left + max(tw, aw) + 6:.1f}" y="{y + 16}" font-size="11">{fmt(a)} / {fmt(t)}</text>')
+        label = fmt(a) if t is None else f"{fmt(a)} actual / {fmt(t)} target"
+        out.append(f'<text x="{left + max(tw, aw) + 6:.1f}" y="{y + 16}" font-size="11">{label}</text>')
     out.append("</svg>")
+    return "".join(out)
+
+
+def _yaxis(left: int, top: int, bottom: int, width: int) -> str:
+    """0%, 50%, 100% gridlines for a plot whose y runs from ``bottom`` (0) to ``top`` (1)."""
+    out = []
+    for v in (0.0, 0.5, 1.0):
+        y = top + (1 - v) * (bottom - top)
+        out.append(f'<line x1="{left}" x2="{width - 20}" y1="{y:.1f}" y2="{y:.1f}" stroke="#eee"/>'
+                   f'<text x="2" y="{y + 4:.1f}" font-size="10">{v:.0%}</text>')
     return "".join(out)
 
 
@@ -45,6 +57,7 @@ def _funnel(fun: dict[str, dict]) -> str:
     out = [f'<svg class="plot" width="{width}" height="{h}" role="img" aria-label="funnel">',
            '<text x="4" y="16" font-weight="bold">Funnel: documents after each stage (share of ingested)</text>']
     n = len(STAGES)
+    out.append(_yaxis(left, top, h - bottom, width))
     for j, st in enumerate(STAGES):
         x = left + j * (width - left - 20) / (n - 1)
         out.append(f'<text x="{x - 14:.1f}" y="{h - 20}" font-size="11">{st}</text>')
@@ -69,7 +82,8 @@ def _funnel(fun: dict[str, dict]) -> str:
 def _stream(series: dict[str, list[float]], targets: dict[str, float]) -> str:
     width, h, left, top, bottom = 640, 220, 40, 24, 30
     out = [f'<svg class="plot" width="{width}" height="{h}" role="img" aria-label="stream">',
-           '<text x="4" y="16" font-weight="bold">Group share along the token stream (windows)</text>']
+           '<text x="4" y="16" font-weight="bold">Group share along the token stream (windows; dashed: target)'
+           '</text>', _yaxis(left, top, h - bottom, width)]
     for i, (g, vals) in enumerate(series.items()):
         if not vals:
             continue
@@ -133,7 +147,7 @@ def render_html(result: dict[str, Any]) -> str:
     parts.append(_stream(series, {g: e["target"] for g, e in result["groups"].items()}))
     lic = list(result.get("licenses", {}).items())[:12]
     tot = max(sum(v for _, v in lic), 1)
-    parts.append(_bars("Tokens per license", [(k, 0.0, v / tot) for k, v in lic]))
+    parts.append(_bars("Share of tokens per license", [(k, None, v / tot) for k, v in lic]))
     parts.append("<h2>Funnel (documents)</h2><table><tr><th>source</th>" +
                  "".join(f"<th>{s}</th>" for s in STAGES) + "</tr>")
     for s, st in result["funnel"].items():
