@@ -73,6 +73,12 @@ def _cmd_run(args) -> int:
 
     recipe = load_recipe(args.recipe)
     out = args.out or (args.resume or None)
+    if args.resume is not None:
+        target = recipe.output_dir(out)
+        if not (target / "run.json").exists():
+            print(f"curate run: error: --resume: {target} holds no run to resume (no run.json); "
+                  "drop --resume to start a new run there", file=sys.stderr)
+            return 2
     res = run(recipe, out=out, ray_address=args.ray_address, force=args.force, num_cpus=args.num_cpus,
               quiet=args.quiet)
     print(f"wrote {res.manifest['tokens']:,} tokens in {len(res.manifest['shards'])} shard(s) to {res.run_dir} "
