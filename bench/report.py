@@ -1,0 +1,291 @@
+"""Render ``docs/BENCHMARKS.md`` from the raw results in ``bench/results/*.json``.
+
+Inputs (each optional; a missing file gives a "not measured" line, never an invented number):
+
+================================ ======================================================================
+``pipeline.json``                :func:`bench.pipeline.bench` runs (curate vs datatrove; curate RWKV World)
+``scaling.json``, ``memory.json``  ``python -m bench scaling|memory``
+``profile.json``                 :func:`bench.pipeline.profile_parts`
+``stages.json``                  exit status of each stage bench; their own ``*_bench.json`` files
+``analysis.md``                  hand-written interpretation of the numbers (kept next to the raw data,
+                                 included verbatim so the text and the numbers are versioned together)
+================================ ======================================================================
+
+Ratios are the claims; absolute times depend on the machine and its load, which every table states.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+TARGET_RATIO = 10.0
+TARGET_RWKV = 2.0
+
+
+def _load(results: Path, name: str) -> Any:
+    p = results / name
+    if not p.exists():
+        return None
+    try:
+        return json.loads(p.read_text())
+    except json.JSONDecodeError:
+        return None
+
+
+def _f(x: Any, nd: int = 2) -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, float):
+        return f"{x:,.{nd}f}"
+    return f"{x:,}" if isinstance(x, int) else str(x)
+
+
+def _machine(m: dict[str, Any] | None) -> list[str]:
+    if not m:
+        return ["Machine: not recorded.", ""]
+    v = m.get("versions", {})
+    return [
+        f"- CPU: {m.get('cpu')} — `nproc` = {m.get('nproc')}",
+        f"- Python {m.get('python')} on {m.get('platform')}",
+        "- versions: " + ", ".join(f"{k} {x}" for k, x in v.items() if x),
+        "- `free -h`:", "", "```", m.get("free_h", ""), "```", ""]
+
+
+def _load_str(r: dict[str, Any]) -> str:
+    a, b = r.get("load_before"), r.get("load_after")
+    return f"{a[0]:.1f} → {b[0]:.1f}" if a and b else "?"
+
+
+def _pipeline(p: dict[str, Any] | None) -> list[str]:
+    out = ["## Full pipeline: curate vs datatrove", ""]
+    if not p:
+        return [*out, "Not measured (run `python -m bench pipeline`).", ""]
+    out += [
+        "Input MB = UTF-8 text of the corpus (`bench/corpus.py`). *MB/s/core (wall)* = input MB / wall seconds / "
+        "cores, Ray start-up excluded for curate (shown separately); *MB per CPU-s* = input MB / user+system CPU "
+        "seconds summed over every process of the run (psutil), which a busy shared machine disturbs much less "
+        "than wall time. Both sides: 2 workers, the same files, the same policies, the same tokenizer file.", "",
+        "| corpus | input MB | tokenizer | system | wall s | Ray start s | MB/s/core (wall) | MB per CPU-s | "
+        "peak RSS MB (all processes) | load (1 min) |",
+        "|---|---:|---|---|---:|---:|---:|---:|---:|---|"]
+    for r in p["runs"]:
+        for sysname in ("curate", "datatrove"):
+            s = r.get(sysname)
+            if not s:
+                continue
+            out.append(
+                f"| {r['variant']} | {r['input_mb']:.1f} | {r['tokenizer']} | {sysname} | {s['wall_s']:.1f} | "
+                f"{_f(s.get('ray_start_s'), 1)} | {s['mb_s_core']:.3f} | {_f(s.get('mb_per_cpu_s'), 3)} | "
+                f"{s['memory']['sum_mb'].get('total', 0):,.0f} | {_load_str(r)} |")
+    out += ["", "| corpus | input MB | curate / datatrove (wall) | curate / datatrove (CPU) | target |",
+            "|---|---:|---:|---:|---|"]
+    for r in p["runs"]:
+        if "ratio" in r:
+            ok = "met" if r["ratio"] >= TARGET_RATIO else "**not met**"
+            out.append(f"| {r['variant']} | {r['input_mb']:.1f} | {r['ratio']:.2f}x | {_f(r.get('ratio_cpu'))}x | "
+                       f">= {TARGET_RATIO:g}x: {ok} |")
+    rwkv = [r for r in p["runs"] if r["tokenizer"] == "rwkv-world" and "curate" in r]
+    for r in rwkv:
+        c = r["curate"]
+        ok = "met" if c["mb_s_core"] >= TARGET_RWKV else "**not met**"
+        out += ["", f"curate end to end with RWKV World on the {r['variant']} corpus ({r['input_mb']:.1f} MB): "
+                    f"**{c['mb_s_core']:.3f} MB/s/core** wall ({c.get('mb_per_cpu_s', 0):.3f} MB per CPU-second); "
+                    f"target >= {TARGET_RWKV:g} MB/s/core: {ok}."]
+    out += ["", "Per-phase seconds (curate) and per-stage seconds (datatrove):", ""]
+    for r in p["runs"]:
+        for sysname, key in (("curate", "phases_s"), ("datatrove", "stages_s")):
+            s = r.get(sysname)
+            if s:
+                parts = ", ".join(f"{k} {v:.1f}" for k, v in s[key].items())
+                out.append(f"- {r['variant']} / {r['tokenizer']} / {sysname}: {parts}")
+    return [*out, ""]
+
+
+def _stages(results: Path) -> list[str]:
+    out = ["## Stages against the raw libraries", "",
+           "Each row is an existing stage bench (its own Markdown/JSON in `bench/results/` has the details).", "",
+           "| stage | curate | baseline | curate speed / baseline speed | bench |", "|---|---|---|---:|---|"]
+    st = _load(results, "stages.json") or {}
+    ing = _load(results, "ingest_bench.json")
+    if ing:
+        pq_rows = [r for r in ing if r["encoding"] == "parquet"] or ing
+        cur = sum(r["text_mb"] for r in pq_rows) / sum(r["curate_s"] for r in pq_rows)
+        raw = sum(r["text_mb"] for r in pq_rows) / sum(r["pyarrow_s"] for r in pq_rows)
+        out.append(f"| ingest (Parquet, native schema → DOC_SCHEMA) | {cur:,.0f} MB/s/core | pyarrow "
+                   f"`read_table` {raw:,.0f} MB/s/core | {cur / raw:.2f} | `bench.bench_ingest` |")
+    lid = _load(results, "langid_bench.json")
+    if lid:
+        out.append(f"| langid (`LangIdStage`) | {lid['stage_docs_per_s']:,} docs/CPU-s | fastText `predict` on the "
+                   f"same samples {lid['direct_docs_per_s']:,} docs/CPU-s | {1 / (1 + lid['overhead']):.2f} "
+                   f"(overhead {100 * lid['overhead']:.1f}%) | `bench.bench_langid` |")
+    q = _load(results, "quality_bench.json")
+    if q:
+        out.append(f"| quality (Gopher + FineWeb + C4) | {q['curate_docs_per_s']:,} docs/CPU-s | datatrove filters "
+                   f"{q['datatrove_docs_per_s']:,} docs/CPU-s | {q['speedup']:.1f}x | `bench.bench_quality` |")
+    d = _load(results, "dedup_bench.json")
+    if d and "signatures" in d:
+        s = d["signatures"]
+        out.append(f"| MinHash signatures (5-grams, 112 perms) | {s['docs_per_cpu_s'].get('curate', 0):,} docs/CPU-s | "
+                   f"datasketch `MinHash.bulk` {s['docs_per_cpu_s'].get('ds_sha1', 0):,} (sha1) / "
+                   f"{s['docs_per_cpu_s'].get('ds_xxh32', 0):,} (xxh32) docs/CPU-s | "
+                   f"{s['speedup_vs_datasketch_sha1']:.1f}x / {s['speedup_vs_datasketch_xxh32']:.1f}x | "
+                   "`bench.bench_dedup` |")
+        e = d.get("end_to_end", {})
+        if "speedup_vs_datatrove" in e:
+            out.append(f"| dedup end to end (signatures → LSH → clusters) | {e['curate']['wall_s']} s | datatrove "
+                       f"4-stage MinhashDedup {e['datatrove']['wall_s']} s | {e['speedup_vs_datatrove']:.1f}x | "
+                       "`bench.bench_dedup` |")
+    for name in ("rwkv", "neox"):
+        t = _load(results, f"tokenize_{name}_bench.json")
+        if t:
+            out.append(f"| tokenize + write .bin/.idx ({t['tokenizer']}, 1 thread) | {t['curate_mb_s']} MB/s | "
+                       f"raw batch encode {t['raw_mb_s']} MB/s | {t['ratio']:.2f} | `bench.bench_tokenize` |")
+    failed = {k: v for k, v in st.items() if v.get("rc") != 0}
+    out.append("")
+    if st:
+        out += ["Commands and status:", ""]
+        for k, v in st.items():
+            out.append(f"- `{v['cmd']}`: exit {v['rc']}, {v['seconds']} s")
+    if failed:
+        out += ["", "Failed or timed out (their rows above are missing or from an earlier run): "
+                + ", ".join(f"{k} ({v['rc']})" for k, v in failed.items())]
+    return [*out, ""]
+
+
+def _scaling(s: dict[str, Any] | None) -> list[str]:
+    out = ["## Scaling", ""]
+    if not s:
+        return [*out, "Not measured (run `python -m bench scaling`).", ""]
+    out += ["curate on the mixed corpus, GPT-NeoX tokenizer; `run s` excludes Ray start-up.", "",
+            "| input MB | docs | cores | run s | s per MB | MB/s/core | MB per CPU-s | parts s | dedup s | load |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    rows = sorted(s["sizes"], key=lambda r: r["input_mb"]) + [s["workers"]["1"]]
+    for r in rows:
+        cpu = r["memory"].get("cpu_s")
+        out.append(f"| {r['input_mb']:.1f} | {r['docs']:,} | {r['cores']} | {r['run_s']:.1f} | {r['s_per_mb']:.3f} | "
+                   f"{r['mb_s_core']:.3f} | {_f(round(r['input_mb'] / cpu, 3) if cpu else None, 3)} | "
+                   f"{r['phases_s'].get('parts', 0):.1f} | {r['phases_s'].get('dedup', 0):.1f} | "
+                   f"{r['load'][0][0]:.1f} → {r['load'][1][0]:.1f} |")
+    one, many = s["workers"]["1"], next(v for k, v in s["workers"].items() if k != "1")
+    cpu1, cpun = one["memory"].get("cpu_s"), many["memory"].get("cpu_s")
+    out += ["", f"1 → {many['cores']} workers at {one['input_mb']:.0f} MB: wall speed-up **{s['speedup']:.2f}x** "
+                f"(2.0 is perfect); CPU seconds {_f(cpu1, 1)} (1 worker) vs {_f(cpun, 1)} ({many['cores']} workers). "
+                "Wall speed-up is only meaningful on an otherwise idle machine with more cores than workers: "
+                "compare the load columns."]
+    return [*out, ""]
+
+
+def _memory(m: dict[str, Any] | None) -> list[str]:
+    out = ["## Memory", ""]
+    if not m:
+        return [*out, "Not measured (run `python -m bench memory`).", ""]
+    out += ["Peak RSS (psutil, sampled every 0.2 s) of the curate run's process tree. *largest* = the largest "
+            "single process of that kind; *sum* = all processes of that kind at the same sample (shared pages, "
+            "e.g. Ray's object store, are counted once per process that maps them).", "",
+            "| input MB | docs | driver MB | largest Ray worker MB | Ray workers sum MB | Ray daemons sum MB | "
+            "all processes MB |", "|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in m["rows"]:
+        one, tot = r["memory"]["max_one_mb"], r["memory"]["sum_mb"]
+        out.append(f"| {r['input_mb']:.1f} | {r['docs']:,} | {one.get('driver', 0):,.0f} | "
+                   f"{one.get('ray_worker', 0):,.0f} | {tot.get('ray_worker', 0):,.0f} | "
+                   f"{tot.get('ray_system', 0):,.0f} | {tot.get('total', 0):,.0f} |")
+    mixes = [r for r in m["rows"] if r.get("mix_task")]
+    if mixes:
+        out += ["", "The mix step alone (one Ray task; rerun in a fresh process over the finished run's `kept` tables, "
+                "peak RSS from `VmHWM` in /proc/self/status):", "",
+                "| input MB | kept docs | baseline RSS MB | peak RSS MB | bytes per kept doc | seconds |",
+                "|---:|---:|---:|---:|---:|---:|"]
+        for r in mixes:
+            x = r["mix_task"]
+            out.append(f"| {r['input_mb']:.1f} | {x['kept_docs']:,} | {x['baseline_rss_mb']:,.0f} | "
+                       f"{x['peak_rss_mb']:,.0f} | {x['bytes_per_kept_doc']:,.0f} | {x['seconds']:.2f} |")
+        if len(mixes) > 1 and mixes[-1]["mix_task"]["kept_docs"] > mixes[0]["mix_task"]["kept_docs"]:
+            a, b = mixes[0]["mix_task"], mixes[-1]["mix_task"]
+            marg = (b["peak_rss_mb"] - a["peak_rss_mb"]) * 1e6 / (b["kept_docs"] - a["kept_docs"])
+            out += ["", f"Marginal cost of the mix task between the two sizes: **{marg:,.0f} B per kept document** "
+                        "(the fixed part is imports and Arrow/numpy pools)."]
+    tasks = [r for r in m["rows"] if r["memory"].get("ray_task_max_mb")]
+    if tasks:
+        names = sorted({k for r in tasks for k in r["memory"]["ray_task_max_mb"]})
+        out += ["", "Largest Ray worker by what it was running (process title) when sampled:", "",
+                "| input MB | " + " | ".join(f"`{n}` MB" for n in names) + " |",
+                "|---:|" + "---:|" * len(names)]
+        for r in tasks:
+            t = r["memory"]["ray_task_max_mb"]
+            out.append(f"| {r['input_mb']:.1f} | " + " | ".join(f"{t[n]:,.0f}" if n in t else "–" for n in names)
+                       + " |")
+    g = m.get("bytes_per_doc_growth") or {}
+    if g:
+        out += ["", "Growth between the smallest and largest run, per added input document: "
+                + ", ".join(f"{k} {v:,.0f} B/doc" for k, v in g.items()) + "."]
+    return [*out, ""]
+
+
+def _profile(p: dict[str, Any] | None) -> list[str]:
+    out = ["## Profile of the parts phase", ""]
+    if not p:
+        return [*out, "Not measured (run `python -m bench profile`).", ""]
+    out += [f"`bench.pipeline.profile_parts`: every partition of the {p['variant']} corpus ({p['input_mb']} MB, "
+            f"{p['partitions']} partitions) through one `PartitionProcessor` in one process and one thread, "
+            f"{p['tokenizer']} tokenizer: **{p['mb_s_core']} MB per CPU-second** for ingest → license → langid → "
+            "quality → tokenize → hash/sign (the Ray-free ceiling of the parts phase on this CPU).", "",
+            "| step | CPU s | share |", "|---|---:|---:|"]
+    for k, v in p["steps_cpu_s"].items():
+        out.append(f"| {k} | {v:.2f} | {100 * p['steps_share'][k]:.1f}% |")
+    out += ["", "| source | MB | CPU s | MB per CPU-s |", "|---|---:|---:|---:|"]
+    for k, v in p["by_source_cpu_s"].items():
+        mb = p["by_source_mb"].get(k, 0)
+        out.append(f"| {k} | {mb:.2f} | {v:.2f} | {mb / v if v else 0:.2f} |")
+    out += ["", "Top functions by self time (pyinstrument; C code is charged to the Python function that called "
+                "it):", ""]
+    for r in p["top_self"][:12]:
+        out.append(f"- {100 * r['share']:.1f}% `{r['function']}`")
+    return [*out, ""]
+
+
+def render(results: Path) -> str:
+    """The Markdown text of docs/BENCHMARKS.md for the JSON files under ``results``."""
+    p = _load(results, "pipeline.json")
+    s = _load(results, "scaling.json")
+    m = _load(results, "memory.json")
+    machine = (p or s or m or {}).get("machine")
+    dates = sorted({r["date"] for r in (p or {}).get("runs", [])} | {r["date"] for r in (s or {}).get("sizes", [])})
+    out = ["# Benchmarks", "",
+           "Generated by `python -m bench report` from the raw JSON in `bench/results/` (`make bench` runs "
+           "`python -m bench all`, which regenerates everything). Absolute times are machine- and load-dependent; "
+           "the ratios are the claims.", "",
+           f"Measured: {dates[0]} … {dates[-1]} (UTC)." if dates else "Dates: see the JSON files.", "",
+           "## Machine", "", *_machine(machine),
+           "Commands: `make bench` = `python -m bench all` (= `stages`, `pipeline --size-mb 20`, "
+           "`scaling --sizes 10 20 40`, `memory --memory-sizes 10 40`, `profile`, `report`); each command also "
+           "runs alone, and several in one call share curate runs (e.g. `python -m bench stages`, then "
+           "`python -m bench pipeline scaling memory profile --sizes 20 40 80 --memory-sizes 20 80`, which is "
+           "how the numbers below were made). The sizes actually measured are in each table. Corpora: "
+           "`python -m bench.corpus --variant mixed|prose --size-mb N` (deterministic for `--seed`).", ""]
+    analysis = results / "analysis.md"
+    if analysis.exists():
+        out += [analysis.read_text().strip(), ""]
+    out += _pipeline(p)
+    out += _stages(results)
+    out += _scaling(s)
+    out += _memory(m)
+    out += _profile(_load(results, "profile.json"))
+    return "\n".join(out).rstrip() + "\n"
+
+
+def write(results: Path, doc: Path) -> None:
+    """Write :func:`render` to ``doc`` (atomically)."""
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    tmp = doc.with_name(doc.name + ".tmp")
+    tmp.write_text(render(results))
+    tmp.replace(doc)
+
+
+if __name__ == "__main__":
+    import sys
+
+    repo = Path(__file__).resolve().parent.parent
+    write(repo / "bench" / "results", repo / "docs" / "BENCHMARKS.md")
+    sys.exit(0)

@@ -1,0 +1,66 @@
+"""The benchmark harness at a tiny size, so it cannot rot: corpus builder, both pipelines, memory sampling, report.
+
+Needs the real samples (``real_data`` fixture) and the ``bench`` extra (datatrove); skips cleanly without them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import random
+
+import pyarrow.parquet as pq
+import pytest
+
+from bench import corpus as bc
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("datatrove") is None,
+                                reason="needs the bench extra: pip install -e '.[bench]'")
+
+
+def test_perturbations_make_near_and_exact_duplicates():
+    rng = random.Random(0)
+    text = " ".join(f"w{i}" for i in range(400))
+    nd = bc.near_dup(text, rng)
+    assert nd != text
+    a, b = text.split(), nd.split()
+    sh = lambda w: {tuple(w[i:i + 5]) for i in range(len(w) - 4)}  # noqa: E731
+    j = len(sh(a) & sh(b)) / len(sh(a) | sh(b))
+    assert 0.6 < j < 1.0  # near, not exact, and above the 14x8 LSH threshold region
+    mixed = bc.remix("A one. A two. A three. A four.", "B one. B two. B three. B four.", "sentence", rng)
+    units = mixed.split(" A ")
+    assert "A one." in mixed and mixed.count("B ") == 2 and units
+
+
+def test_corpus_is_deterministic_and_native(real_data, tmp_path):
+    a = bc.build("prose", 1, seed=3, real=real_data, root=tmp_path / "a")
+    b = bc.build("prose", 1, seed=3, real=real_data, root=tmp_path / "b")
+    fa = sorted(p.relative_to(a) for p in a.rglob("*.parquet"))
+    assert fa == sorted(p.relative_to(b) for p in b.rglob("*.parquet"))
+    for f in fa:
+        assert pq.read_table(a / f).equals(pq.read_table(b / f))
+    info = json.loads((a / "corpus.json").read_text())
+    assert 0.8e6 < info["text_bytes"] < 1.6e6
+    kinds = info["sources"]["wikipedia"]["kinds"]
+    assert {"original", "remix"} <= set(kinds)
+    wiki = pq.read_table(a / "wikipedia" / "part-00000.parquet")
+    assert set(wiki.column_names) >= {"id", "url", "title", "text"}
+    assert wiki["id"].to_pylist() == list(dict.fromkeys(wiki["id"].to_pylist()))  # ids unique per copy
+
+
+@pytest.mark.slow  # ~40 s on an idle 2-core machine (Ray start-up + datatrove's executors); minutes under load
+@pytest.mark.timeout(600)
+def test_smoke_pipeline_and_report(real_data):
+    from bench.__main__ import cmd_smoke
+
+    out = cmd_smoke(size_mb=1)
+    r = out["run"]
+    assert r["input_mb"] > 0.5
+    for side in ("curate", "datatrove"):
+        s = r[side]
+        assert s["mb_s_core"] > 0 and s["memory"]["samples"] > 0 and s["memory"]["cpu_s"] > 0
+        assert s["tokens"] > 0
+    assert r["curate"]["memory"]["max_one_mb"]["ray_worker"] > 0
+    assert set(r["curate"]["phases_s"]) >= {"parts", "dedup", "mix", "shards"}
+    assert r["ratio"] > 0
+    assert "## Full pipeline: curate vs datatrove" in out["report"] and "| mixed |" in out["report"]
