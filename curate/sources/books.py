@@ -53,12 +53,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.errors import InputError, SchemaError
+from curate.errors import SchemaError
 from curate.recipe import SourceConfig
-from curate.schema import empty_docs
 from curate.sources.base import Partition, ReadBatch, ReadContext, register
 from curate.sources.io import (
-    BrokenStream,
     Col,
     NormContext,
     Normalized,
@@ -68,9 +66,7 @@ from curate.sources.io import (
     constant,
     json_objects,
     non_empty,
-    quarantine_from_records,
-    quarantine_record,
-    read_all,
+    read_one_document_file,
     read_rows,
 )
 
@@ -373,21 +369,11 @@ def read_gutenberg_txt(part: Partition, src: SourceConfig, ctx: ReadContext) -> 
         msg = ("format `gutenberg-txt` has no columns, so `subset_by` cannot be used; "
                "declare `subsets:` with paths instead")
         raise SchemaError(msg, file=part.path, column=src.subset_by)
-    try:
-        if os.path.getsize(part.path) == 0:
-            return
-        data = read_all(part.path)
-    except BrokenStream as e:
-        if src.on_error == "error":
-            raise InputError(e.message(), file=part.path, line=e.line + 1) from None
-        rec = quarantine_record(part, row=0, field=None, reason="truncated_file", nbytes=e.partial_bytes,
-                                msg=f"{e.message()}; the book is incomplete")
-        yield ReadBatch(docs=empty_docs(), quarantine=quarantine_from_records([rec]), records=1)
+    data = read_one_document_file(part, src, what="book")
+    if isinstance(data, ReadBatch):
+        yield data
         return
-    except OSError as e:
-        msg = f"cannot read file ({e})"
-        raise InputError(msg, file=part.path) from None
-    if not data:
+    if data is None:
         return
     encoding = "utf-8"
     try:

@@ -36,15 +36,14 @@ from collections.abc import Iterator
 import numpy as np
 import pyarrow as pa
 
-from curate.errors import InputError, SchemaError
+from curate.errors import SchemaError
 from curate.recipe import SourceConfig
-from curate.schema import empty_docs
 from curate.sources.base import Partition, ReadBatch, ReadContext, register
 from curate.sources.io import (
     BrokenStream,
     Col,
-    Normalized,
     NormContext,
+    Normalized,
     RawBatch,
     assemble,
     column,
@@ -53,9 +52,7 @@ from curate.sources.io import (
     iter_decompressed,
     json_objects,
     json_string_lists,
-    quarantine_from_records,
-    quarantine_record,
-    read_all,
+    read_one_document_file,
     read_rows,
     to_string,
 )
@@ -127,21 +124,11 @@ def read_text(part: Partition, src: SourceConfig, ctx: ReadContext) -> Iterator[
     if src.subset_by:
         msg = "format `text` has no columns, so `subset_by` cannot be used; declare `subsets:` with paths instead"
         raise SchemaError(msg, file=part.path, column=src.subset_by)
-    if os.path.getsize(part.path) == 0:
+    data = read_one_document_file(part, src, what="document")
+    if isinstance(data, ReadBatch):
+        yield data
         return
-    try:
-        data = read_all(part.path)
-    except BrokenStream as e:
-        if src.on_error == "error":
-            raise InputError(e.message(), file=part.path, line=e.line + 1) from None
-        rec = quarantine_record(part, row=0, field=None, reason="truncated_file", nbytes=e.partial_bytes,
-                                msg=f"{e.message()}; the document is incomplete")
-        yield ReadBatch(docs=empty_docs(), quarantine=quarantine_from_records([rec]), records=1)
-        return
-    except OSError as e:
-        msg = f"cannot read file ({e})"
-        raise InputError(msg, file=part.path) from None
-    if not data:
+    if data is None:
         return
     reject = detail = None
     try:

@@ -76,7 +76,7 @@ import xxhash
 
 from curate.errors import InputError, SchemaError
 from curate.recipe import HF_PREFIX, SourceConfig
-from curate.schema import DOC_SCHEMA, QUARANTINE_SCHEMA
+from curate.schema import DOC_SCHEMA, QUARANTINE_SCHEMA, empty_docs
 from curate.sources.base import Partition, ReadBatch, ReadContext
 
 # ---------------------------------------------------------------------------- constants
@@ -481,6 +481,29 @@ def uids(pid: int, record_index: np.ndarray) -> pa.Array:
 
 
 # ---------------------------------------------------------------------------- quarantine helpers
+def read_one_document_file(part: Partition, src: SourceConfig, *, what: str) -> bytes | ReadBatch | None:
+    """Read a whole one-document file (formats ``text``, ``gutenberg-txt``), decompressed.
+
+    Returns the bytes; ``None`` for an empty file (zero records); or, for a truncated/corrupt compressed file
+    with ``on_error: quarantine``, a ``ReadBatch`` holding one ``truncated_file`` record ("the ``what`` is
+    incomplete"). Raises ``InputError`` naming the file (and line) otherwise.
+    """
+    try:
+        if os.path.getsize(part.path) == 0:
+            return None
+        data = read_all(part.path)
+    except BrokenStream as e:
+        if src.on_error == "error":
+            raise InputError(e.message(), file=part.path, line=e.line + 1) from None
+        rec = quarantine_record(part, row=0, field=None, reason="truncated_file", nbytes=e.partial_bytes,
+                                msg=f"{e.message()}; the {what} is incomplete")
+        return ReadBatch(docs=empty_docs(), quarantine=quarantine_from_records([rec]), records=1)
+    except OSError as e:
+        msg = f"cannot read file ({e})"
+        raise InputError(msg, file=part.path) from None
+    return data or None
+
+
 def quarantine_record(part: Partition, *, row: int | None, field: str | None, reason: str, msg: str,
                       nbytes: int = 0, subset: str | None = None, line_based: bool = False) -> dict:
     """One ``QUARANTINE_SCHEMA`` record for ``part``; ``detail`` reads ``<file>, line 3, field `text`: <msg>``.
