@@ -454,6 +454,15 @@ def render_table(result: dict, console=None) -> None:
         top = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])[:3])
         t.add_row(src, *cells, top)
     console.print(t)
+    if result.get("dedup_matrix"):
+        t = Table(title="dedup: documents removed from (row) whose kept copy is in (column)", title_justify="left")
+        cols = sorted({k for row in result["dedup_matrix"].values() for k in row})
+        t.add_column("removed from")
+        for c in cols:
+            t.add_column(c, justify="right")
+        for src, row in sorted(result["dedup_matrix"].items()):
+            t.add_row(src, *[f"{row.get(c, 0):,}" if row.get(c) else "" for c in cols])
+        console.print(t)
     if result.get("licenses"):
         console.print("licenses: " + ", ".join(f"{k} {v:,}" for k, v in list(result["licenses"].items())[:8]))
     for f in result["flags"]:

@@ -81,7 +81,7 @@ def plan(recipe: Recipe) -> dict[str, Any]:
         name = f"{src}/{sub}" if sub else src
         if target > 0 and supply * recipe.max_epochs < target:
             epochs = target / supply if supply else math.inf
-            problems.append({"member": name, "group": g, "available_tokens": supply, "needed_tokens": int(target),
+            problems.append({"member": name, "group": g, "available_tokens": supply, "needed_tokens": int(round(target)),
                              "epochs_needed": epochs, "max_epochs": recipe.max_epochs})
     return {"recipe": recipe.name, "budget_tokens": recipe.budget_tokens, "partitions": len(parts),
             "sources": rows, "shortfall": problems, "warnings": warnings,

@@ -245,8 +245,13 @@ class Recipe(_Model):
         return str((self._base_dir / p).resolve())
 
     def fingerprint(self) -> str:
-        """sha256 of the recipe's canonical JSON; a resume into a run of another fingerprint is refused."""
-        blob = json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True).encode()
+        """sha256 of the recipe's JSON; a resume into a run of another fingerprint is refused.
+
+        Key order is kept, not sorted: the order of ``sources`` numbers the partitions (and so the uids) and
+        the order of ``mixture`` breaks interleaving ties, so a reordered recipe writes different bytes and
+        must not resume another's run.
+        """
+        blob = json.dumps(self.model_dump(mode="json", by_alias=True)).encode()
         return hashlib.sha256(blob).hexdigest()
 
     def output_dir(self, override: str | None = None) -> Path:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -107,3 +109,56 @@ def test_cli_audit_json_and_exit_code(demo_run) -> None:
     assert {"groups", "sources", "funnel", "violations"} <= set(result)
     assert set(result["groups"]["code"]) >= {"target", "actual", "tokens"}
     assert np.isclose(sum(e["actual"] for e in result["groups"].values()), 1.0)
+
+
+def test_cli_audit_shows_dedup_attribution(demo_run) -> None:
+    _, res = demo_run
+    out = subprocess.run([sys.executable, "-m", "curate.cli", "audit", str(res.run_dir)], capture_output=True,
+                         text=True, check=False)
+    assert out.returncode == 0
+    assert "removed from" in out.stdout and "wikipedia" in out.stdout  # web pages that copy Wikipedia articles
+
+
+def test_plan_refuses_an_infeasible_recipe(demo_run, tmp_path) -> None:
+    """A member that would need more than max_epochs passes fails in plan, with the shortfall per source."""
+    recipe, _ = demo_run
+    data = json.loads(recipe.model_dump_json(by_alias=True))
+    data["budget_tokens"] = 50_000_000
+    data["max_epochs"] = 2
+    f = tmp_path / "r.yaml"
+    f.write_text(yaml.safe_dump(data))
+    out = subprocess.run([sys.executable, "-m", "curate.cli", "plan", str(f), "--json"], capture_output=True,
+                         text=True, check=False)
+    assert out.returncode == 1, out.stderr
+    short = {p["member"]: p for p in json.loads(out.stdout)["shortfall"]}
+    assert set(short) == set(recipe.sources)
+    g = short["gutenberg"]
+    assert g["needed_tokens"] == 7_000_000
+    assert g["epochs_needed"] > 2 and g["available_tokens"] > 0
+
+
+@pytest.mark.slow
+def test_one_and_two_workers_write_identical_bytes(tmp_path, ray_session) -> None:
+    """Determinism: the same recipe with 1 CPU (subprocess, own Ray) and 2 CPUs (this session's Ray) → same sha256.
+
+    Uses ``shards.single_file`` with ``ctx_len``, so RWKV-LM's one-file layout and magic prime are covered too.
+    """
+    generate(tmp_path / "data", seed=5, scale=0.3)
+    shards = {"format": "megatron", "single_file": True, "ctx_len": 256}
+    common = {"budget_tokens": 60_000, "tolerance_pp": 1.0, "shards": shards}
+    a = parse_recipe(demo_recipe(tmp_path / "data", tmp_path / "a", **common), base_dir=tmp_path)
+    res = run(a, quiet=True)
+    assert len(res.manifest["shards"]) == 1 and res.manifest["rwkv"]["magic_prime"] % 3 == 2
+    f = tmp_path / "b.yaml"
+    # keep key order: the order of `sources` numbers the partitions, so it is part of the recipe
+    f.write_text(yaml.safe_dump(demo_recipe(tmp_path / "data", tmp_path / "b", **common), sort_keys=False))
+    out = subprocess.run([sys.executable, "-m", "curate.cli", "run", str(f), "--num-cpus", "1", "--quiet"],
+                         capture_output=True, text=True, check=False, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+
+    def digests(d: Path) -> dict[str, str]:
+        return {str(p.relative_to(d)): hashlib.sha256(p.read_bytes()).hexdigest()
+                for sub in ("shards", "documents") for p in sorted((d / sub).iterdir())} | {
+                    "ledger.json": hashlib.sha256((d / "ledger.json").read_bytes()).hexdigest()}
+
+    assert digests(tmp_path / "a") == digests(tmp_path / "b")

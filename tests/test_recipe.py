@@ -121,3 +121,13 @@ def test_unknown_spdx_id_in_license_list(tree: Path) -> None:
     data["sources"]["code"]["license"] = ["MIT", "Not-A-License-9"]
     e = _err(data, tree)
     assert e.path.startswith("sources.code.license"), str(e)
+
+
+def test_fingerprint_is_order_sensitive(tree: Path) -> None:
+    """Source order numbers partitions (uids): a reordered recipe must not resume another's run."""
+    a = parse_recipe(copy.deepcopy(BASE), base_dir=tree)
+    data = copy.deepcopy(BASE)
+    data["sources"] = dict(reversed(list(data["sources"].items())))
+    b = parse_recipe(data, base_dir=tree)
+    assert a.fingerprint() != b.fingerprint()
+    assert a.fingerprint() == parse_recipe(copy.deepcopy(BASE), base_dir=tree).fingerprint()
