@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import tempfile
 import time
@@ -105,6 +106,18 @@ def one_line(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
     return pc.utf8_trim_whitespace(pc.replace_substring_regex(texts, r"\s+", " "))
 
 
+def _train_worker(train_file: str, model_path: str, params: dict) -> tuple[bool, float | str]:
+    """Train and save one model (runs in a spawned process); returns (True, precision@1) or (False, error)."""
+    fasttext = _import_fasttext(training=True)
+    try:
+        model = fasttext.train_supervised(input=train_file, verbose=0, **params)
+    except RuntimeError as e:
+        return False, str(e)
+    _, precision, _ = model.test(train_file)
+    model.save_model(model_path)
+    return True, float(precision)
+
+
 def train(positive: list[str], negative: list[str], out: str, *, text_column: str = "text", epoch: int = 5,
           lr: float = 0.1, dim: int = 100, word_ngrams: int = 2, min_count: int = 1, bucket: int = 2_000_000,
           seed: int = 0, threads: int = 1, label: str = POSITIVE_LABEL,
@@ -139,7 +152,7 @@ def train(positive: list[str], negative: list[str], out: str, *, text_column: st
         training set), ``seconds`` and the fastText options used (``params.lr`` is the learning rate that
         trained the model: after a divergence, :data:`DIVERGENCE_RETRIES` times at most, it is halved).
     """
-    fasttext = _import_fasttext(training=True)
+    _import_fasttext(training=True)  # fail early, with the install hint, before reading any data
     if not positive or not negative:
         msg = "training needs at least one --positive and one --negative file"
         raise ValueError(msg)
@@ -167,22 +180,23 @@ def train(positive: list[str], negative: list[str], out: str, *, text_column: st
         with open(train_file, "w", encoding="utf-8") as f:
             f.write("\n".join(lines.to_pylist()))
             f.write("\n")
-        model = None
-        for attempt in range(DIVERGENCE_RETRIES + 1):
-            try:
-                model = fasttext.train_supervised(input=train_file, verbose=0, **params)
-                break
-            except RuntimeError as e:
-                # fastText stops with "Encountered NaN" when training diverges; its authors' advice is a lower
-                # learning rate (facebookresearch/fastText#638). Halve it and try again, and say so in the summary.
-                if "NaN" not in str(e) or attempt == DIVERGENCE_RETRIES:
-                    msg = f"fastText training diverged ({e}) down to lr {params['lr']}; give a lower --lr or more data"
-                    raise ValueError(msg) from None
-                params["lr"] = params["lr"] / 2
-        assert model is not None
-        _, precision, _ = model.test(train_file)
         tmp_model = str(out_path) + ".tmp"
-        model.save_model(tmp_model)
+        # Train in a fresh process: fastText's C++ trainer shares the process with whatever the caller loaded
+        # (Ray, BLAS, other native libraries), and in a long-lived test process we saw it report NaN on every
+        # retry while the same call in a fresh process never did. A crash there also cannot take the caller down.
+        ctx = multiprocessing.get_context("spawn")
+        for attempt in range(DIVERGENCE_RETRIES + 1):
+            with ctx.Pool(1) as pool:
+                ok, precision = pool.apply(_train_worker, (train_file, tmp_model, params))
+            if ok:
+                break
+            # fastText stops with "Encountered NaN" when training diverges; its authors' advice is a lower
+            # learning rate (facebookresearch/fastText#638). Halve it and try again, and say so in the summary.
+            if "NaN" not in precision or attempt == DIVERGENCE_RETRIES:
+                msg = (f"fastText training diverged ({precision}) down to lr {params['lr']}; give a lower --lr "
+                       "or more data")
+                raise ValueError(msg)
+            params["lr"] = params["lr"] / 2
         os.replace(tmp_model, out_path)
     return {
         "model": str(out_path),
