@@ -172,7 +172,7 @@ def run_parts(ray, recipe: Recipe, run_dir: Path, parts: list[Partition], progre
 
     n = min(len(todo), _cpus(ray))
     actors = [PartitionActor.remote(payload, str(run_dir)) for _ in range(n)]
-    pending: dict[Any, Partition] = {}
+    pending: dict[Any, tuple[Partition, Any]] = {}  # object ref → (partition, actor)
     queue = list(todo)
     t0 = time.time()
     docs = 0

@@ -248,16 +248,20 @@ class PartitionProcessor:
 
 
 def _docs_rows(t: pa.Table, *, status: str, stage: str | None) -> pa.Table:
-    t = t.drop_columns([c for c in (*DOCS_DROP_COLS, DROP_REASON) if c in t.column_names]) if status == "kept" else \
-        t.drop_columns([c for c in DOCS_DROP_COLS if c in t.column_names])
+    """Documents-table rows for ``t`` (no text, no meta): ``status``, ``stage`` and ``reason`` last.
+
+    Dropped rows keep their ``drop_reason`` as ``reason``; kept rows get a null reason.
+    """
+    t = t.drop_columns([c for c in DOCS_DROP_COLS if c in t.column_names])
     n = t.num_rows
-    t = t.append_column("status", pa.array([status] * n, type=pa.string()))
-    t = t.append_column("stage", pa.array([stage] * n, type=pa.string()))
-    if status == "dropped":
-        t = t.rename_columns(["reason" if c == DROP_REASON else c for c in t.column_names])
-    else:
-        t = t.append_column("reason", pa.nulls(n, type=pa.string()))
-    return t
+    reason = pa.nulls(n, type=pa.string())
+    if DROP_REASON in t.column_names:
+        if status == "dropped":
+            reason = t[DROP_REASON]
+        t = t.drop_columns([DROP_REASON])
+    return (t.append_column("status", pa.array([status] * n, type=pa.string()))
+            .append_column("stage", pa.array([stage] * n, type=pa.string()))
+            .append_column("reason", reason))
 
 
 def _concat(tables: list[pa.Table]) -> pa.Table:
