@@ -10,7 +10,8 @@ directory. One entry per ``(stage, source, subset)``::
      "quarantined": {"invalid_utf8": 2}, "counters": {"fail:c4_lines_terminal_punct": 300}}
 
 Conservation, checked for every entry: ``docs_in == docs_out + sum(dropped) + sum(quarantined)``.
-For ``ingest``, ``docs_in`` counts input *records* (a record that cannot become a document is quarantined).
+For ``ingest``, ``docs_in`` counts input *records* (a record that cannot become a document is quarantined)
+and ``counters["files"]`` the input files read.
 ``tokens_*`` are filled where known: tokens are counted after the filters (with the end-of-document token),
 so ``dedup`` and ``mix`` carry tokens; earlier stages do not.
 

@@ -159,6 +159,9 @@ class PartitionProcessor:
         ledger = Ledger()
         for st in ("ingest", *[s.name for s in stages]):
             ledger.touch(st, part.source, part.subset)
+        # input files per source/subset: a file split into row-group ranges counts once, on its first range
+        if part.row_groups is None or part.row_groups[0] == 0:
+            ledger.get("ingest", part.source, part.subset).counters["files"] = 1
         docs_tables: list[pa.Table] = []
         kept_tables: list[pa.Table] = []
         text_tables: list[pa.Table] = []  # only for dedup.minhash.verify_jaccard: true Jaccard needs the text

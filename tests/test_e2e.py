@@ -76,6 +76,8 @@ def test_documents_table_accounts_for_every_record(demo_run) -> None:
         assert sum(counts[src].values()) == c.docs_in, src
     assert set(docs["status"].unique().to_pylist()) <= {"kept", "dropped", "quarantined"}
     assert not led.conservation_violations()
+    # the ledger records input files per source (the demo writes two per source)
+    assert {src: c.counters.get("files") for src, c in ingest.items()} == dict.fromkeys(recipe.sources, 2)
 
 
 def test_rerun_is_a_noop_resume_and_identical(demo_run) -> None:
