@@ -53,7 +53,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.errors import SchemaError
 from curate.recipe import SourceConfig
 from curate.sources.base import Partition, ReadBatch, ReadContext, register
 from curate.sources.io import (
@@ -365,10 +364,6 @@ def read_gutenberg_txt(part: Partition, src: SourceConfig, ctx: ReadContext) -> 
     ReadBatch
         At most one, holding the book or its quarantine record.
     """
-    if src.subset_by:
-        msg = ("format `gutenberg-txt` has no columns, so `subset_by` cannot be used; "
-               "declare `subsets:` with paths instead")
-        raise SchemaError(msg, file=part.path, column=src.subset_by)
     data = read_one_document_file(part, src, what="book")
     if isinstance(data, ReadBatch):
         yield data

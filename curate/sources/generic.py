@@ -36,7 +36,6 @@ from collections.abc import Iterator
 import numpy as np
 import pyarrow as pa
 
-from curate.errors import SchemaError
 from curate.recipe import SourceConfig
 from curate.sources.base import Partition, ReadBatch, ReadContext, register
 from curate.sources.io import (
@@ -121,9 +120,6 @@ def text_file_records(path: str) -> int:
 @register("text")
 def read_text(part: Partition, src: SourceConfig, ctx: ReadContext) -> Iterator[ReadBatch]:
     """Read one plain-text file as one document; see the module docstring."""
-    if src.subset_by:
-        msg = "format `text` has no columns, so `subset_by` cannot be used; declare `subsets:` with paths instead"
-        raise SchemaError(msg, file=part.path, column=src.subset_by)
     data = read_one_document_file(part, src, what="document")
     if isinstance(data, ReadBatch):
         yield data

@@ -486,8 +486,13 @@ def read_one_document_file(part: Partition, src: SourceConfig, *, what: str) -> 
 
     Returns the bytes; ``None`` for an empty file (zero records); or, for a truncated/corrupt compressed file
     with ``on_error: quarantine``, a ``ReadBatch`` holding one ``truncated_file`` record ("the ``what`` is
-    incomplete"). Raises ``InputError`` naming the file (and line) otherwise.
+    incomplete"). Raises ``InputError`` naming the file (and line) otherwise, and ``SchemaError`` when the
+    source sets ``subset_by`` (such files have no columns).
     """
+    if src.subset_by:
+        msg = (f"format `{part.format}` has no columns, so `subset_by` cannot be used; "
+               "declare `subsets:` with paths instead")
+        raise SchemaError(msg, file=part.path, column=src.subset_by)
     try:
         if os.path.getsize(part.path) == 0:
             return None

@@ -19,8 +19,7 @@ import zstandard
 
 from curate.errors import InputError, SchemaError
 from curate.recipe import SourceConfig
-from curate.schema import DOC_SCHEMA, QUARANTINE_SCHEMA
-from curate.sources.base import READERS, Partition, ReadContext
+from curate.sources.base import READERS
 from curate.sources.books import (
     LICENSE_COPYRIGHTED,
     LICENSE_PUBLIC_DOMAIN,
@@ -30,6 +29,7 @@ from curate.sources.books import (
     read_pg19,
     strip_boilerplate,
 )
+from tests.sources._read import read_file, src_config
 
 BODY = "CHAPITRE I\n\nLe café était très élevé, dit l'élève.\n\nFIN"
 
@@ -99,19 +99,12 @@ End of Project Gutenberg's Old Tales, by Anon
 
 
 def _src(fmt: str, **kw) -> SourceConfig:
-    return SourceConfig(format=fmt, paths=["unused"], **kw)
+    return src_config(fmt, **kw)
 
 
-def _read(reader, path: Path, fmt: str, *, pid: int = 7, batch_rows: int = 4096, row_groups=None, **kw):
-    part = Partition(pid=pid, source="books", subset="pd", format=fmt, path=str(path), row_groups=row_groups)
-    batches = list(reader(part, _src(fmt, **kw), ReadContext(batch_rows=batch_rows)))
-    for b in batches:
-        assert b.docs.schema.equals(DOC_SCHEMA)
-        assert b.quarantine.schema.equals(QUARANTINE_SCHEMA)
-        assert b.records == b.docs.num_rows + b.quarantine.num_rows
-    docs = pa.concat_tables([b.docs for b in batches]) if batches else DOC_SCHEMA.empty_table()
-    quar = pa.concat_tables([b.quarantine for b in batches]) if batches else QUARANTINE_SCHEMA.empty_table()
-    return batches, docs, quar
+def _read(reader, path: Path, fmt: str, **kw):
+    kw.setdefault("pid", 7)
+    return read_file(reader, path, fmt, source="books", subset="pd", **kw)
 
 
 def test_readers_are_registered():

@@ -22,8 +22,7 @@ import pytest
 
 from curate.errors import InputError, SchemaError
 from curate.recipe import SourceConfig
-from curate.schema import DOC_SCHEMA, QUARANTINE_SCHEMA
-from curate.sources.base import READERS, Partition, ReadContext
+from curate.sources.base import READERS
 from curate.sources.wiki import (
     LICENSE,
     is_redirect,
@@ -32,6 +31,7 @@ from curate.sources.wiki import (
     read_wikipedia,
     wikitext_to_text,
 )
+from tests.sources._read import read_file, src_config
 
 ARTICLE = """{{Infobox Stadt
 | Name = Beispielstadt
@@ -121,19 +121,12 @@ PAGES = [
 
 
 def _src(fmt: str, **kw) -> SourceConfig:
-    return SourceConfig(format=fmt, paths=["unused"], **kw)
+    return src_config(fmt, **kw)
 
 
-def _read(reader, path: Path, fmt: str, *, pid: int = 2, batch_rows: int = 4096, row_groups=None, **kw):
-    part = Partition(pid=pid, source="wiki", subset="", format=fmt, path=str(path), row_groups=row_groups)
-    batches = list(reader(part, _src(fmt, **kw), ReadContext(batch_rows=batch_rows)))
-    for b in batches:
-        assert b.docs.schema.equals(DOC_SCHEMA)
-        assert b.quarantine.schema.equals(QUARANTINE_SCHEMA)
-        assert b.records == b.docs.num_rows + b.quarantine.num_rows
-    docs = pa.concat_tables([b.docs for b in batches]) if batches else DOC_SCHEMA.empty_table()
-    quar = pa.concat_tables([b.quarantine for b in batches]) if batches else QUARANTINE_SCHEMA.empty_table()
-    return batches, docs, quar
+def _read(reader, path: Path, fmt: str, **kw):
+    kw.setdefault("pid", 2)
+    return read_file(reader, path, fmt, source="wiki", subset="", **kw)
 
 
 def test_readers_are_registered():
