@@ -79,9 +79,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import yaml
 
 from curate.errors import RecipeError
+from curate.recipe import read_yaml
 
 if TYPE_CHECKING:
     from curate.recipe import Recipe, SourceConfig
@@ -631,11 +631,7 @@ def _load_preset(name: str, d: str, chain: tuple[str, ...]) -> Preset:
         have = sorted(p.stem for p in Path(d).glob("*.yaml"))
         msg = f"unknown license preset {name!r}; must be one of {have}"
         raise RecipeError(msg, recipe_file=where)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        msg = f"not valid YAML: {e}"
-        raise RecipeError(msg, recipe_file=where) from None
+    data = read_yaml(path)
     if not isinstance(data, dict):
         msg = "a license preset must be a YAML mapping with `allow`, `unknown`, `attribution_required`"
         raise RecipeError(msg, recipe_file=where)

@@ -323,12 +323,17 @@ def load_recipe(path: str | os.PathLike, *, check_paths: bool = True) -> Recipe:
     if not p.is_file():
         msg = f"recipe file not found: {p}"
         raise RecipeError(msg)
+    data = read_yaml(p)
+    return parse_recipe(data, base_dir=p.resolve().parent, recipe_file=str(p), check_paths=check_paths)
+
+
+def read_yaml(path: Path) -> Any:
+    """``yaml.safe_load`` a file (data only: no tags, no code); a syntax error is a RecipeError naming the file."""
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         msg = f"not valid YAML: {e}"
-        raise RecipeError(msg, recipe_file=str(p)) from None
-    return parse_recipe(data, base_dir=p.resolve().parent, recipe_file=str(p), check_paths=check_paths)
+        raise RecipeError(msg, recipe_file=str(path)) from None
 
 
 def expand_globs(recipe: Recipe, source: str, subset: str, patterns: list[str], *, recipe_file: str | None = None,

@@ -47,7 +47,6 @@ from typing import Any, ClassVar
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import yaml
 
 from curate import recipe as recipe_mod
 from curate.errors import RecipeError
@@ -143,11 +142,7 @@ def load_preset(name: str) -> Preset:
         known = recipe_mod.preset_names("quality")
         msg = f"unknown quality preset {name!r}; must be one of {known + [FASTTEXT]}"
         raise RecipeError(msg)
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        msg = f"not valid YAML: {e}"
-        raise RecipeError(msg, recipe_file=str(p)) from None
+    data = recipe_mod.read_yaml(p)
     f = str(p)
     if not isinstance(data, dict) or not isinstance(data.get("rules"), dict) or not data["rules"]:
         msg = "a quality preset needs a non-empty `rules:` mapping"
