@@ -79,8 +79,7 @@ def mix(payload: dict[str, Any], run_dir: str, pids: list[int]) -> dict:
         for sub in (scfg.subsets or {"": None}):
             led.touch("dedup", src, sub)
             led.touch("mix", src, sub)
-    kept_t = kept.append_column("_tok", kept["tokens"])
-    led.record_table("dedup", kept_t, what="in", tokens_col="tokens")
+    led.record_table("dedup", kept, what="in", tokens_col="tokens")
     if recipe.dedup is not None and removed_path.exists():
         removed = pq.read_table(removed_path, columns=["uid", "reason"])
         is_removed = pc.is_in(kept["uid"], value_set=removed["uid"])
