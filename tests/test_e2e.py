@@ -164,3 +164,16 @@ def test_one_and_two_workers_write_identical_bytes(tmp_path, ray_session) -> Non
                     "ledger.json": hashlib.sha256((d / "ledger.json").read_bytes()).hexdigest()}
 
     assert digests(tmp_path / "a") == digests(tmp_path / "b")
+
+
+def test_licenses_reported_per_shard_audit_and_run_dir(demo_run) -> None:
+    """Issue 4: tokens per license in every shard's summary, in the audit, and a LICENSES report in the run dir."""
+    _, res = demo_run
+    for s in res.manifest["shards"]:
+        assert sum(r["tokens"] for r in s["by_license"]) == s["tokens"]
+    result = audit_mod.audit(res.run_dir)
+    assert sum(result["licenses"].values()) == result["total_tokens"]
+    assert result["licenses"]["CC-BY-SA-4.0"] == result["sources"]["wikipedia"]["tokens"]
+    assert not any(k.startswith(("GPL", "AGPL")) for k in result["licenses"]), "permissive policy on the-stack"
+    report = json.loads((res.run_dir / "licenses.json").read_text())
+    assert report and "CC-BY-SA-4.0" in (res.run_dir / "LICENSES.md").read_text()
