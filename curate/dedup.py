@@ -66,10 +66,20 @@ With ``R`` buckets and ``P`` partition files, under ``out_dir`` (a filesystem ev
 - ``edges/b<r>.parquet``: reduce task ``r`` groups rows by (band, key) and emits one edge
   member -> smallest uid of the group (linear in the group size, not quadratic).
 - ``near/removed.parquet``: one task unions all edges (:func:`connected_components`), reads the
-  metadata (and, with ``verify_jaccard``, the texts) of the component members only, and picks the
-  keeper of each component by (priority, doc_id, uid). At very large scale this single task is the
-  step to distribute further (e.g. a distributed union-find by rounds of min-label propagation over
-  bucketed edges); its memory grows with the number of *candidate* documents, not the corpus.
+  metadata of the component members only, and ranks each component's members by (priority, doc_id,
+  uid); the first keeps. At very large scale this single task is the step to distribute further (e.g. a
+  distributed union-find by rounds of min-label propagation over bucketed edges); its memory grows with
+  the number of *candidate* documents, not the corpus.
+- With ``verify_jaccard`` (the default) the keeper is checked against true Jaccard instead, and no task
+  holds more than its share of texts: the components task writes the ranked members to
+  ``verify/meta/b<r>.parquet`` (bucket ``label % R``) and each file's candidate uids to
+  ``verify/want/f<i>.parquet``; fetch task ``i`` reads file ``i``'s texts once and sends each candidate's
+  text to its component's bucket (``verify/text/b<r>/f<i>.parquet``); verify task ``r`` then walks each
+  component in rank order and removes a member only as a duplicate of a kept member of its component
+  with true Jaccard >= ``threshold`` (the first such), otherwise keeps it (``near/b<r>.parquet``). Every
+  removed document is therefore within ``threshold`` of its ``dup_of``: LSH alone lets pairs just under
+  the threshold through (14x8 bands catch a Jaccard 0.7 pair with probability ~0.56) and chains
+  components through intermediate documents.
 - ``removed.parquet``: a final task merges and sorts the removals and computes the summary; the
   shuffle folders are deleted once consumed, ``edges/`` stays for inspection.
 
@@ -911,39 +921,16 @@ def _text_path(dedup_path: str) -> str:
     return os.path.join(head, key + ".text.parquet")
 
 
-def _fetch_texts(uids: np.ndarray, files: np.ndarray, paths: list[str],
-                 text_lookup: Callable[[list[int]], dict[int, str]] | None) -> dict[int, str]:
-    if text_lookup is not None:
-        got = text_lookup([int(u) for u in uids])
-        missing = [int(u) for u in uids if int(u) not in got]
-        if missing:
-            msg = f"text_lookup returned no text for {len(missing)} uid(s), e.g. {missing[:5]}"
-            raise InputError(msg, file="<text_lookup>")
-        return got
-    out: dict[int, str] = {}
-    for f in np.unique(files).tolist():
-        tp = _text_path(paths[f])
-        if not os.path.isfile(tp):
-            msg = ("dedup.minhash.verify_jaccard needs the texts: write (uid, text) to this file next to "
-                   f"{paths[f]} (or a `text` column into it), or pass text_lookup to find_duplicates")
-            raise InputError(msg, file=tp)
-        t = pq.read_table(tp, columns=["uid", "text"])
-        want = uids[files == f]
-        t = t.filter(pc.is_in(t.column("uid"), pa.array(want)))
-        out.update(zip(t.column("uid").to_pylist(), t.column("text").to_pylist()))
-        missing = np.setdiff1d(want, np.asarray(t.column("uid").combine_chunks()))
-        if len(missing):
-            msg = f"no text for {len(missing)} uid(s), e.g. {missing[:5].tolist()}; rewrite the text file"
-            raise InputError(msg, file=tp, column="uid")
-    return out
+def _components(out_dir: str, paths: list[str], priority: dict[str, int], nb: int, verify: bool) -> int:
+    """Union the LSH edges into components and order each component's members by keeper rank.
 
-
-def _components(out_dir: str, paths: list[str], priority: dict[str, int], verify: bool, threshold: float,
-                ngram: int, char_ngram: int, text_lookup: Callable | None) -> int:
+    Without ``verify`` the first member of a component keeps and the others are written to
+    ``near/removed.parquet``. With ``verify`` the ranked members are handed to the verify shuffle instead:
+    ``verify/meta/b<r>.parquet`` (bucket ``label % nb``) and ``verify/want/f<i>.parquet`` (the candidate
+    uids held by file ``i``, with their label). Returns the number of candidate documents."""
     e = _read_many(f"{out_dir}/edges/*.parquet")
-    target = f"{out_dir}/near/removed.parquet"
     if e is None or e.num_rows == 0:
-        _write_parquet(REMOVED_SCHEMA.empty_table(), target)
+        _write_parquet(REMOVED_SCHEMA.empty_table(), f"{out_dir}/near/removed.parquet")
         return 0
     src = np.asarray(e.column("src").combine_chunks())
     dst = np.asarray(e.column("dst").combine_chunks())
@@ -966,16 +953,29 @@ def _components(out_dir: str, paths: list[str], priority: dict[str, int], verify
     meta = meta.append_column("prio", _priorities(meta.column("source"), priority))
     meta = _sorted(meta, ["label", "prio", "doc_id", "uid"])
     lab = np.asarray(meta.column("label").combine_chunks())
+    if verify:
+        uids = np.asarray(meta.column("uid").combine_chunks())
+        files = node_file[np.searchsorted(nodes, uids)].astype(np.int32)
+        meta = meta.append_column("file", pa.array(files))
+        # _split_write is stable: every bucket keeps the keeper order of its components
+        _split_write(meta, (lab % nb).astype(np.int64), nb, lambda r: f"{out_dir}/verify/meta/b{r:05d}.parquet")
+        want = pa.table({"uid": uids, "label": lab})
+        _split_write(want, files.astype(np.int64), len(paths), lambda f: f"{out_dir}/verify/want/f{f:06d}.parquet")
+        return len(uids)
     n = len(lab)
     first = np.ones(n, bool)
     first[1:] = lab[1:] != lab[:-1]
     keeper = np.maximum.accumulate(np.where(first, np.arange(n), 0))
-    if verify:
-        keeper = _verify(meta, first, paths, node_file, nodes, threshold, ngram, char_ngram, text_lookup)
-    rm = np.flatnonzero(keeper != np.arange(n))
-    kp = pa.array(keeper[rm])
-    rmi = pa.array(rm)
-    removed = pa.table(
+    _write_parquet(_near_removed(meta, keeper), f"{out_dir}/near/removed.parquet")
+    return int((keeper != np.arange(n)).sum())
+
+
+def _near_removed(meta: pa.Table, keeper: np.ndarray) -> pa.Table:
+    """Removal rows for the members of ``meta`` whose ``keeper`` index is not their own."""
+    rm = np.flatnonzero(keeper != np.arange(len(keeper)))
+    kp = pa.array(keeper[rm], pa.int64())
+    rmi = pa.array(rm, pa.int64())
+    return pa.table(
         {
             **{c: meta.column(c).take(rmi) for c in ("uid", "doc_id", "source", "subset")},
             "reason": pa.array([NEAR] * len(rm), pa.string()),
@@ -984,23 +984,71 @@ def _components(out_dir: str, paths: list[str], priority: dict[str, int], verify
             **{c: meta.column(c).take(rmi) for c in ("nbytes", "tokens")},
         }
     ).cast(REMOVED_SCHEMA)
-    _write_parquet(removed, target)
-    return len(rm)
 
 
-def _verify(meta: pa.Table, first: np.ndarray, paths: list[str], node_file: np.ndarray, nodes: np.ndarray,
-            threshold: float, ngram: int, char_ngram: int, text_lookup: Callable | None) -> np.ndarray:
-    """Greedy keepers with a true-Jaccard check: in keeper order, a member is removed as a duplicate of the
-    first kept document it reaches ``threshold`` with, otherwise it is kept itself."""
+_TEXT_SCHEMA = pa.schema([pa.field("uid", pa.int64()), pa.field("text", pa.large_string())])
+
+
+def _verify_fetch(i: int, path: str, nb: int, out_dir: str, text_lookup: Callable | None) -> int:
+    """Read the texts of file ``i``'s candidate documents once and send them to their component's bucket
+    (``verify/text/b<r>/f<i>.parquet``), so each verify task reads only the texts it compares."""
+    wp = f"{out_dir}/verify/want/f{i:06d}.parquet"
+    if not os.path.isfile(wp):
+        return 0
+    want = pq.read_table(wp)
+    uids = np.asarray(want.column("uid").combine_chunks())
+    if text_lookup is not None:
+        got = text_lookup([int(u) for u in uids])
+        missing = [int(u) for u in uids if int(u) not in got]
+        if missing:
+            msg = f"text_lookup returned no text for {len(missing)} uid(s), e.g. {missing[:5]}"
+            raise InputError(msg, file="<text_lookup>")
+        texts = pa.table({"uid": uids, "text": pa.array([got[int(u)] for u in uids], pa.large_string())})
+    else:
+        tp = _text_path(path)
+        if not os.path.isfile(tp):
+            msg = ("dedup.minhash.verify_jaccard needs the texts: write (uid, text) to this file next to "
+                   f"{path} (or a `text` column into it), or pass text_lookup to find_duplicates")
+            raise InputError(msg, file=tp)
+        t = pq.read_table(tp, columns=["uid", "text"])
+        t = t.filter(pc.is_in(t.column("uid"), pa.array(uids)))
+        have = np.asarray(t.column("uid").combine_chunks().cast(pa.int64()))
+        missing = np.setdiff1d(uids, have)
+        if len(missing):
+            msg = f"no text for {len(missing)} uid(s), e.g. {missing[:5].tolist()}; rewrite the text file"
+            raise InputError(msg, file=tp, column="uid")
+        texts = pa.table({"uid": have, "text": t.column("text").cast(pa.large_string())})
+    order = np.searchsorted(uids, np.asarray(texts.column("uid")), sorter=np.argsort(uids))
+    label = np.asarray(want.column("label").combine_chunks())[np.argsort(uids)[order]]
+    _split_write(texts, (label % nb).astype(np.int64), nb,
+                 lambda r: f"{out_dir}/verify/text/b{r:05d}/f{i:06d}.parquet")
+    return texts.num_rows
+
+
+def _verify_bucket(r: int, out_dir: str, threshold: float, ngram: int, char_ngram: int) -> int:
+    """Greedy keepers with a true-Jaccard check for the components of bucket ``r``: in keeper order, a member
+    is removed as a duplicate of the first kept document of its component it reaches ``threshold`` with,
+    otherwise it is kept itself. Writes ``near/b<r>.parquet``; returns the number removed."""
+    mp = f"{out_dir}/verify/meta/b{r:05d}.parquet"
+    if not os.path.isfile(mp):
+        return 0
+    meta = pq.read_table(mp)
+    texts = _read_many(f"{out_dir}/verify/text/b{r:05d}/*.parquet")
+    if texts is None:
+        msg = f"verify bucket {r} has candidates but no texts; the fetch tasks did not run (rerun the dedup)"
+        raise InputError(msg, file=f"{out_dir}/verify/text/b{r:05d}")
     uids = np.asarray(meta.column("uid").combine_chunks())
-    files = node_file[np.searchsorted(nodes, uids)]
-    texts = _fetch_texts(uids, files, paths, text_lookup)
-    sets = shingle_sets([texts[int(u)] for u in uids], ngram=ngram, char_ngram=char_ngram)
+    tu = np.asarray(texts.column("uid").combine_chunks())
+    pos = np.argsort(tu)
+    at = pos[np.searchsorted(tu, uids, sorter=pos)]
+    sets = shingle_sets(texts.column("text").combine_chunks().take(pa.array(at)), ngram=ngram,
+                        char_ngram=char_ngram)
+    lab = np.asarray(meta.column("label").combine_chunks())
     n = len(uids)
     keeper = np.arange(n)
     kept: list[int] = []
     for j in range(n):
-        if first[j]:
+        if j == 0 or lab[j] != lab[j - 1]:
             kept = [j]
             continue
         for k in kept:
@@ -1009,7 +1057,8 @@ def _verify(meta: pa.Table, first: np.ndarray, paths: list[str], node_file: np.n
                 break
         else:
             kept.append(j)
-    return keeper
+    _write_parquet(_near_removed(meta, keeper), f"{out_dir}/near/b{r:05d}.parquet")
+    return int((keeper != np.arange(n)).sum())
 
 
 def _finalize(out_dir: str) -> dict[str, Any]:
@@ -1091,7 +1140,7 @@ def find_duplicates(
         Shuffle buckets ``R`` (0: the cluster's CPU count). The result does not depend on it.
     text_lookup
         Only with ``cfg.minhash.verify_jaccard``: a picklable callable mapping uids to texts. Without it the
-        texts are read, by the components task and only for candidate documents, from the dedup file's own
+        texts are read, by one fetch task per file and only for candidate documents, from the dedup file's own
         ``text`` column if it has one, else from ``<key>.text.parquet`` (columns ``uid``, ``text``) next to
         ``<key>.<kind>.parquet``.
 
@@ -1114,7 +1163,7 @@ def find_duplicates(
     _preflight(paths, cfg, text_lookup)
     nb = int(num_buckets) if num_buckets and num_buckets > 0 else max(1, int(ray.cluster_resources().get("CPU", 1)))
     out = str(Path(out_dir).resolve())
-    for sub in ("exact", "lsh", "edges", "near"):
+    for sub in ("exact", "lsh", "edges", "near", "verify"):
         shutil.rmtree(os.path.join(out, sub), ignore_errors=True)
     os.makedirs(out, exist_ok=True)
     task = ray.remote(num_cpus=1)
@@ -1136,8 +1185,11 @@ def find_duplicates(
                        for i, p in enumerate(paths)]))
         ray.get([task(_lsh_reduce).remote(r, out) for r in range(nb)])
         shutil.rmtree(os.path.join(out, "lsh"), ignore_errors=True)
-        ray.get(task(_components).remote(out, paths, priority, mh.verify_jaccard, mh.threshold, mh.ngram,
-                                         mh.char_ngram, text_lookup))
+        ray.get(task(_components).remote(out, paths, priority, nb, mh.verify_jaccard))
+        if mh.verify_jaccard:
+            ray.get([task(_verify_fetch).remote(i, p, nb, out, text_lookup) for i, p in enumerate(paths)])
+            ray.get([task(_verify_bucket).remote(r, out, mh.threshold, mh.ngram, mh.char_ngram) for r in range(nb)])
+            shutil.rmtree(os.path.join(out, "verify"), ignore_errors=True)
     summary = ray.get(task(_finalize).remote(out))
     for sub in ("exact", "near"):  # merged into removed.parquet; edges/ stays for inspection
         shutil.rmtree(os.path.join(out, sub), ignore_errors=True)

@@ -111,7 +111,8 @@ class MinHashConfig(_Model):
     rows: int = Field(default=8, ge=1)
     seed: int = 1
     char_ngram: int = Field(default=5, ge=1, description="shingle size in characters for scripts without spaces")
-    verify_jaccard: bool = False
+    verify_jaccard: bool = Field(
+        default=True, description="remove a candidate only if its true Jaccard with the keeper reaches threshold")
     threshold: float = Field(default=0.7, ge=0.0, le=1.0, description="Jaccard floor when verify_jaccard is on")
 
 

@@ -14,6 +14,8 @@ file                content
 ``<key>.kept``      Parquet, one row per surviving document: ``uid, doc_id, source, subset, nbytes, ntok``
                     (tokens without the end-of-document token), ``tok_offset`` (into ``<key>.tok``),
                     ``lang, license``, and for dedup ``content_hash`` and ``band_keys``.
+``<key>.text``      Parquet ``uid, text`` of the kept documents (zstd), only with ``dedup.minhash.verify_jaccard``
+                    (the default): the dedup's verify step reads the texts of its candidates from it.
 ``<key>.tok``       raw little-endian token ids of the kept documents, concatenated (uint16 when the vocab
                     fits, else uint32); memory-mapped by the shard writer.
 ``<key>.ledger``    JSON ledger counters of this partition (see ``curate.ledger``).
