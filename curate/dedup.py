@@ -96,6 +96,7 @@ from __future__ import annotations
 
 import functools
 import glob
+import operator
 import os
 import shutil
 import unicodedata
@@ -255,17 +256,31 @@ _NOSPACE_RANGES = (
 )
 
 
+#: Code point ranges that hold every letter, mark, number and space character: planes 0-3 and the plane-14
+#: variation selectors. Planes 4-13 are unassigned and planes 15-16 private use in every Unicode version
+#: Python ships (tests/test_dedup.py checks it against the full range for the running interpreter).
+_CLASSIFIED = ((0, 0x40000), (0xE0000, 0xE0200))
+
+
 @functools.cache
 def _char_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(is_word, is_nospace, is_space) lookup tables over all code points (built once per process, ~0.5 s)."""
-    chars = [chr(c) for c in range(0x110000)]
-    cats = np.array([unicodedata.category(ch)[0] for ch in chars])
-    word = np.isin(cats, ["L", "M", "N"])
+    """(is_word, is_nospace, is_space) lookup tables over all code points (built once per process, ~0.1 s).
+
+    Built from ``unicodedata`` over :data:`_CLASSIFIED` only, one category letter per code point joined
+    into one ASCII string and compared in numpy: classifying all 1.1M code points one by one took 0.7 s per
+    process, which a profile over a few partitions blamed on exact dedup."""
+    word = np.zeros(0x110000, bool)
+    space = np.zeros(0x110000, bool)
+    first = operator.itemgetter(0)
+    for lo, hi in _CLASSIFIED:
+        chars = list(map(chr, range(lo, hi)))
+        cat = np.frombuffer("".join(map(first, map(unicodedata.category, chars))).encode("ascii"), np.uint8)
+        word[lo:hi] = (cat == ord("L")) | (cat == ord("M")) | (cat == ord("N"))
+        space[lo:hi] = np.frombuffer(bytes(map(str.isspace, chars)), bool)
     word[ord("_")] = True
     nospace = np.zeros(0x110000, bool)
     for a, b in _NOSPACE_RANGES:
         nospace[a: b + 1] = True
-    space = np.array([ch.isspace() for ch in chars])
     return word, nospace & word, space
 
 
