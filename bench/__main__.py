@@ -15,6 +15,9 @@ scaling     curate at ``--sizes`` (default 10, 20, 40 MB, 2 cores) and at the mi
 memory      peak RSS of the driver, Ray workers and Ray daemons at ``--memory-sizes`` (default 10, 40 MB);
             runs already made by ``scaling`` in the same invocation are reused.  ``memory.json``
 profile     pyinstrument over one partition of the parts phase (the slowest) in process.  ``profile.json``
+soak        the demo recipe over a generated corpus of ``--soak-mb`` MB of Parquet input (default 420, ~1.1 GB of
+            text), 2 workers, every process's RSS sampled, audited with ``--verify``; not part of ``all`` (about
+            an hour on a 2-core machine, most of it generating the corpus; see ``bench/soak.py``).  ``soak.json``
 report      docs/BENCHMARKS.md from the JSON files
 smoke       the whole harness at ~2 MB in a temporary folder (the test suite runs this)
 all         stages, pipeline, scaling, memory, profile, report
@@ -179,12 +182,13 @@ def cmd_smoke(results: Path | None = None, *, size_mb: float = 1) -> dict[str, A
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     ap.add_argument("command", nargs="+", choices=["all", "pipeline", "stages", "memory", "scaling", "profile",
-                                                   "report", "smoke"],
+                                                   "soak", "report", "smoke"],
                     help="one or more commands; scaling and memory share curate runs when given together")
     ap.add_argument("--size-mb", type=float, default=20, help="pipeline comparison corpus size")
     ap.add_argument("--sizes", type=float, nargs="+", default=[10, 20, 40], help="scaling sizes (MB)")
     ap.add_argument("--memory-sizes", type=float, nargs="+", default=[10, 40], help="memory sizes (MB)")
     ap.add_argument("--cores", type=int, default=2)
+    ap.add_argument("--soak-mb", type=float, default=420, help="soak: Parquet MB of generated input")
     ap.add_argument("--only", nargs="*", help="stages: run only these benches")
     ap.add_argument("--results", type=Path, default=RESULTS)
     ap.add_argument("--doc", type=Path, default=DOC)
@@ -212,6 +216,12 @@ def main(argv: list[str] | None = None) -> int:
         cmd_memory(res, runs, sizes=args.memory_sizes, cores=args.cores)
     if "profile" in cmds:
         cmd_profile(res)
+    if "soak" in cmds:
+        from bench import soak
+
+        r = soak.soak(args.soak_mb, workers=args.cores)
+        soak.save(r, res / "soak.json")
+        print(f"[soak] {args.soak_mb} MB: exit {r['exit_code']}, audit passed {r.get('audit_passed')}", flush=True)
     cmd_report(res, args.doc)
     print(f"[bench] {' '.join(args.command)} done in {time.perf_counter() - t0:.0f} s", flush=True)
     return 0

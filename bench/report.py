@@ -223,6 +223,33 @@ def _memory(m: dict[str, Any] | None) -> list[str]:
     return [*out, ""]
 
 
+def _soak(k: dict[str, Any] | None) -> list[str]:
+    out = ["## Soak (issue 10)", ""]
+    if not k or not k.get("runs"):
+        return [*out, "Not measured (run `python -m bench soak`).", ""]
+    out += ["`python -m bench soak --soak-mb N` (`bench/soak.py`): `recipes/demo.yaml`'s policies over N MB of zstd "
+            "Parquet made by `curate.demo.generate` (distinct seeds per 8 MB chunk), budget scaled with the corpus, "
+            "`curate run --num-cpus 2` in its own session, RSS of every process sampled every second, then "
+            "`curate audit --verify`. *Workers first/last third* = peak of the summed Ray worker RSS in the first and "
+            "last third of the run (equal means memory did not grow with the input read so far).", "",
+            "| input MB (Parquet) | text MB | records | partitions | run s | text MB/s | driver MB | largest worker MB "
+            "| workers sum MB | daemons MB | whole tree MB | workers first/last third MB | ledger balanced "
+            "| audit | load |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|"]
+    for r in k["runs"]:
+        pk, g, m = r["peak_rss_mb"], r.get("workers_rss_growth") or {}, r.get("machine", {})
+        la, lb = m.get("load_avg_before", [0]), m.get("load_avg_after", [0])
+        audit = "passed" if r.get("audit_passed") else ("**failed**" if r.get("exit_code") == 0 else
+                                                         f"run exit {r.get('exit_code')}")
+        out.append(f"| {r['input_mb']:g} | {_f(r.get('text_mb'), 1)} | {r.get('records', 0):,} | "
+                   f"{r.get('partitions', 0):,} | {r['wall_s']:.0f} | {_f(r.get('text_mb_per_s'), 3)} | "
+                   f"{pk['driver']:,.0f} | {pk['worker_max']:,.0f} | {pk['workers_sum']:,.0f} | "
+                   f"{pk['daemons_sum']:,.0f} | {pk['total']:,.0f} | {_f(g.get('first_third_mb'), 0)} / "
+                   f"{_f(g.get('last_third_mb'), 0)} | {r.get('ledger_balanced')} | {audit} | "
+                   f"{la[0]:.1f} → {lb[0]:.1f} |")
+    return [*out, ""]
+
+
 def _profile(p: dict[str, Any] | None) -> list[str]:
     out = ["## Profile of the parts phase", ""]
     if not p:
@@ -271,6 +298,7 @@ def render(results: Path) -> str:
     out += _stages(results)
     out += _scaling(s)
     out += _memory(m)
+    out += _soak(_load(results, "soak.json"))
     out += _profile(_load(results, "profile.json"))
     return "\n".join(out).rstrip() + "\n"
 
