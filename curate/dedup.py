@@ -1040,10 +1040,17 @@ def _verify_fetch(i: int, path: str, nb: int, out_dir: str, text_lookup: Callabl
     return texts.num_rows
 
 
+#: Kept members of a component a candidate is checked against (the highest-ranked first). A long LSH chain
+#: of mutually dissimilar documents would otherwise cost quadratic Jaccard checks; past the cap a member is
+#: kept, which can only cost recall, never precision.
+_MAX_VERIFY = 64
+
+
 def _verify_bucket(r: int, out_dir: str, threshold: float, ngram: int, char_ngram: int) -> int:
     """Greedy keepers with a true-Jaccard check for the components of bucket ``r``: in keeper order, a member
-    is removed as a duplicate of the first kept document of its component it reaches ``threshold`` with,
-    otherwise it is kept itself. Writes ``near/b<r>.parquet``; returns the number removed."""
+    is removed as a duplicate of the first kept document of its component (among the first
+    :data:`_MAX_VERIFY`) it reaches ``threshold`` with, otherwise it is kept itself. Writes
+    ``near/b<r>.parquet``; returns the number removed."""
     mp = f"{out_dir}/verify/meta/b{r:05d}.parquet"
     if not os.path.isfile(mp):
         return 0
@@ -1066,7 +1073,7 @@ def _verify_bucket(r: int, out_dir: str, threshold: float, ngram: int, char_ngra
         if j == 0 or lab[j] != lab[j - 1]:
             kept = [j]
             continue
-        for k in kept:
+        for k in kept[:_MAX_VERIFY]:
             if jaccard(sets[j], sets[k]) >= threshold:
                 keeper[j] = k
                 break

@@ -518,3 +518,31 @@ def test_char_tables_cover_every_classified_code_point():
     for ch in (" ", "\u00a0", "\u3000", "\u2028", "\x1f"):
         assert space[ord(ch)] and not word[ord(ch)], repr(ch)
     assert nospace[ord("中")] and not nospace[ord("a")]
+
+
+def test_verify_bucket_keeps_chained_members_and_caps_comparisons(tmp_path, monkeypatch):
+    """A component chained through B: A keeps, B (dissimilar to A) is kept itself, C (a copy of B) is removed
+    as B's duplicate; with the comparison cap at 1, C is only checked against A and kept (recall, not
+    precision, pays for the cap)."""
+    import random
+
+    rng = random.Random(4)
+    vocab = [f"w{i}" for i in range(3000)]
+    a = " ".join(rng.choice(vocab) for _ in range(300))
+    b = " ".join(rng.choice(vocab) for _ in range(300))
+    c = b.replace(b.split()[150], "zz", 1)
+    out = tmp_path / "d"
+    meta = pa.table({"uid": pa.array([1, 2, 3], pa.int64()), "doc_id": ["a", "b", "c"], "source": ["s"] * 3,
+                     "subset": [""] * 3, "nbytes": pa.array([1, 1, 1], pa.int64()),
+                     "tokens": pa.array([1, 1, 1], pa.int64()), "label": pa.array([1, 1, 1], pa.int64()),
+                     "prio": pa.array([0, 0, 0], pa.int32()), "file": pa.array([0, 0, 0], pa.int32())})
+    (out / "verify" / "meta").mkdir(parents=True)
+    (out / "verify" / "text" / "b00000").mkdir(parents=True)
+    pq.write_table(meta, out / "verify" / "meta" / "b00000.parquet")
+    pq.write_table(pa.table({"uid": pa.array([3, 1, 2], pa.int64()), "text": pa.array([c, a, b], pa.large_string())}),
+                   out / "verify" / "text" / "b00000" / "f000000.parquet")
+    assert dedup._verify_bucket(0, str(out), 0.7, 5, 5) == 1
+    rows = pq.read_table(out / "near" / "b00000.parquet").to_pylist()
+    assert [(r["doc_id"], r["dup_of"], r["reason"]) for r in rows] == [("c", 2, dedup.NEAR)]
+    monkeypatch.setattr(dedup, "_MAX_VERIFY", 1)
+    assert dedup._verify_bucket(0, str(out), 0.7, 5, 5) == 0
