@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 import xxhash
 
-from curate import dedup
+from curate import dedup, utf8
 from curate.errors import InputError, SchemaError
 from curate.recipe import DedupConfig, MinHashConfig
 
@@ -97,7 +97,7 @@ def test_shingles_match_python_reference_and_short_docs():
 def test_shingles_do_not_depend_on_batching(monkeypatch):
     texts = TRICKY * 30
     v1, o1 = dedup.shingle_hashes(texts)
-    monkeypatch.setattr(dedup, "_BLOCK_BYTES", 200)
+    monkeypatch.setattr(utf8, "BLOCK_BYTES", 200)
     v2, o2 = dedup.shingle_hashes(texts)
     assert np.array_equal(v1, v2) and np.array_equal(o1, o2)
     assert np.array_equal(dedup.minhash_signatures(texts, num_perm=16),
@@ -499,25 +499,6 @@ def test_verify_jaccard_removes_only_verified_members(ray_session, tmp_path):
         kept.append(str(k))
     dedup.find_duplicates(kept, cfg=cfg, priority={"web": 0}, out_dir=str(tmp_path / "v3"), num_buckets=1)
     assert pq.read_table(tmp_path / "v3" / "removed.parquet").equals(pq.read_table(tmp_path / "v" / "removed.parquet"))
-
-
-def test_char_tables_cover_every_classified_code_point():
-    """The tables classify only _CLASSIFIED; everywhere else must be neither word nor space (for this Python)."""
-    word, nospace, space = dedup._char_tables()
-    outside = np.ones(0x110000, bool)
-    for lo, hi in dedup._CLASSIFIED:
-        outside[lo:hi] = False
-    idx = np.flatnonzero(outside)
-    cats = {unicodedata.category(chr(int(c)))[0] for c in idx}
-    assert cats <= {"C"}, cats  # unassigned (Cn) or private use (Co) only
-    assert not any(chr(int(c)).isspace() for c in idx)
-    assert not word[idx].any() and not space[idx].any()
-    # spot checks against unicodedata inside the ranges
-    for ch in ("a", "Z", "_", "é", "\u0301", "٣", "中", "\U00020000", "\U000E0100"):
-        assert word[ord(ch)], ch
-    for ch in (" ", "\u00a0", "\u3000", "\u2028", "\x1f"):
-        assert space[ord(ch)] and not word[ord(ch)], repr(ch)
-    assert nospace[ord("中")] and not nospace[ord("a")]
 
 
 def test_verify_bucket_keeps_chained_members_and_caps_comparisons(tmp_path, monkeypatch):

@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.quality import words as W
+from curate.utf8 import ALNUM, SPACE, char_counts
 
 # ---------------------------------------------------------------------------- shared constants
 #: Python's ``str.isspace`` characters as an RE2 class body (RE2's ``\s`` is ASCII only).
@@ -746,10 +747,12 @@ def code(b: DocBatch, opts: dict[str, Any]) -> dict[str, np.ndarray]:
     blanks = _np(pc.utf8_length(long_text)) - _np(pc.utf8_length(no_space))
     dense = blanks < opts["minified_max_space_frac"] * lines.length[long]
     long_chars = b.per_doc(lines.doc[long], lines.length[long] * dense)
-    alnum = _np(pc.utf8_length(pc.replace_substring_regex(b.text, r"[^\p{L}\p{N}]+", "")), np.float64)
-    nonspace = _np(pc.utf8_length(pc.replace_substring_regex(b.text, f"[{WS}]+", "")), np.float64)
-    numeric = nonspace - _np(pc.utf8_length(pc.replace_substring_regex(
-        pc.replace_substring_regex(b.text, CODE_NUMBER, ""), f"[{WS}]+", "")), np.float64)
+    # letters/digits and whitespace by the vectorized byte classifier (curate.utf8): the three Unicode-class
+    # regex passes it replaces were most of this family's time on the-stack
+    alnum, space = (c.astype(np.float64) for c in char_counts(b.text, (ALNUM, SPACE)))
+    nonspace = b.text_len - space
+    # number literals hold no whitespace: their characters are what removing them takes away
+    numeric = (b.text_len - _np(pc.utf8_length(pc.replace_substring_regex(b.text, CODE_NUMBER, "")))).astype(np.float64)
     head = pc.utf8_lower(pc.extract_regex(pc.utf8_slice_codeunits(b.text, 0, 8 * 1024),
                                           r"^(?P<h>(?:[^\n]*\n){0,%d}[^\n]*)" % (opts["autogen_lines"] - 1)).field(
         "h"))
