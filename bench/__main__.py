@@ -7,13 +7,14 @@ every command except ``smoke``'s own temporary run) renders ``docs/BENCHMARKS.md
 command     what it measures (defaults fit ``make bench`` in < 30 min on a 2-core machine)
 =========== =====================================================================================================
 pipeline    curate vs datatrove end to end, GPT-NeoX tokenizer on both sides, mixed and prose corpora
-            (``--size-mb``, default 20); curate alone with RWKV World on the mixed corpus.  ``pipeline.json``
+            (``--size-mb``, default 50); curate alone with RWKV World on the mixed corpus (``--rwkv-mb``,
+            default 500).  ``pipeline.json``
 stages      the existing stage benches (ingest, langid, quality, dedup, tokenize) at small settings, each in a
             subprocess with a time limit; their own JSON files plus ``stages.json`` (status, seconds)
-scaling     curate at ``--sizes`` (default 10, 20, 40 MB, 2 cores) and at the middle size with 1 core:
-            seconds per MB and 1 vs 2 worker speed-up.  ``scaling.json``
-memory      peak RSS of the driver, Ray workers and Ray daemons at ``--memory-sizes`` (default 10, 40 MB);
-            runs already made by ``scaling`` in the same invocation are reused.  ``memory.json``
+scaling     curate (RWKV World) at ``--sizes`` (default 100, 250, 500 MB, 2 cores) and at the smallest size
+            with 1 core: seconds per MB and 1 vs 2 worker speed-up.  ``scaling.json``
+memory      peak RSS of the driver, Ray workers and Ray daemons at ``--memory-sizes`` (default 100, 500,
+            1000 MB); runs already made in the same invocation are reused.  ``memory.json``
 profile     pyinstrument over one partition of the parts phase (the slowest) in process.  ``profile.json``
 soak        the demo recipe over a generated corpus of ``--soak-mb`` MB of Parquet input (default 420, ~1.1 GB of
             text), 2 workers, every process's RSS sampled, audited with ``--verify``; not part of ``all`` (about
@@ -39,6 +40,8 @@ from typing import Any
 from bench import pipeline as bp
 
 REPO = Path(__file__).resolve().parent.parent
+#: What ``make bench`` (``python -m bench all``) measures; sized to finish in < 30 min on the 2-core machine.
+DEFAULTS: dict[str, Any] = {"size_mb": 50, "rwkv_mb": 500, "sizes": [100, 250, 500], "memory_sizes": [100, 500, 1000]}
 RESULTS = REPO / "bench" / "results"
 DOC = REPO / "docs" / "BENCHMARKS.md"
 
@@ -89,20 +92,23 @@ def cmd_stages(results: Path, *, only: list[str] | None = None) -> dict[str, Any
     return status
 
 
-def cmd_pipeline(results: Path, *, size_mb: float, cores: int, root: Path | None = None) -> list[dict[str, Any]]:
-    """curate vs datatrove on the mixed and prose corpora (NeoX both sides), then curate with RWKV World."""
-    runs = []
+def cmd_pipeline(results: Path, runs: CurateRuns, *, size_mb: float, rwkv_mb: float, cores: int,
+                 root: Path | None = None) -> list[dict[str, Any]]:
+    """curate vs datatrove on the mixed and prose corpora at ``size_mb`` (NeoX both sides), then curate with
+    RWKV World on the mixed corpus at ``rwkv_mb`` (shared with ``scaling``/``memory`` when the size matches)."""
+    out = []
     for variant in ("mixed", "prose"):
         print(f"[pipeline] {variant} {size_mb} MB curate vs datatrove", flush=True)
-        runs.append(bp.bench(variant, size_mb, cores=cores, tokenizer=bp.NEOX, root=root))
-    print(f"[pipeline] mixed {size_mb} MB curate rwkv-world", flush=True)
-    runs.append(bp.bench("mixed", size_mb, cores=cores, tokenizer="rwkv-world", systems=("curate",), root=root))
-    _save(results, "pipeline", {"machine": bp.machine(), "runs": runs})
-    return runs
+        out.append(bp.bench(variant, size_mb, cores=cores, tokenizer=bp.NEOX, root=root))
+    out.append(runs.get("mixed", rwkv_mb, cores))
+    _save(results, "pipeline", {"machine": bp.machine(), "runs": out})
+    return out
 
 
 class CurateRuns:
-    """curate-only runs keyed by (variant, size, cores): ``scaling`` and ``memory`` share them."""
+    """curate-only runs with the RWKV World tokenizer keyed by (variant, size, cores): ``pipeline``'s RWKV row,
+    ``scaling`` and ``memory`` share them (RWKV World, because with it curate's own costs are what is measured;
+    with GPT-NeoX the shared tokenizer is most of the time, see the pipeline rows)."""
 
     def __init__(self, root: Path | None = None) -> None:
         self.cache: dict[tuple[str, float, int], dict[str, Any]] = {}
@@ -111,8 +117,8 @@ class CurateRuns:
     def get(self, variant: str, size_mb: float, cores: int) -> dict[str, Any]:
         key = (variant, float(size_mb), cores)
         if key not in self.cache:
-            print(f"[curate] {variant} {size_mb} MB, {cores} core(s)", flush=True)
-            self.cache[key] = bp.bench(variant, size_mb, cores=cores, tokenizer=bp.NEOX, systems=("curate",),
+            print(f"[curate] {variant} {size_mb} MB rwkv-world, {cores} core(s)", flush=True)
+            self.cache[key] = bp.bench(variant, size_mb, cores=cores, tokenizer="rwkv-world", systems=("curate",),
                                        root=self.root, mix_memory=True)
         return self.cache[key]
 
@@ -127,9 +133,9 @@ def _series_row(r: dict[str, Any]) -> dict[str, Any]:
 
 
 def cmd_scaling(results: Path, runs: CurateRuns, *, sizes: list[float], cores: int) -> dict[str, Any]:
-    """Seconds per MB at ``sizes`` (``cores`` cores) and 1 vs ``cores`` cores at the middle size."""
+    """Seconds per MB at ``sizes`` (``cores`` cores) and 1 vs ``cores`` cores at the smallest size."""
     series = [_series_row(runs.get("mixed", s, cores)) for s in sizes]
-    mid = sorted(sizes)[len(sizes) // 2]
+    mid = sorted(sizes)[0]
     one = _series_row(runs.get("mixed", mid, 1))
     many = next(x for x in series if x["size_mb"] == mid)
     out = {"machine": bp.machine(), "sizes": series, "workers": {"1": one, str(cores): many},
@@ -153,7 +159,7 @@ def cmd_memory(results: Path, runs: CurateRuns, *, sizes: list[float], cores: in
     return out
 
 
-def cmd_profile(results: Path, *, size_mb: float = 10, root: Path | None = None) -> dict[str, Any]:
+def cmd_profile(results: Path, *, size_mb: float = 100, root: Path | None = None) -> dict[str, Any]:
     """Profile the parts phase (ingest → ... → sign) on the largest partition of each source, in process."""
     out = bp.profile_parts("mixed", size_mb, tokenizer="rwkv-world", root=root)
     _save(results, "profile", out)
@@ -184,9 +190,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("command", nargs="+", choices=["all", "pipeline", "stages", "memory", "scaling", "profile",
                                                    "soak", "report", "smoke"],
                     help="one or more commands; scaling and memory share curate runs when given together")
-    ap.add_argument("--size-mb", type=float, default=20, help="pipeline comparison corpus size")
-    ap.add_argument("--sizes", type=float, nargs="+", default=[10, 20, 40], help="scaling sizes (MB)")
-    ap.add_argument("--memory-sizes", type=float, nargs="+", default=[10, 40], help="memory sizes (MB)")
+    ap.add_argument("--size-mb", type=float, default=DEFAULTS["size_mb"],
+                    help="curate vs datatrove corpus size (MB of text)")
+    ap.add_argument("--rwkv-mb", type=float, default=DEFAULTS["rwkv_mb"],
+                    help="curate end to end with RWKV World: corpus size (MB of text)")
+    ap.add_argument("--sizes", type=float, nargs="+", default=DEFAULTS["sizes"], help="scaling sizes (MB)")
+    ap.add_argument("--memory-sizes", type=float, nargs="+", default=DEFAULTS["memory_sizes"],
+                    help="memory sizes (MB)")
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--soak-mb", type=float, default=420, help="soak: Parquet MB of generated input")
     ap.add_argument("--only", nargs="*", help="stages: run only these benches")
@@ -209,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     if "stages" in cmds:
         cmd_stages(res, only=args.only)
     if "pipeline" in cmds:
-        cmd_pipeline(res, size_mb=args.size_mb, cores=args.cores)
+        cmd_pipeline(res, runs, size_mb=args.size_mb, rwkv_mb=args.rwkv_mb, cores=args.cores)
     if "scaling" in cmds:
         cmd_scaling(res, runs, sizes=args.sizes, cores=args.cores)
     if "memory" in cmds:

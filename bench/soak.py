@@ -129,6 +129,7 @@ class RssSampler(threading.Thread):
         self.stop = threading.Event()
         self.series: list[list[float]] = []  # [t, driver, workers_sum, daemons_sum, n_workers]
         self.peak = {"driver": 0, "worker_max": 0, "workers_sum": 0, "daemons_sum": 0, "total": 0}
+        self.by_task: dict[str, int] = {}  # Ray worker process title (what it runs) -> peak RSS
         self.t0 = time.time()
 
     def sample(self) -> None:
@@ -150,6 +151,8 @@ class RssSampler(threading.Thread):
                 workers += rss
                 worker_max = max(worker_max, rss)
                 n_workers += 1
+                task = title[5:].split()[0] if title[5:].strip() else "?"
+                self.by_task[task] = max(self.by_task.get(task, 0), rss)
             else:
                 daemons += rss
         pk = self.peak
@@ -218,6 +221,7 @@ def soak(input_mb: float, *, workers: int = 2, seed: int = 0, mb_per_chunk: floa
         "input_mb": input_mb, "input_files": facts["files"], "input_bytes": facts["bytes"],
         "generate_s": facts["generate_s"], "workers": workers, "exit_code": rc, "wall_s": round(wall, 1),
         "peak_rss_mb": {k: round(v / mb, 1) for k, v in sampler.peak.items()},
+        "peak_rss_by_task_mb": {k: round(v / mb, 1) for k, v in sorted(sampler.by_task.items())},
         "workers_rss_growth": growth(sampler.series), "samples": len(sampler.series),
         "machine": {"cpus": os.cpu_count(), "load_avg_before": [round(x, 2) for x in load_before],
                     "load_avg_after": [round(x, 2) for x in os.getloadavg()], "python": platform.python_version()},
