@@ -253,8 +253,12 @@ def _soak(k: dict[str, Any] | None) -> list[str]:
         t = r.get("peak_rss_by_task_mb")
         if t:
             top = sorted(t.items(), key=lambda x: -x[1])[:8]
-            out += ["", f"Largest Ray worker at {r['input_mb']:g} MB by what it was running (process title), MB: "
-                    + ", ".join(f"`{n}` {v:,.0f}" for n, v in top) + "."]
+            anon = r.get("peak_anon_by_task_mb") or {}
+            out += ["", f"Largest Ray worker at {r['input_mb']:g} MB by what it was running (process title), peak "
+                    "RSS MB (in brackets: without file-backed and shared pages, e.g. the memory-mapped `.tok` "
+                    "files a shard writer reads): "
+                    + ", ".join(f"`{n}` {v:,.0f}" + (f" ({anon[n]:,.0f})" if n in anon else "") for n, v in top)
+                    + "."]
     return [*out, ""]
 
 

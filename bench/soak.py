@@ -24,20 +24,12 @@ replaces its entry). Exit code 0 when the run finished, the audit passed and the
 
 Run::
 
-    python -m bench.soak [--input-mb 1024] [--workers 2] [--mb-per-chunk 8] [--keep-run] [--out FILE]
+    python -m bench.soak [--input-mb 420] [--workers 2] [--mb-per-chunk 8] [--keep-run] [--out FILE]
 
-Measured on the 2-core development machine (shared with other jobs, load average 7-11), 2 workers:
-
-======== ======== ========== ======= ========== ============ ============ ============= =========
-input    text     generate   run     driver     one worker   all workers  whole tree    audit
-======== ======== ========== ======= ========== ============ ============ ============= =========
-4 MB     10 MB    19 s       68 s    263 MB     620 MB       1,412 MB     1,964 MB      passed
-100 MB   266 MB   414 s      222 s   269 MB     634 MB       1,442 MB     1,993 MB      passed
-======== ======== ========== ======= ========== ============ ============ ============= =========
-
-(peak RSS; 217,412 records in 156 partitions at 100 MB.) Peak memory does not grow with the input: 25x the
-input, +2% RSS. The run costs ~1.6 s per input MB after ~60 s of start-up, so 1 GB would run ~28 min on that
-machine, after ~70 min of generating the corpus (the generator writes ~0.12 MB/s of Parquet per process there).
+Results: ``bench/results/soak.json``, rendered in docs/BENCHMARKS.md ("Soak"). On the 2-core development
+machine at 420 MB of Parquet (1.08 GB of text, 886k records, 636 partitions) the corpus took 6 minutes to
+generate and the run 5 minutes; the parts phase held the workers' RSS flat, and only the global steps
+(dedup's components and the mix task, O(documents)) raised the largest worker to ~1 GB.
 """
 
 from __future__ import annotations
@@ -130,6 +122,7 @@ class RssSampler(threading.Thread):
         self.series: list[list[float]] = []  # [t, driver, workers_sum, daemons_sum, n_workers]
         self.peak = {"driver": 0, "worker_max": 0, "workers_sum": 0, "daemons_sum": 0, "total": 0}
         self.by_task: dict[str, int] = {}  # Ray worker process title (what it runs) -> peak RSS
+        self.by_task_anon: dict[str, int] = {}  # the same, RSS minus file-backed and shared pages
         self.t0 = time.time()
 
     def sample(self) -> None:
@@ -141,7 +134,8 @@ class RssSampler(threading.Thread):
         driver = workers = daemons = worker_max = n_workers = 0
         for p in procs:
             try:
-                rss = p.memory_info().rss
+                mi = p.memory_info()
+                rss = mi.rss
                 title = (p.cmdline() or [""])[0]
             except psutil.Error:
                 continue
@@ -153,6 +147,9 @@ class RssSampler(threading.Thread):
                 n_workers += 1
                 task = title[5:].split()[0] if title[5:].strip() else "?"
                 self.by_task[task] = max(self.by_task.get(task, 0), rss)
+                # without file-backed pages (memory-mapped .tok files, shared libraries): what the OOM killer sees
+                anon = rss - getattr(mi, "shared", 0)
+                self.by_task_anon[task] = max(self.by_task_anon.get(task, 0), anon)
             else:
                 daemons += rss
         pk = self.peak
@@ -222,6 +219,7 @@ def soak(input_mb: float, *, workers: int = 2, seed: int = 0, mb_per_chunk: floa
         "generate_s": facts["generate_s"], "workers": workers, "exit_code": rc, "wall_s": round(wall, 1),
         "peak_rss_mb": {k: round(v / mb, 1) for k, v in sampler.peak.items()},
         "peak_rss_by_task_mb": {k: round(v / mb, 1) for k, v in sorted(sampler.by_task.items())},
+        "peak_anon_by_task_mb": {k: round(v / mb, 1) for k, v in sorted(sampler.by_task_anon.items())},
         "workers_rss_growth": growth(sampler.series), "samples": len(sampler.series),
         "machine": {"cpus": os.cpu_count(), "load_avg_before": [round(x, 2) for x in load_before],
                     "load_avg_after": [round(x, 2) for x in os.getloadavg()], "python": platform.python_version()},
@@ -264,7 +262,8 @@ def save(result: dict[str, Any], out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__.splitlines()[0])
-    ap.add_argument("--input-mb", type=float, default=1024.0, help="input files' bytes on disk (default 1024)")
+    ap.add_argument("--input-mb", type=float, default=420.0,
+                    help="input files' bytes on disk (default 420: ~1.1 GB of text)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--mb-per-chunk", type=float, default=8.0, help="Parquet MB per generator call")

@@ -789,7 +789,8 @@ def _components(out_dir: str, paths: list[str], priority: dict[str, int], nb: in
     Without ``verify`` the first member of a component keeps and the others are written to
     ``near/removed.parquet``. With ``verify`` the ranked members are handed to the verify shuffle instead:
     ``verify/meta/b<r>.parquet`` (bucket ``label % nb``) and ``verify/want/f<i>.parquet`` (the candidate
-    uids held by file ``i``, with their label). Returns the number of candidate documents."""
+    uids held by file ``i``, with their label). Returns the number of verify buckets (0 without ``verify``):
+    at least ``nb``, and more when the candidates' text exceeds ``nb`` x :data:`_VERIFY_BUCKET_BYTES`."""
     e = _read_many(f"{out_dir}/edges/*.parquet")
     if e is None or e.num_rows == 0:
         _write_parquet(REMOVED_SCHEMA.empty_table(), f"{out_dir}/near/removed.parquet")
@@ -820,16 +821,19 @@ def _components(out_dir: str, paths: list[str], priority: dict[str, int], nb: in
         files = node_file[np.searchsorted(nodes, uids)].astype(np.int32)
         meta = meta.append_column("file", pa.array(files))
         # _split_write is stable: every bucket keeps the keeper order of its components
-        _split_write(meta, (lab % nb).astype(np.int64), nb, lambda r: f"{out_dir}/verify/meta/b{r:05d}.parquet")
+        # enough buckets that no verify task holds more than ~_VERIFY_BUCKET_BYTES of candidate text
+        text_bytes = int(pc.sum(meta.column("nbytes")).as_py() or 0)
+        nbv = max(nb, -(-text_bytes // _VERIFY_BUCKET_BYTES))
+        _split_write(meta, (lab % nbv).astype(np.int64), nbv, lambda r: f"{out_dir}/verify/meta/b{r:05d}.parquet")
         want = pa.table({"uid": uids, "label": lab})
         _split_write(want, files.astype(np.int64), len(paths), lambda f: f"{out_dir}/verify/want/f{f:06d}.parquet")
-        return len(uids)
+        return nbv
     n = len(lab)
     first = np.ones(n, bool)
     first[1:] = lab[1:] != lab[:-1]
     keeper = np.maximum.accumulate(np.where(first, np.arange(n), 0))
     _write_parquet(_near_removed(meta, keeper), f"{out_dir}/near/removed.parquet")
-    return int((keeper != np.arange(n)).sum())
+    return 0
 
 
 def _near_removed(meta: pa.Table, keeper: np.ndarray) -> pa.Table:
@@ -886,6 +890,10 @@ def _verify_fetch(i: int, path: str, nb: int, out_dir: str, text_lookup: Callabl
                  lambda r: f"{out_dir}/verify/text/b{r:05d}/f{i:06d}.parquet")
     return texts.num_rows
 
+
+#: Candidate text bytes per verify bucket: a verify task holds its bucket's texts and their shingle sets
+#: (~2-3x the text), so this bounds its memory whatever the corpus size.
+_VERIFY_BUCKET_BYTES = 64 << 20
 
 #: Kept members of a component a candidate is checked against (the highest-ranked first). A long LSH chain
 #: of mutually dissimilar documents would otherwise cost quadratic Jaccard checks; past the cap a member is
@@ -1054,10 +1062,11 @@ def find_duplicates(
                        for i, p in enumerate(paths)]))
         ray.get([task(_lsh_reduce).remote(r, out) for r in range(nb)])
         shutil.rmtree(os.path.join(out, "lsh"), ignore_errors=True)
-        ray.get(task(_components).remote(out, paths, priority, nb, mh.verify_jaccard))
-        if mh.verify_jaccard:
-            ray.get([task(_verify_fetch).remote(i, p, nb, out, text_lookup) for i, p in enumerate(paths)])
-            ray.get([task(_verify_bucket).remote(r, out, mh.threshold, mh.ngram, mh.char_ngram) for r in range(nb)])
+        nbv = ray.get(task(_components).remote(out, paths, priority, nb, mh.verify_jaccard))
+        if mh.verify_jaccard and nbv:
+            ray.get([task(_verify_fetch).remote(i, p, nbv, out, text_lookup) for i, p in enumerate(paths)])
+            ray.get([task(_verify_bucket).remote(r, out, mh.threshold, mh.ngram, mh.char_ngram)
+                     for r in range(nbv)])
             shutil.rmtree(os.path.join(out, "verify"), ignore_errors=True)
     summary = ray.get(task(_finalize).remote(out))
     for sub in ("exact", "near"):  # merged into removed.parquet; edges/ stays for inspection

@@ -527,3 +527,29 @@ def test_verify_bucket_keeps_chained_members_and_caps_comparisons(tmp_path, monk
     assert [(r["doc_id"], r["dup_of"], r["reason"]) for r in rows] == [("c", 2, dedup.NEAR)]
     monkeypatch.setattr(dedup, "_MAX_VERIFY", 1)
     assert dedup._verify_bucket(0, str(out), 0.7, 5, 5) == 0
+
+
+def test_verify_buckets_grow_with_candidate_text_and_do_not_change_the_result(ray_session, tmp_path, monkeypatch):
+    """The verify shuffle takes more buckets than workers when the candidates' text is large; the removals
+    are the same for any bucket count (run here in process with a 1 KB bucket budget)."""
+    docs = planted_corpus(bases=10, distractors=5, seed=3)
+    files = _write_parts(tmp_path, docs, parts=3, minhash=MinHashConfig())
+    out = tmp_path / "d"
+    mh = MinHashConfig()
+    dedup.find_duplicates(files, cfg=DedupConfig(exact=False, minhash=mh), priority={"web": 0}, out_dir=str(out),
+                          num_buckets=2)
+    ray_removed = pq.read_table(out / "removed.parquet")
+    assert ray_removed.num_rows > 0
+    # edges/ stays for inspection: rerun the components and verify steps in process with tiny buckets
+    monkeypatch.setattr(dedup, "_VERIFY_BUCKET_BYTES", 1024)
+    paths = sorted(files)
+    nbv = dedup._components(str(out), paths, {"web": 0}, 2, True)
+    candidate_bytes = sum(pq.read_table(f, columns=["nbytes"]).column("nbytes").to_numpy().sum()
+                          for f in (out / "verify" / "meta").glob("*.parquet"))
+    assert nbv >= candidate_bytes // 1024 > 2
+    for i, p in enumerate(paths):
+        dedup._verify_fetch(i, p, nbv, str(out), None)
+    n = sum(dedup._verify_bucket(r, str(out), mh.threshold, mh.ngram, mh.char_ngram) for r in range(nbv))
+    near = pa.concat_tables([pq.read_table(f) for f in sorted((out / "near").glob("b*.parquet"))])
+    assert n == ray_removed.num_rows
+    assert near.sort_by("uid").equals(ray_removed.sort_by("uid"))
