@@ -60,6 +60,10 @@ STAGE_BENCHES: list[tuple[str, list[str], int, str | None]] = [
 ]
 
 
+def _load_json(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def _save(results: Path, name: str, data: Any) -> None:
     results.mkdir(parents=True, exist_ok=True)
     (results / f"{name}.json").write_text(json.dumps(data, indent=2))
@@ -144,9 +148,17 @@ def cmd_scaling(results: Path, runs: CurateRuns, *, sizes: list[float], cores: i
     return out
 
 
-def cmd_memory(results: Path, runs: CurateRuns, *, sizes: list[float], cores: int) -> dict[str, Any]:
-    """Peak RSS per process kind at ``sizes``; the growth per document between the smallest and largest."""
+def cmd_memory(results: Path, runs: CurateRuns, *, sizes: list[float], cores: int,
+               append: bool = False) -> dict[str, Any]:
+    """Peak RSS per process kind at ``sizes``; the growth per document between the smallest and largest.
+
+    With ``append``, the rows of the existing ``memory.json`` at other sizes are kept (each row carries its
+    own date and load), so a large size can be added without rerunning the others."""
     rows = [_series_row(runs.get("mixed", s, cores)) for s in sizes]
+    old = _load_json(results / "memory.json") if append else None
+    if old:
+        rows += [r for r in old.get("rows", []) if float(r["size_mb"]) not in {float(s) for s in sizes}]
+    rows.sort(key=lambda r: r["size_mb"])
     lo, hi = rows[0], rows[-1]
     grow = {}
     if len(rows) > 1 and hi["docs"] > lo["docs"]:
@@ -195,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rwkv-mb", type=float, default=DEFAULTS["rwkv_mb"],
                     help="curate end to end with RWKV World: corpus size (MB of text)")
     ap.add_argument("--sizes", type=float, nargs="+", default=DEFAULTS["sizes"], help="scaling sizes (MB)")
+    ap.add_argument("--append", action="store_true",
+                    help="memory: keep the existing memory.json rows at other sizes (add e.g. a 4 GB row)")
     ap.add_argument("--memory-sizes", type=float, nargs="+", default=DEFAULTS["memory_sizes"],
                     help="memory sizes (MB)")
     ap.add_argument("--cores", type=int, default=2)
@@ -223,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     if "scaling" in cmds:
         cmd_scaling(res, runs, sizes=args.sizes, cores=args.cores)
     if "memory" in cmds:
-        cmd_memory(res, runs, sizes=args.memory_sizes, cores=args.cores)
+        cmd_memory(res, runs, sizes=args.memory_sizes, cores=args.cores, append=args.append)
     if "profile" in cmds:
         cmd_profile(res)
     if "soak" in cmds:

@@ -64,3 +64,31 @@ def test_smoke_pipeline_and_report(real_data):
     assert set(r["curate"]["phases_s"]) >= {"parts", "dedup", "mix", "shards"}
     assert r["ratio"] > 0
     assert "## Full pipeline: curate vs datatrove" in out["report"] and "| mixed |" in out["report"]
+
+
+def test_memory_append_keeps_rows_at_other_sizes(tmp_path):
+    """`python -m bench memory --memory-sizes 4000 --append` adds the 4 GB row to the existing table."""
+    from bench.__main__ import cmd_memory
+
+    def run(size: float, docs: int, worker_mb: float) -> dict:
+        mem = {"max_one_mb": {"driver": 260.0, "ray_worker": worker_mb}, "sum_mb": {"total": 2 * worker_mb}}
+        return {"variant": "mixed", "size_mb": size, "input_mb": size, "cores": 2, "corpus": {"docs": docs},
+                "curate": {"wall_s": 10.0, "ray_start_s": 1.0, "run_s": 9.0, "mb_s_core": 1.0, "phases_s": {},
+                           "memory": mem}, "load_before": [1, 1, 1], "load_after": [1, 1, 1], "date": "d"}
+
+    class Runs:
+        def __init__(self, table: dict[float, dict]) -> None:
+            self.table = table
+
+        def get(self, variant: str, size: float, cores: int) -> dict:
+            return self.table[size]
+
+    cmd_memory(tmp_path, Runs({100.0: run(100, 1000, 1000.0), 1000.0: run(1000, 10000, 1100.0)}),
+               sizes=[100, 1000], cores=2)
+    out = cmd_memory(tmp_path, Runs({4000.0: run(4000, 40000, 1150.0)}), sizes=[4000], cores=2, append=True)
+    assert [r["size_mb"] for r in out["rows"]] == [100, 1000, 4000]
+    assert out["bytes_per_doc_growth"]["ray_worker"] == round(150 * 1e6 / 39000, 1)
+    replaced = cmd_memory(tmp_path, Runs({1000.0: run(1000, 10000, 999.0)}), sizes=[1000], cores=2, append=True)
+    assert [r["memory"]["max_one_mb"]["ray_worker"] for r in replaced["rows"]] == [1000.0, 999.0, 1150.0]
+    fresh = cmd_memory(tmp_path, Runs({100.0: run(100, 1000, 1000.0)}), sizes=[100], cores=2)
+    assert [r["size_mb"] for r in fresh["rows"]] == [100]
