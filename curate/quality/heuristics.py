@@ -752,7 +752,8 @@ def code(b: DocBatch, opts: dict[str, Any]) -> dict[str, np.ndarray]:
     alnum, space = (c.astype(np.float64) for c in char_counts(b.text, (ALNUM, SPACE)))
     nonspace = b.text_len - space
     # number literals hold no whitespace: their characters are what removing them takes away
-    numeric = (b.text_len - _np(pc.utf8_length(pc.replace_substring_regex(b.text, CODE_NUMBER, "")))).astype(np.float64)
+    no_numbers = _np(pc.utf8_length(pc.replace_substring_regex(b.text, CODE_NUMBER, "")))
+    numeric = (b.text_len - no_numbers).astype(np.float64)
     head = pc.utf8_lower(pc.extract_regex(pc.utf8_slice_codeunits(b.text, 0, 8 * 1024),
                                           r"^(?P<h>(?:[^\n]*\n){0,%d}[^\n]*)" % (opts["autogen_lines"] - 1)).field(
         "h"))
