@@ -553,3 +553,20 @@ def test_verify_buckets_grow_with_candidate_text_and_do_not_change_the_result(ra
     near = pa.concat_tables([pq.read_table(f) for f in sorted((out / "near").glob("b*.parquet"))])
     assert n == ray_removed.num_rows
     assert near.sort_by("uid").equals(ray_removed.sort_by("uid"))
+
+
+def test_shingle_sets_and_jaccard_match_python_sets():
+    rng = np.random.default_rng(11)
+    vocab = [f"w{i}" for i in range(60)]
+    texts = [" ".join(rng.choice(vocab, size=int(n))) for n in rng.integers(0, 80, 120)]
+    sets = dedup.shingle_sets(texts, ngram=3)
+    values, offsets = dedup.shingle_hashes(texts, ngram=3)
+    for k, s in enumerate(sets):
+        ref = sorted(set(values[offsets[k]:offsets[k + 1]].tolist()))
+        assert s.tolist() == ref
+    for i in range(0, 119, 3):
+        a, b = set(sets[i].tolist()), set(sets[i + 1].tolist())
+        want = len(a & b) / len(a | b) if a | b else 0.0
+        assert dedup.jaccard(sets[i], sets[i + 1]) == pytest.approx(want)
+        assert dedup.jaccard(sets[i + 1], sets[i]) == pytest.approx(want)
+    assert dedup.jaccard(sets[0][:0], sets[1][:0]) == 0.0
