@@ -169,27 +169,30 @@ def _curate_child(recipe_path: str, out: str, cores: int, result: str) -> None:
     t_ray = time.perf_counter()
     phases: dict[str, float] = {}
 
-    def timed(name: str, fn):
-        def wrapper(*a, **k):
-            s = time.perf_counter()
-            try:
-                return fn(*a, **k)
-            finally:
-                phases[name] = round(phases.get(name, 0.0) + time.perf_counter() - s, 3)
-        return wrapper
-
     for name in ("run_parts", "run_dedup", "run_mix", "run_shards", "run_documents", "finalize"):
-        setattr(runner, name, timed(name.removeprefix("run_"), getattr(runner, name)))
+        setattr(runner, name, _timed(phases, name.removeprefix("run_"), getattr(runner, name), time.perf_counter))
     recipe = load_recipe(recipe_path)
     res = runner.run(recipe, out=out, force=True, num_cpus=cores, quiet=True)
     t_end = time.perf_counter()
     led = json.loads((Path(out) / "ledger.json").read_text())
     Path(result).write_text(json.dumps({
         "import_s": round(t_import - t0, 3), "ray_start_s": round(t_ray - t_import, 3),
-        "run_s": round(t_end - t_ray, 3), "phases_s": phases, "tokens": res.manifest["tokens"],
+        "run_s": round(t_end - t_ray, 3), "phases_s": {k: round(v, 3) for k, v in phases.items()},
+        "tokens": res.manifest["tokens"],
         "shards": len(res.manifest["shards"]), "rescaled": res.manifest.get("rescaled"),
         "ledger_stages": sorted(led.get("stages", led)) if isinstance(led, dict) else None,
     }))
+
+
+def _timed(acc: dict[str, float], name: str, fn: Any, clock: Any) -> Any:
+    """``fn`` wrapped to add the ``clock()`` time of every call to ``acc[name]``."""
+    def wrapper(*a: Any, **k: Any) -> Any:
+        s = clock()
+        try:
+            return fn(*a, **k)
+        finally:
+            acc[name] = acc.get(name, 0.0) + clock() - s
+    return wrapper
 
 
 def run_curate(recipe: Path, *, cores: int, work: Path, timeout: float | None = None) -> dict[str, Any]:
@@ -529,13 +532,7 @@ def profile_parts(variant: str = "mixed", size_mb: float = 10, *, seed: int = 0,
     cpu: dict[str, float] = {}
 
     def timed(name: str, fn):
-        def wrapper(*a, **k):
-            s = time.process_time()
-            try:
-                return fn(*a, **k)
-            finally:
-                cpu[name] = cpu.get(name, 0.0) + time.process_time() - s
-        return wrapper
+        return _timed(cpu, name, fn, time.process_time)
 
     def timed_gen(fn):
         def wrapper(*a, **k):
