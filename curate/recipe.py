@@ -1,6 +1,6 @@
 """Recipes: validated YAML data that fully describes a run.
 
-A recipe is loaded with ``yaml.safe_load`` (data only, no tags, no code) into pydantic models with
+A recipe is loaded with ``yaml.SafeLoader`` (data only, no tags, no code; a repeated key is an error) into pydantic models with
 ``extra="forbid"``: an unknown key is an error. Every error names the YAML path (``sources.math.paths[0]``)
 and says how to fix it. Validation is complete before Ray starts: shares, group membership, presets,
 tokenizer files, and that every path glob matches at least one file.
@@ -329,12 +329,48 @@ def load_recipe(path: str | os.PathLike, *, check_paths: bool = True) -> Recipe:
 
 
 def read_yaml(path: Path) -> Any:
-    """``yaml.safe_load`` a file (data only: no tags, no code); a syntax error is a RecipeError naming the file."""
+    """Load a YAML file as data (``SafeLoader``: no tags, no code), refusing duplicate keys.
+
+    YAML lets a mapping repeat a key and keeps the last value, so a source or group defined twice would
+    silently replace the first definition. The file is composed into nodes first and every mapping is checked;
+    a repeated key is a :class:`RecipeError` naming the key's YAML path and both lines. A syntax error is a
+    ``RecipeError`` naming the file.
+    """
     try:
-        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        loader = yaml.SafeLoader(Path(path).read_text(encoding="utf-8"))
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return None
+            _check_duplicate_keys(node, "", str(path))
+            return loader.construct_document(node)
+        finally:
+            loader.dispose()
     except yaml.YAMLError as e:
         msg = f"not valid YAML: {e}"
         raise RecipeError(msg, recipe_file=str(path)) from None
+
+
+def _check_duplicate_keys(node: yaml.Node, path: str, file: str) -> None:
+    """Raise a RecipeError for the first mapping key that repeats (depth first, in file order)."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                k = key.value
+                sub = f"{path}.{k}" if path else str(k)
+                line = key.start_mark.line + 1
+                if k in seen:
+                    msg = (f"duplicate key {k!r} at lines {seen[k]} and {line}: YAML would keep only the second "
+                           "definition; remove or rename one of them")
+                    raise RecipeError(msg, path=sub, recipe_file=file)
+                seen[k] = line
+                _check_duplicate_keys(value, sub, file)
+            else:
+                _check_duplicate_keys(value, path, file)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _check_duplicate_keys(item, f"{path}[{i}]", file)
 
 
 def expand_globs(recipe: Recipe, source: str, subset: str, patterns: list[str], *, recipe_file: str | None = None,
