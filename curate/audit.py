@@ -19,11 +19,37 @@ Result (``--json``)::
 
 Violation kinds: ``missing_source``, ``missing_subset``, ``missing_group``, ``share_out_of_tolerance``,
 ``shard_missing``, ``shard_not_in_manifest``, ``shard_checksum``, ``lineage_mismatch``,
-``ledger_conservation``, ``source_emptied``.
+``ledger_conservation``, ``source_emptied``, ``file_missing``, ``file_size``, ``file_checksum``,
+``corrupt_file``, ``budget_undershoot``.
 
-Mid-run: only shards whose ``.json`` entry exists (written last, atomically) count, and the report says how
-many of the planned shards are done; share tolerance is then the stream tolerance (1 percentage point), since
-a prefix of the stream is only guaranteed to hold the recipe within the interleaver's window bound.
+Complete or not
+---------------
+``status`` is ``"complete"`` only when ``manifest.json`` exists (finalize ran: every partition, the dedup, the
+mix plan, every shard and the documents table were written first). Anything else is ``"incomplete"``, and
+``progress`` says what is missing::
+
+    "status": "complete" | "incomplete",
+    "progress": {"phase": "parts"|"dedup"|"mix"|"shards"|"documents"|"finalize"|"complete",
+                 "partitions_done": int, "partitions_total": int|None, "dedup_done": bool|None,
+                 "mix_done": bool, "shards_done": int, "shards_planned": int|None,
+                 "documents_done": int, "manifest": bool,
+                 "shards": [{"name", "tokens", "sequences", "by_group": {group: tokens}}],
+                 "missing": ["3 of 10 partitions not processed (p000007, ...)", ...]},
+    "tolerance": {"applied_pp": float, "recipe_pp": float, "partial": bool, "why": str}
+
+An incomplete run is never reported as passed: ``exit_code`` returns 3 for it (1 when it also has
+violations) unless ``partial=True`` (``curate audit --partial``), which audits what was written so far. A
+partial view holds shares to the stream tolerance (1 percentage point, since a prefix of the stream is only
+guaranteed to hold the recipe within the interleaver's window bound), says so in ``tolerance``, and reads
+"partial view", never "passed". Mid-run only shards whose ``.json`` entry exists (written last, atomically)
+count. A file that appears or disappears while the audit reads the run directory is skipped, never an error.
+
+File checks
+-----------
+``manifest.json`` lists every other file the audit trusts under ``files`` (``{relpath: {"bytes", "sha256"}}``:
+each shard's lineage, ``documents/*.parquet``, ``quarantine/*.parquet`` and ``ledger.json``). The audit checks
+their sizes always and their sha256 with ``verify``; a Parquet or JSON file that cannot be read is a
+``corrupt_file`` violation naming it, never a traceback.
 """
 
 from __future__ import annotations
@@ -44,41 +70,215 @@ from curate.recipe import Recipe
 from curate.schema import STAGES
 
 STREAM_TOLERANCE_PP = 1.0
+#: ``exit_code`` of an incomplete run audited without ``partial``.
+EXIT_INCOMPLETE = 3
+#: Errors that mean a file under its final name cannot be read as what it should be.
+_READ_ERRORS = (pa.ArrowException, OSError, ValueError, KeyError, TypeError)
 
 
 class AuditUsageError(CurateError):
     exit_code = 2
 
 
+def _corrupt(violations: list[dict], path: Path, run_dir: Path, e: Exception, what: str) -> None:
+    rel = _rel(path, run_dir)
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    violations.append({"kind": "corrupt_file", "where": rel,
+                       "message": f"{rel}: the {what} cannot be read ({first}); it was modified or damaged "
+                                  "after it was written: rerun `curate run` with --force to rewrite the run"})
+
+
+def _rel(path: Path, run_dir: Path) -> str:
+    try:
+        return str(Path(path).relative_to(run_dir))
+    except ValueError:
+        return str(path)
+
+
+def _json_or_none(path: Path, run_dir: Path, violations: list[dict], what: str) -> Any:
+    """``read_json`` that tolerates a file vanishing mid-read (None) and reports a damaged one."""
+    try:
+        return read_json(path)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        _corrupt(violations, path, run_dir, e, what)
+        return None
+
+
 # ---------------------------------------------------------------------------- loading
-def _load(run_dir: Path) -> tuple[Recipe, dict | None, dict | None, list[dict]]:
+def _load(run_dir: Path, violations: list[dict]) -> tuple[Recipe, dict | None, dict | None, list[dict]]:
     from curate.runner import load_run_recipe
 
     if not (run_dir / "recipe.json").exists():
         msg = f"{run_dir} is not a curate run directory (no recipe.json); pass the folder `curate run` wrote"
         raise AuditUsageError(msg)
-    recipe = load_run_recipe(run_dir)
-    manifest = read_json(run_dir / "manifest.json") if (run_dir / "manifest.json").exists() else None
-    plan_p = run_dir / "work" / "mix" / "plan.json"
-    plan = read_json(plan_p) if plan_p.exists() else None
+    try:
+        recipe = load_run_recipe(run_dir)
+    except (CurateError, ValueError, OSError, KeyError, TypeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        msg = f"{run_dir / 'recipe.json'} cannot be read as a recipe ({first}); the run directory is damaged"
+        raise AuditUsageError(msg) from None
+    manifest = _json_or_none(run_dir / "manifest.json", run_dir, violations, "manifest")
+    if manifest is not None and not isinstance(manifest.get("shards"), list):
+        _corrupt(violations, run_dir / "manifest.json", run_dir, ValueError("no `shards` list"), "manifest")
+        manifest = None
+    plan = _json_or_none(run_dir / "work" / "mix" / "plan.json", run_dir, violations, "mix plan")
     if manifest is not None:
         entries = manifest["shards"]
     else:
-        entries = sorted((read_json(p) for p in (run_dir / "shards").glob("*.json")), key=lambda e: e["index"]) \
-            if (run_dir / "shards").is_dir() else []
+        entries = []
+        shard_dir = run_dir / "shards"
+        for p in sorted(shard_dir.glob("*.json")) if shard_dir.is_dir() else []:
+            e = _json_or_none(p, run_dir, violations, "shard entry")
+            if isinstance(e, dict) and "index" in e:
+                entries.append(e)
+        entries.sort(key=lambda e: e["index"])
     return recipe, manifest, plan, entries
 
 
-def _ledger(run_dir: Path) -> Ledger:
+def _read_ledger(path: Path, run_dir: Path, violations: list[dict]) -> Ledger | None:
+    try:
+        return Ledger.read(path)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        _corrupt(violations, path, run_dir, e, "ledger")
+        return None
+
+
+def _ledger(run_dir: Path, violations: list[dict] | None = None) -> Ledger:
+    violations = [] if violations is None else violations
     if (run_dir / "ledger.json").exists():
-        return Ledger.read(run_dir / "ledger.json")
+        led = _read_ledger(run_dir / "ledger.json", run_dir, violations)
+        if led is not None:
+            return led
     paths = list((run_dir / "work" / "parts").glob("*.ledger.json")) if (run_dir / "work" / "parts").is_dir() else []
-    led = Ledger.read_many(paths)
-    for extra in ("dedup", "mix"):
-        p = run_dir / "work" / extra / "ledger.json"
-        if p.exists():
-            led.merge(Ledger.read(p))
+    led = Ledger()
+    for p in sorted(paths) + [run_dir / "work" / extra / "ledger.json" for extra in ("dedup", "mix")]:
+        one = _read_ledger(p, run_dir, violations)
+        if one is not None:
+            led.merge(one)
     return led
+
+
+# ---------------------------------------------------------------------------- progress and file checks
+def run_progress(run_dir: Path, recipe: Recipe, manifest: dict | None, plan: dict | None,
+                 entries: list[dict]) -> dict[str, Any]:
+    """Which phase a run directory reached and what is still missing (see the module docstring)."""
+    parts_dir = run_dir / "work" / "parts"
+    try:
+        parts = read_json(run_dir / "work" / "partitions.json")
+        keys = [f"p{int(p['pid']):06d}" for p in parts]
+    except (OSError, ValueError, KeyError, TypeError):
+        keys = None
+    done = {p.name[: -len(".done")] for p in parts_dir.glob("*.done")} if parts_dir.is_dir() else set()
+    docs_dir = run_dir / "documents"
+    docs = {p.stem for p in docs_dir.glob("*.parquet")} if docs_dir.is_dir() else set()
+    dedup_done = None if recipe.dedup is None else (run_dir / "work" / "dedup" / "done.json").exists()
+    planned = plan.get("n_shards") if isinstance(plan, dict) else None
+    complete = manifest is not None
+    n_total = len(keys) if keys is not None else None
+    n_done = len(done & set(keys)) if keys is not None else len(done)
+    missing: list[str] = []
+
+    def few(names: list[str]) -> str:
+        return ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+
+    if keys is None:
+        phase = "parts"
+        missing.append("work/partitions.json: the run has not listed its partitions yet")
+    elif n_done < n_total:
+        phase = "parts"
+        todo = [k for k in keys if k not in done]
+        missing.append(f"{len(todo)} of {n_total} partitions not processed ({few(todo)})")
+    elif dedup_done is False:
+        phase = "dedup"
+    elif plan is None:
+        phase = "mix"
+    elif len(entries) < (planned or 0) and not complete:
+        phase = "shards"
+    elif keys is not None and len(docs & set(keys)) < n_total and not complete:
+        phase = "documents"
+    elif not complete:
+        phase = "finalize"
+    else:
+        phase = "complete"
+    if not complete:
+        if dedup_done is False:
+            missing.append("work/dedup/done.json: dedup has not finished")
+        if plan is None:
+            missing.append("work/mix/plan.json: the mix has not been planned (no shard can exist yet)")
+        elif planned is not None and len(entries) < planned:
+            have = {int(e["index"]) for e in entries}
+            names = [f"{recipe.shards.name}_{i:05d}" for i in range(planned) if i not in have]
+            missing.append(f"{len(names)} of {planned} shards not written ({few(names)})")
+        if keys is not None and len(docs & set(keys)) < n_total:
+            missing.append(f"{n_total - len(docs & set(keys))} of {n_total} documents/ tables not written")
+        missing.append("manifest.json: finalize has not run (ledger.json, manifest.json and LICENSES.md are "
+                       "written last)")
+    shards = [{"name": e.get("name"), "tokens": e.get("tokens"), "sequences": e.get("sequences"),
+               "by_group": {r.get("group"): r.get("tokens") for r in e.get("by_group", [])}} for e in entries]
+    return {"phase": phase, "partitions_done": n_done, "partitions_total": n_total, "dedup_done": dedup_done,
+            "mix_done": plan is not None, "shards_done": len(entries), "shards_planned": planned,
+            "documents_done": len(docs), "manifest": complete, "shards": shards, "missing": missing}
+
+
+#: What each kind of file listed in the manifest is, for messages.
+_FILE_WHAT = (("shards/", "lineage"), ("documents/", "documents table"), ("quarantine/", "quarantine table"),
+              ("ledger.json", "ledger"))
+
+
+def check_files(run_dir: Path, manifest: dict, violations: list[dict], *, verify: bool) -> None:
+    """Sizes (always) and sha256 (``verify``) of the files the manifest lists under ``files``."""
+    for rel, want in sorted((manifest.get("files") or {}).items()):
+        what = next((w for prefix, w in _FILE_WHAT if rel.startswith(prefix)), "file")
+        p = run_dir / rel
+        try:
+            size = p.stat().st_size
+        except FileNotFoundError:
+            violations.append({"kind": "file_missing", "where": rel,
+                               "message": f"{rel}: the {what} listed in the manifest is missing"})
+            continue
+        if size != want.get("bytes"):
+            violations.append({"kind": "file_size", "where": rel,
+                               "message": f"{rel}: the {what} has {size:,} bytes, the manifest says "
+                                          f"{want.get('bytes'):,} (truncated or modified)"})
+        elif verify and sha256_file(p) != want.get("sha256"):
+            violations.append({"kind": "file_checksum", "where": rel,
+                               "message": f"{rel}: the {what}'s sha256 does not match the manifest (modified or "
+                                          "damaged); rerun `curate run` with --force to rewrite the run"})
+
+
+def empty_inputs(run_dir: Path) -> list[dict]:
+    """A flag per 0-byte input file (it adds no record, which is rarely what was meant)."""
+    try:
+        parts = read_json(run_dir / "work" / "partitions.json")
+    except (OSError, ValueError):
+        return []
+    out = []
+    for p in parts if isinstance(parts, list) else []:
+        if isinstance(p, dict) and p.get("nbytes") == 0 and not str(p.get("path", "")).startswith("hf://"):
+            out.append({"kind": "empty_input_file", "where": str(p.get("source")),
+                        "message": f"{p.get('source')}: input file {p.get('path')} is empty (0 bytes) and added "
+                                   "no record"})
+    return out
+
+
+def duplicate_id_flags(led: Ledger) -> list[dict]:
+    """A flag per source whose input has documents sharing a ``doc_id`` (ledger counter ``duplicate_doc_ids``)."""
+    out = []
+    for src, c in sorted(led.by_source("ingest").items()):
+        n = c.counters.get("duplicate_doc_ids", 0)
+        if n:
+            out.append({"kind": "duplicate_doc_ids", "where": src,
+                        "message": f"{src}: {n:,} document(s) share their doc_id with an earlier document of the "
+                                   "same input file (repeated native ids); lineage rows of those ids are ambiguous"})
+    return out
+
+
+#: Lineage columns the audit reads.
+LINEAGE_COLUMNS = ("shard", "source", "subset", "group", "tokens")
 
 
 def read_shard_lineage(run_dir: Path, entries: list[dict], violations: list[dict], *, verify: bool) -> pa.Table:
@@ -102,7 +302,11 @@ def read_shard_lineage(run_dir: Path, entries: list[dict], violations: list[dict
             continue
         if verify:
             for p, key in ((bin_p, "bin_sha256"), (idx_p, "idx_sha256")):
-                if sha256_file(p) != e[key]:
+                try:
+                    digest = sha256_file(p)
+                except FileNotFoundError:
+                    continue
+                if digest != e.get(key):
                     violations.append({"kind": "shard_checksum", "where": p.name,
                                        "message": f"{p.name}: sha256 does not match the manifest (truncated or "
                                                   "modified); rewrite it by rerunning with --force"})
@@ -111,7 +315,23 @@ def read_shard_lineage(run_dir: Path, entries: list[dict], violations: list[dict
         except CurateError as ex:
             violations.append({"kind": "shard_checksum", "where": idx_p.name, "message": str(ex)})
             continue
-        lin = pq.read_table(lin_p)
+        except FileNotFoundError:
+            continue  # removed while the audit ran (a --force restart): not written, as far as we know
+        except _READ_ERRORS as ex:
+            _corrupt(violations, idx_p, run_dir, ex, "shard index")
+            continue
+        try:
+            lin = pq.read_table(lin_p)
+            missing_cols = [c for c in LINEAGE_COLUMNS if c not in lin.column_names]
+            if missing_cols:
+                msg = f"columns {missing_cols} are missing"
+                raise ValueError(msg)
+            lin["tokens"].to_numpy()
+        except FileNotFoundError:
+            continue
+        except _READ_ERRORS as ex:
+            _corrupt(violations, lin_p, run_dir, ex, "lineage")
+            continue
         sizes = np.asarray(info.sizes, dtype=np.int64)
         lt = lin["tokens"].to_numpy()
         if len(lt) != len(sizes) or not np.array_equal(lt, sizes):
@@ -121,7 +341,10 @@ def read_shard_lineage(run_dir: Path, entries: list[dict], violations: list[dict
                                           f"(lineage {len(lt)} rows / {int(lt.sum())} tokens, idx {len(sizes)} "
                                           f"sequences / {int(sizes.sum())} tokens)"})
         else:
-            expected = int(bin_p.stat().st_size) // np.dtype(info.dtype).itemsize
+            try:
+                expected = int(bin_p.stat().st_size) // np.dtype(info.dtype).itemsize
+            except FileNotFoundError:
+                continue
             if expected != int(sizes.sum()):
                 violations.append({"kind": "shard_checksum", "where": bin_p.name,
                                    "message": f"{bin_p.name}: {expected} tokens on disk, index says {int(sizes.sum())}"})
@@ -330,23 +553,32 @@ def audit(run_dir: str | Path, *, verify: bool = False, consumed_tokens: int | N
           rwkv: dict[str, int] | None = None, against: str | Path | None = None) -> dict[str, Any]:
     """Audit a (possibly still running) run directory. See the module docstring for the result."""
     run_dir = Path(run_dir)
-    recipe, manifest, plan, entries = _load(run_dir)
     violations: list[dict] = []
+    recipe, manifest, plan, entries = _load(run_dir, violations)
     lineage = read_shard_lineage(run_dir, entries, violations, verify=verify)
+    if manifest is not None:
+        check_files(run_dir, manifest, violations, verify=verify)
     comp = composition(lineage, recipe)
-    led = _ledger(run_dir)
+    led = _ledger(run_dir, violations)
     fun = funnel(led, recipe)
     complete = manifest is not None
-    planned = plan["n_shards"] if plan else None
+    prog = run_progress(run_dir, recipe, manifest, plan, entries)
+    planned = prog["shards_planned"]
     run_info = {"run_dir": str(run_dir), "name": recipe.name, "complete": complete, "shards_done": len(entries),
                 "shards_planned": planned,
-                "planned_tokens": plan["tokens"] if plan else None,
+                "planned_tokens": plan.get("tokens") if plan else None,
                 "progress": (len(entries) / planned if planned else (1.0 if complete else 0.0))}
     violations.extend(led.conservation_violations())
     flags, v2 = ledger_flags(led, recipe, fun)
     violations.extend(v2)
+    flags.extend(empty_inputs(run_dir))
+    flags.extend(duplicate_id_flags(led))
 
     tol = (recipe.tolerance_pp if complete else STREAM_TOLERANCE_PP) / 100.0
+    tolerance = {"applied_pp": tol * 100, "recipe_pp": recipe.tolerance_pp, "partial": not complete,
+                 "why": ("the finished run is held to the recipe's tolerance_pp" if complete else
+                         f"a prefix of the stream is only held to the interleaver's window bound "
+                         f"({STREAM_TOLERANCE_PP} pp), not to the recipe's {recipe.tolerance_pp} pp")}
     total = comp["total_tokens"]
     # a source the filters emptied is missing whether or not shards exist yet: say so mid-run
     emptied = {s for s in recipe.sources if fun.get(s) and any(
@@ -385,8 +617,12 @@ def audit(run_dir: str | Path, *, verify: bool = False, consumed_tokens: int | N
                       "message": f"a window of {stream['window_tokens']:,} tokens deviates "
                                  f"{stream['max_deviation_pp']:.2f} pp from a group's share (bound "
                                  f"{STREAM_TOLERANCE_PP} pp): a trainer stopped there saw a skewed mixture"})
-    result: dict[str, Any] = {"run": run_info, **comp, "stream": stream, "funnel": fun, "dedup_matrix": dedup_matrix(run_dir),
-                              "flags": flags, "violations": violations}
+    damaged = any(v["kind"].startswith(("shard_", "file_", "lineage_", "corrupt_")) for v in violations)
+    if complete and not damaged:  # a missing or damaged shard already explains a shortfall
+        budget_check(run_dir, recipe, plan, manifest, comp, flags, violations)
+    result: dict[str, Any] = {"status": "complete" if complete else "incomplete", "progress": prog,
+                              "tolerance": tolerance, "run": run_info, **comp, "stream": stream, "funnel": fun,
+                              "dedup_matrix": dedup_matrix(run_dir), "flags": flags, "violations": violations}
     if manifest and "rwkv" in manifest:
         result["rwkv"] = manifest["rwkv"]
     if consumed_tokens is not None:
@@ -397,6 +633,70 @@ def audit(run_dir: str | Path, *, verify: bool = False, consumed_tokens: int | N
         other = audit(against)
         result["against"] = diff(other, result)
     return result
+
+
+def _longest_kept(run_dir: Path, sources: list[str]) -> dict[str, int]:
+    """Longest sequence (tokens with eos) each of ``sources`` had after the filters, from ``work/parts``."""
+    parts = run_dir / "work" / "parts"
+    best: dict[str, int] = {}
+    for p in sorted(parts.glob("*.kept.parquet")) if parts.is_dir() else []:
+        try:
+            t = pq.read_table(p, columns=["source", "tokens"])
+        except _READ_ERRORS:
+            continue
+        if t.num_rows == 0:
+            continue
+        for r in t.group_by("source").aggregate([("tokens", "max")]).to_pylist():
+            if r["source"] in sources:
+                best[r["source"]] = max(best.get(r["source"], 0), int(r["tokens_max"]))
+    return best
+
+
+def budget_check(run_dir: Path, recipe: Recipe, plan: dict | None, manifest: dict, comp: dict, flags: list[dict],
+                 violations: list[dict]) -> None:
+    """Say when the shards hold fewer tokens than the budget, by how much, and why.
+
+    ``on_shortfall: rescale`` lowers the budget on purpose (the manifest's ``rescaled``); any other gap comes from
+    the unit of selection, a whole sequence: a member whose documents are longer than its target (one huge
+    document, no ``max_doc_tokens``) cannot be filled. A gap above the recipe's tolerance is a flag; above the
+    stream tolerance (1% of the budget) it is a ``budget_undershoot`` violation.
+    """
+    requested = int(recipe.budget_tokens)
+    total = comp["total_tokens"]
+    members = (plan or {}).get("members") or manifest.get("mix") or {}
+    planned = int(members.get("budget_tokens") or requested)
+    if manifest.get("rescaled") or members.get("rescaled"):
+        flags.append({"kind": "budget_rescaled", "where": "budget",
+                      "message": f"on_shortfall: rescale lowered the budget from {requested:,} to {planned:,} "
+                                 f"tokens ({planned / requested:.2%}): {members.get('note') or 'see the manifest'}"})
+    short = planned - total
+    if short <= max(recipe.tolerance_pp / 100.0 * planned, 1.0):
+        return
+    # members furthest below their targets, and the longest document each had
+    want: dict[str, int] = {}
+    for m in members.get("members", []):
+        want[m["source"]] = want.get(m["source"], 0) + int(m.get("target", 0))
+    comp_sources = {s: e["tokens"] for s, e in comp["sources"].items()}
+    gaps = sorted(((s, t - comp_sources.get(s, 0)) for s, t in want.items() if t - comp_sources.get(s, 0) > 0),
+                  key=lambda kv: -kv[1])
+    longest = _longest_kept(run_dir, [s for s, _ in gaps[:3]])
+    causes = []
+    for s, gap in gaps[:3]:
+        why = f"{s} wrote {comp_sources.get(s, 0):,} of its {want[s]:,} target tokens"
+        if s in longest and longest[s] > gap:
+            why += (f"; its longest document is {longest[s]:,} tokens, longer than the {gap:,} left to fill, and "
+                    + ("`max_doc_tokens` is not set: set it to split long documents into sequences"
+                       if not recipe.max_doc_tokens else "no shorter document was left"))
+        causes.append(why)
+    msg = (f"the shards hold {total:,} tokens, {short:,} ({short / planned:.2%}) short of the budget of "
+           f"{planned:,}" + (f" (rescaled from {requested:,})" if planned != requested else "")
+           + ": " + ("; ".join(causes) if causes else "the unit of selection is coarser than the gap"))
+    entry = {"kind": "budget_undershoot", "where": "budget", "message": msg, "tokens": total, "budget": planned,
+             "short_by": short}
+    if short > STREAM_TOLERANCE_PP / 100.0 * planned:
+        violations.append(entry)
+    else:
+        flags.append(entry)
 
 
 def diff(old: dict, new: dict) -> dict[str, Any]:
@@ -415,8 +715,13 @@ def diff(old: dict, new: dict) -> dict[str, Any]:
     return out
 
 
-def exit_code(result: dict) -> int:
-    return 1 if result["violations"] else 0
+def exit_code(result: dict, *, partial: bool = False) -> int:
+    """1 on a violation; :data:`EXIT_INCOMPLETE` (3) on an incomplete run unless ``partial``; else 0."""
+    if result["violations"]:
+        return 1
+    if result.get("status") == "incomplete" and not partial:
+        return EXIT_INCOMPLETE
+    return 0
 
 
 # ---------------------------------------------------------------------------- rendering
@@ -426,8 +731,20 @@ def render_table(result: dict, console=None) -> None:
 
     console = console or Console(width=max(Console().width, 140))
     r = result["run"]
-    state = "complete" if r["complete"] else (f"in progress: {r['shards_done']}/{r['shards_planned'] or '?'} shards")
+    prog = result.get("progress") or {}
+    if r["complete"]:
+        state = "complete"
+    else:
+        state = (f"[bold yellow]INCOMPLETE[/bold yellow] (phase {prog.get('phase', '?')}: partitions "
+                 f"{prog.get('partitions_done', '?')}/{prog.get('partitions_total') or '?'}, shards "
+                 f"{r['shards_done']}/{r['shards_planned'] or '?'})")
     console.print(f"[bold]curate audit[/bold] {r['name']} — {state}, {result['total_tokens']:,} tokens")
+    for m in prog.get("missing", []):
+        console.print(f"[yellow]missing[/yellow] {m}")
+    tol = result.get("tolerance") or {}
+    if tol.get("partial"):
+        console.print(f"[yellow]partial view[/yellow]: shares are held to {tol['applied_pp']:g} pp, not the recipe's "
+                      f"{tol['recipe_pp']:g} pp ({tol['why']})")
     for level in ("groups", "sources", "subsets"):
         if not result[level]:
             continue
@@ -470,6 +787,10 @@ def render_table(result: dict, console=None) -> None:
     if result["violations"]:
         for v in result["violations"]:
             console.print(f"[red]VIOLATION[/red] {v['kind']} {v['where']}: {v['message']}")
+    elif result.get("status") == "incomplete":
+        console.print(f"[yellow]partial view, not a pass[/yellow]: the run is incomplete; what is written so far "
+                      f"({r['shards_done']} shard(s)) has no violation at {tol.get('applied_pp', STREAM_TOLERANCE_PP):g} "
+                      "pp. Audit again when `curate run` has finished")
     else:
         console.print("[green]audit passed[/green]: every group, source and subset is within tolerance")
 

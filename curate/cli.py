@@ -1,6 +1,7 @@
 """The ``curate`` command line: ``plan``, ``run``, ``audit``, ``quality train``.
 
-Exit codes: 0 success; 1 a run failure or an audit violation; 2 a usage or recipe error. Errors curate
+Exit codes: 0 success; 1 a run failure or an audit violation; 2 a usage or recipe error; 3 ``audit`` of an
+incomplete run (without ``--partial``). Errors curate
 raises on purpose (``CurateError``) print as one message that says where and how to fix; only genuine bugs
 print a traceback.
 """
@@ -38,7 +39,12 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("run_dir")
     a.add_argument("--json", action="store_true")
     a.add_argument("--html", metavar="FILE", help="write a self-contained HTML report with plots")
-    a.add_argument("--verify", action="store_true", help="check every shard's sha256 against the manifest")
+    a.add_argument("--verify", action="store_true",
+                   help="check the sha256 of every file the audit trusts (shards, lineage, documents, quarantine, "
+                        "ledger) against the manifest")
+    a.add_argument("--partial", action="store_true",
+                   help="audit an incomplete run as a partial view (exit 0 when nothing is wrong so far); without "
+                        "it an incomplete run exits 3")
     a.add_argument("--consumed-tokens", type=int, help="composition of the first N tokens a trainer consumed")
     a.add_argument("--steps", type=int)
     a.add_argument("--global-batch", type=int)
@@ -119,7 +125,7 @@ def _cmd_audit(args) -> int:
         print(audit_mod.to_json(result))
     else:
         audit_mod.render_table(result)
-    return audit_mod.exit_code(result)
+    return audit_mod.exit_code(result, partial=args.partial)
 
 
 def main(argv: list[str] | None = None) -> int:
