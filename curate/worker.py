@@ -174,8 +174,12 @@ class PartitionProcessor:
         tmp_tok = paths["tok"].with_name(paths["tok"].name + f".{os.getpid()}.tmp")
         ctx = ReadContext(resolve_path=recipe.resolve_path)
         with open(tmp_tok, "wb") as tok_f:
+            ingest_counters = ledger.get("ingest", part.source, part.subset).counters
             for batch in read_partition(part, src, ctx):
                 records += batch.records
+                for k, v in batch.counters.items():
+                    if v:
+                        ingest_counters[k] = ingest_counters.get(k, 0) + v
                 q = batch.quarantine
                 t = batch.docs
                 in_bytes += int(pc.sum(t["nbytes"]).as_py() or 0) + int(pc.sum(q["nbytes"]).as_py() or 0)
@@ -238,7 +242,10 @@ class PartitionProcessor:
                 docs_tables.append(_docs_rows(t.append_column("ntok", pa.array(lengths)), status="kept", stage=None))
         os.replace(tmp_tok, paths["tok"])
 
-        atomic_write_parquet(paths["docs"], _concat(docs_tables))
+        docs_all = _concat(docs_tables)
+        for (src_name, sub), n in duplicate_doc_ids(docs_all).items():
+            ledger.get("ingest", src_name, sub).counters["duplicate_doc_ids"] = n
+        atomic_write_parquet(paths["docs"], docs_all)
         atomic_write_parquet(paths["kept"], _concat(kept_tables) if kept_tables else _empty_kept(dedup, mh))
         atomic_write_parquet(paths["quarantine"], _concat(quarantine) if quarantine else QUARANTINE_SCHEMA.empty_table())
         if mh is not None and mh.verify_jaccard:
@@ -250,6 +257,23 @@ class PartitionProcessor:
                    "kept": sum(x.num_rows for x in kept_tables), "tokens": tok_offset}
         atomic_write_json(paths["done"], summary)
         return summary
+
+
+def duplicate_doc_ids(docs: pa.Table) -> dict[tuple[str, str], int]:
+    """Documents per (source, subset) whose native-id ``doc_id`` repeats an earlier one of the partition.
+
+    Only documents with a native id count: a text-hash id repeats exactly when the text does, which dedup
+    handles. The count is per partition (one input file, or a row-group range of one).
+    """
+    if docs.num_rows == 0 or "native_id" not in docs.column_names:
+        return {}
+    t = docs.select(["source", "subset", "doc_id", "native_id"]).filter(pc.is_valid(docs["native_id"]))
+    t = t.filter(pc.not_equal(t["native_id"], ""))
+    if t.num_rows == 0:
+        return {}
+    g = t.group_by(["source", "subset"]).aggregate([("doc_id", "count"), ("doc_id", "count_distinct")])
+    return {(r["source"], r["subset"]): int(r["doc_id_count"] - r["doc_id_count_distinct"])
+            for r in g.to_pylist() if r["doc_id_count"] > r["doc_id_count_distinct"]}
 
 
 def _docs_rows(t: pa.Table, *, status: str, stage: str | None) -> pa.Table:

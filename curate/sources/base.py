@@ -60,9 +60,16 @@ class ReadContext:
 
 @dataclass
 class ReadBatch:
+    """Documents and quarantine records of a run of input records.
+
+    ``counters`` are added to the partition's ``ingest`` ledger counters (e.g. ``text_bom_stripped``: documents
+    whose text the hygiene policy of :func:`curate.sources.io.clean_text` changed, by fix).
+    """
+
     docs: pa.Table
     quarantine: pa.Table
     records: int
+    counters: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         assert self.docs.schema.equals(DOC_SCHEMA, check_metadata=False), (

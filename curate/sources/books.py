@@ -12,8 +12,11 @@ removed.
 
 ``gutenberg-txt``: one book per file (``12345-0.txt`` UTF-8, ``12345-8.txt`` ISO-8859-1, ``12345.txt`` either),
 optionally ``.gz``/``.bz2``/``.zst`` compressed (by suffix). The bytes are decoded as UTF-8 (BOM dropped) and,
-when that fails, as ISO-8859-1, which cannot fail; ``meta.encoding`` records which one was used. CRLF line ends
-become LF before the boilerplate is looked for. As for format ``text``, an empty file is zero records and a
+when that fails, as ISO-8859-1, which cannot fail; ``meta.encoding`` records which one was used. A ``-0.txt`` file
+is UTF-8 by Project Gutenberg's naming, so undecodable bytes in it are damage, not Latin-1: they become U+FFFD,
+``meta.encoding`` says how many, and the ingest ledger counts ``text_invalid_utf8_replaced`` (books) and
+``text_invalid_utf8_sequences``, which the audit flags. CRLF line ends become LF before the boilerplate is
+looked for (and the text-hygiene policy of :func:`curate.sources.io.clean_text` applies, as everywhere). As for format ``text``, an empty file is zero records and a
 truncated compressed file is one ``truncated_file`` record (``on_error: error`` raises instead).
 
 Output (``curate.schema.DOC_SCHEMA``)
@@ -370,12 +373,19 @@ def read_gutenberg_txt(part: Partition, src: SourceConfig, ctx: ReadContext) -> 
         return
     if data is None:
         return
-    encoding = "utf-8"
+    encoding, replaced = "utf-8", 0
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        # ISO-8859-1 maps every byte, so this cannot fail; PG's "-8.txt" files are in it
-        text, encoding = data.decode("latin-1"), "latin-1"
+        if declares_utf8(part.path):
+            # a "-0.txt" book is UTF-8 by PG's naming: a stray byte is damage, not Latin-1; keep the book with
+            # U+FFFD for each undecodable sequence and count them (meta.encoding, ledger counters)
+            text = data.decode("utf-8-sig", "replace")
+            replaced = text.count("\ufffd") - data.decode("utf-8-sig", "ignore").count("\ufffd")
+            encoding = f"utf-8 ({replaced} invalid sequence(s) replaced by U+FFFD)"
+        else:
+            # ISO-8859-1 maps every byte, so this cannot fail; PG's "-8.txt" files are in it
+            text, encoding = data.decode("latin-1"), "latin-1"
     text = text.replace("\r\n", "\n")
     table = pa.table({"text": pa.array([text], pa.large_string())})
     raw = RawBatch(table=table, rows=np.zeros(1, np.int64), ordinals=np.zeros(1, np.int64), n_records=1)
@@ -383,4 +393,13 @@ def read_gutenberg_txt(part: Partition, src: SourceConfig, ctx: ReadContext) -> 
         "file": constant(1, part.path), "encoding": constant(1, encoding)})
     if norm.native_id[0].as_py() is None:  # no ebook number in the header: the file stem names the book
         norm.native_id = constant(1, _file_stem(part.path))
-    yield assemble(part, src, raw, norm, first_record=0)
+    batch = assemble(part, src, raw, norm, first_record=0)
+    if replaced:
+        batch.counters["text_invalid_utf8_replaced"] = 1
+        batch.counters["text_invalid_utf8_sequences"] = replaced
+    yield batch
+
+
+def declares_utf8(path: str) -> bool:
+    """True for Project Gutenberg's UTF-8 file names: ``<n>-0.txt`` (optionally compressed)."""
+    return _file_stem(path).endswith("-0")

@@ -19,8 +19,9 @@ meta        null: a generic file has no native fields the pipeline knows of
 
 text
 ----
-One document per file: the whole decompressed file, decoded as strict UTF-8 and kept byte for byte (no
-stripping, no BOM removal). Paragraph splitting would invent document boundaries the source never had, so it
+One document per file: the whole decompressed file, decoded as strict UTF-8 and kept as written, up to the
+text-hygiene policy every reader applies (:func:`curate.sources.io.clean_text`: a leading BOM is removed, CRLF
+and CR become LF, NUL is dropped). Paragraph splitting would invent document boundaries the source never had, so it
 is not done; split files beforehand to get smaller documents. ``native_id`` is null (``doc_id`` is the text
 hash, so a renamed file keeps its id) and ``meta`` is ``{"file": <path>}``. An empty file is zero records; a
 whitespace-only file is one ``empty_text`` record; undecodable bytes make the file one ``invalid_utf8``

@@ -17,6 +17,25 @@ jsonl/parquet, and ``hf://`` datasets) goes through one driver, :func:`read_rows
    text's UTF-8 bytes>`` when the native id is null or empty), ``nbytes`` = UTF-8 byte length, and ``subset``
    from ``src.subset_by``'s column (null values fall back to the partition's subset).
 
+Text hygiene
+------------
+One policy for every reader, applied to the document text in :func:`assemble` (vectorized, per batch) by
+:func:`clean_text`: a leading U+FEFF (BOM) is removed, CRLF and lone CR become LF, NUL (U+0000) is dropped.
+A text that is empty after that is ``empty_text``. The ingest ledger counts the documents each fix changed
+(``text_bom_stripped``, ``text_newlines_normalized``, ``text_nul_dropped``). A JSON-lines file's leading BOM is
+removed before its first line is parsed, so the first record is not lost to ``malformed_json``.
+
+File types
+----------
+Before a file is read its first 64 KiB (and, for Parquet, its last 4 bytes) are sniffed (:func:`sniff`):
+Parquet (``PAR1`` header and footer), gzip, zstd, bz2, xz, zip, or text (JSON lines, CSV, plain, binary). A file
+that is not what its name says (a CSV named ``.parquet``, gzip bytes named ``.jsonl``, a ``.jsonl`` holding
+Parquet) is one quarantine record ``wrong_file_type`` naming what was found; a Parquet file cut before its
+footer is one ``truncated_file`` record; ``.xz``/``.zip`` are one ``unsupported_file_type`` record; a Parquet
+file whose footer or data cannot be decoded is one ``corrupt_file`` record (for everything from the row where
+it breaks). ``on_error: error`` raises :class:`~curate.errors.InputError` instead. A name that promises nothing
+(no known suffix) is read by its bytes, as before.
+
 JSON lines
 ----------
 A *record* is a non-blank line; blank and whitespace-only lines are skipped and are not records, but line
@@ -37,7 +56,11 @@ invalid_utf8     a projected string field holds bytes that are not UTF-8 or an u
 wrong_type       the text field holds a non-string value (a number, list, object)
 null_text        the text field is null or absent
 empty_text       the text is empty or whitespace only
-truncated_file   a compressed stream ends early or is corrupt (one record for everything after the break)
+truncated_file   a compressed stream ends early or is corrupt (one record for everything after the break;
+                 its detail says how many lines were read and estimates the lines lost), or a Parquet file
+                 has no footer
+wrong_file_type  the file is not what its name says (one record for the whole file)
+corrupt_file     a Parquet file cannot be decoded (one record for the whole file, or its rest)
 ================ ==================================================================================
 
 Truncated or corrupt compressed streams: every complete line before the break is read and kept; with
@@ -49,8 +72,8 @@ not be read), stands for the lost rest; with ``on_error: error`` an :class:`~cur
 Parquet
 -------
 A missing required column or a text column that is not a string type is a whole-file
-:class:`~curate.errors.SchemaError` naming the file, the column and the columns found; a file that is not
-readable Parquet is an :class:`~curate.errors.InputError`. Both are raised whatever ``on_error`` says.
+:class:`~curate.errors.SchemaError` naming the file, the column and the columns found, raised whatever
+``on_error`` says; a file that is not readable Parquet is a quarantine record (see File types).
 Files are read single-threaded (``use_threads=False``): Ray already runs one task per core.
 """
 
@@ -87,6 +110,7 @@ CHUNK_BYTES = 4 << 20
 #: A JSON-lines batch is cut at ``ctx.batch_rows`` records or at this many bytes, whichever comes first.
 MAX_BATCH_BYTES = 64 << 20
 PARQUET_MAGIC = b"PAR1"
+UTF8_BOM = b"\xef\xbb\xbf"
 #: The first block of a JSON-lines file is parsed line by line (to check its keys); later blocks take the fast path.
 FIRST_BLOCK_LINES = 256
 
@@ -97,13 +121,31 @@ ColKind = Literal["text", "str", "list", "license", "json", "any"]
 class BrokenStream(Exception):  # noqa: N818 - a signal between io helpers and readers, never reaches the runner
     """A compressed stream ended early or is corrupt. ``line`` is the 0-based index of the first lost line."""
 
-    def __init__(self, compression: str, reason: str, *, line: int = 0, partial_bytes: int = 0) -> None:
+    def __init__(self, compression: str, reason: str, *, line: int = 0, partial_bytes: int = 0,
+                 at_byte: int | None = None, file_bytes: int | None = None) -> None:
         self.compression, self.reason, self.line, self.partial_bytes = compression, reason, line, partial_bytes
+        self.at_byte, self.file_bytes = at_byte, file_bytes
         super().__init__(f"truncated or corrupt {compression} stream ({reason})")
 
     def message(self) -> str:
         """Human text: ``truncated or corrupt gzip stream at line N (reason)``; N is 1-based."""
         return f"truncated or corrupt {self.compression} stream at line {self.line + 1} ({self.reason})"
+
+    def loss(self) -> str:
+        """What the break cost: lines read before it, and the compressed bytes (and estimated lines) after it.
+
+        The lines after a break cannot be counted (the stream cannot be decoded past it); they are estimated
+        at the rate of the lines read (lines per compressed byte), which is exact for a uniform file.
+        """
+        text = f"{self.line:,} line(s) were read before the break"
+        if self.at_byte is None or not self.file_bytes:
+            return text
+        left = max(0, self.file_bytes - self.at_byte)
+        if left == 0:
+            return text + "; the break is at the end of the file, so only the line in progress is lost"
+        est = round(self.line * left / self.at_byte) if self.at_byte else 0
+        return (text + f"; the remaining {left:,} of {self.file_bytes:,} compressed bytes "
+                f"({left / self.file_bytes:.0%}) cannot be decoded: about {est:,} more line(s) lost")
 
 
 def compression_of(path: str) -> str | None:
@@ -136,6 +178,7 @@ def iter_decompressed(path: str, *, chunk_bytes: int = CHUNK_BYTES) -> Iterator[
             while chunk := fh.read(chunk_bytes):
                 yield chunk
             return
+        size = os.fstat(fh.fileno()).st_size
         dec, fed = _decompressor(kind), False
         while raw := fh.read(chunk_bytes):
             data = raw
@@ -143,7 +186,9 @@ def iter_decompressed(path: str, *, chunk_bytes: int = CHUNK_BYTES) -> Iterator[
                 try:
                     out = dec.decompress(data)
                 except Exception as e:  # zlib.error, OSError (bz2), zstandard.ZstdError: all mean corrupt data
-                    raise BrokenStream(kind, f"corrupt data: {e}") from None
+                    # the break lies within this chunk; its start is the best position we know
+                    raise BrokenStream(kind, f"corrupt data: {e}", at_byte=fh.tell() - len(data),
+                                       file_bytes=size) from None
                 fed = True
                 if out:
                     yield out
@@ -153,7 +198,7 @@ def iter_decompressed(path: str, *, chunk_bytes: int = CHUNK_BYTES) -> Iterator[
                 else:
                     data = b""
         if fed and not dec.eof:
-            raise BrokenStream(kind, "the file ends inside a compressed block")
+            raise BrokenStream(kind, "the file ends inside a compressed block", at_byte=size, file_bytes=size)
 
 
 def iter_lines(path: str, *, chunk_bytes: int = CHUNK_BYTES) -> Iterator[tuple[int, list[bytes]]]:
@@ -204,6 +249,94 @@ def is_parquet(path: str) -> bool:
     """True when ``path`` starts with the Parquet magic bytes."""
     with open(path, "rb") as fh:
         return fh.read(4) == PARQUET_MAGIC
+
+
+# ---------------------------------------------------------------------------- file types
+#: Leading bytes of the containers a file may hold, and the name of each.
+MAGIC = ((PARQUET_MAGIC, "parquet"), (b"\x1f\x8b", "gzip"), (b"\x28\xb5\x2f\xfd", "zstd"), (b"BZh", "bz2"),
+         (b"\xfd7zXZ\x00", "xz"), (b"PK\x03\x04", "zip"))
+#: Suffixes that name a container; ``.xz`` and ``.zip`` are recognised but not read.
+NAMED_TYPES = {".parquet": "parquet", ".pq": "parquet", ".gz": "gzip", ".zst": "zstd", ".zstd": "zstd",
+               ".bz2": "bz2", ".xz": "xz", ".zip": "zip"}
+#: Suffixes that name uncompressed text (JSON lines, or a one-document text file).
+TEXT_SUFFIXES = frozenset({".jsonl", ".json", ".ndjson", ".txt", ".text", ".md", ".csv", ".tsv"})
+SNIFF_BYTES = 1 << 16
+_READABLE = frozenset({"parquet", "gzip", "zstd", "bz2"})
+
+
+def sniff(path: str) -> str:
+    """What ``path`` holds, from its bytes: a container of :data:`MAGIC`, ``truncated parquet`` (the ``PAR1``
+    header without the ``PAR1`` footer), ``empty``, or for text ``JSON lines`` (a line of the first 64 KiB starts
+    with ``{`` or ``[``), ``CSV text`` (the first line has a comma or tab), ``text``, or ``binary data`` (NUL
+    bytes or mostly undecodable bytes in the first 64 KiB)."""
+    with open(path, "rb") as fh:
+        head = fh.read(SNIFF_BYTES)
+        if not head:
+            return "empty"
+        for magic, name in MAGIC:
+            if head.startswith(magic):
+                if name == "parquet":
+                    size = os.fstat(fh.fileno()).st_size
+                    if size < 12:
+                        return "truncated parquet"
+                    fh.seek(size - 4)
+                    return "parquet" if fh.read(4) == PARQUET_MAGIC else "truncated parquet"
+                return name
+    body = head[3:] if head.startswith(b"\xef\xbb\xbf") else head
+    if b"\x00" in body or len(body.decode("utf-8", "ignore")) < 0.7 * len(body.decode("latin-1")):
+        return "binary data"
+    lines = [x.strip() for x in body.split(b"\n")]
+    if any(x[:1] in (b"{", b"[") for x in lines):
+        return "JSON lines"
+    first = next((x for x in lines if x), b"")
+    return "CSV text" if (b"," in first or b"\t" in first) else "text"
+
+
+def _named_type(path: str, kind: str) -> str | None:
+    """The type the file's name (and the reader's ``kind``) promises; None when the name promises nothing."""
+    ext = os.path.splitext(path)[1].lower()
+    if ext in NAMED_TYPES:
+        return NAMED_TYPES[ext]
+    if kind == "parquet":
+        return "parquet"
+    if ext in TEXT_SUFFIXES or kind in ("jsonl", "text"):
+        return "text" if kind == "text" else "JSON lines"
+    return None
+
+
+def file_type_problem(path: str, kind: str) -> tuple[str, str] | None:
+    """``(reason, message)`` when a file is not what its name says, else None.
+
+    ``kind`` is ``parquet``, ``jsonl`` (JSON lines, also compressed), ``text`` (a one-document file) or
+    ``auto`` (a native format: Parquet or JSON lines; a name that promises nothing is taken by its bytes).
+    Reasons: ``wrong_file_type`` (named one thing, holds another: the message names both),
+    ``truncated_file`` (a Parquet file cut before its footer), ``unsupported_file_type`` (``.xz``, ``.zip``).
+    """
+    named = _named_type(path, kind)
+    got = sniff(path)
+    if got == "empty":
+        return None
+    name = os.path.basename(path)
+    if got == "truncated parquet" and named in (None, "parquet"):
+        return ("truncated_file", "truncated Parquet file: it starts with the PAR1 magic bytes but has no PAR1 "
+                                  "footer (the end of the file is missing); re-download or re-export it")
+    if named in ("xz", "zip") or (named is None and got in ("xz", "zip")):
+        return ("unsupported_file_type", f"{got} files are not read (gzip, zstd and bz2 are); decompress it, or "
+                                         "recompress it with gzip or zstd")
+    if named is None:
+        return None if got in ("parquet", "JSON lines", "text", "CSV text") or kind == "text" else (
+            "wrong_file_type", f"the file holds {got}, which format `{kind}` cannot read")
+    if named in _READABLE:
+        ok = got == named
+    elif named == "JSON lines":
+        ok = got == "JSON lines"
+    else:  # a one-document text file: any text; its encoding is checked when it is decoded
+        ok = got not in {n for _m, n in MAGIC} and got != "truncated parquet"
+    if ok:
+        return None
+    hint = {"parquet": "a .parquet name", "gzip": "a .gz name", "zstd": "a .zst name", "bz2": "a .bz2 name"}
+    fix = f"; rename it to match ({hint[got]})" if got in hint else "; fix or remove the file"
+    return ("wrong_file_type", f"not {named} as its name {name!r} says: the file holds {got}{fix}")
 
 
 # ---------------------------------------------------------------------------- column specs and batches
@@ -494,14 +627,22 @@ def read_one_document_file(part: Partition, src: SourceConfig, *, what: str) -> 
                "declare `subsets:` with paths instead")
         raise SchemaError(msg, file=part.path, column=src.subset_by)
     try:
-        if os.path.getsize(part.path) == 0:
+        size = os.path.getsize(part.path)
+        if size == 0:
             return None
+        problem = file_type_problem(part.path, "text")
+        if problem is not None:
+            reason, msg = problem
+            if src.on_error == "error":
+                raise InputError(msg, file=part.path)
+            rec = quarantine_record(part, row=None, field=None, reason=reason, nbytes=size, msg=msg)
+            return ReadBatch(docs=empty_docs(), quarantine=quarantine_from_records([rec]), records=1)
         data = read_all(part.path)
     except BrokenStream as e:
         if src.on_error == "error":
             raise InputError(e.message(), file=part.path, line=e.line + 1) from None
         rec = quarantine_record(part, row=0, field=None, reason="truncated_file", nbytes=e.partial_bytes,
-                                msg=f"{e.message()}; the {what} is incomplete")
+                                msg=f"{e.message()}; the {what} is incomplete ({e.loss()})")
         return ReadBatch(docs=empty_docs(), quarantine=quarantine_from_records([rec]), records=1)
     except OSError as e:
         msg = f"cannot read file ({e})"
@@ -595,9 +736,23 @@ def open_parquet(path: str) -> pq.ParquetFile:
         raise InputError(msg, file=path) from None
 
 
-def parquet_raw(part: Partition, cols: list[Col], *, batch_rows: int) -> Iterator[RawBatch]:
-    """Raw batches of a Parquet partition (whole file or its row-group range)."""
-    pf = open_parquet(part.path)
+def parquet_raw(part: Partition, cols: list[Col], *, batch_rows: int,
+                on_error: str = "error") -> Iterator[RawBatch]:
+    """Raw batches of a Parquet partition (whole file or its row-group range).
+
+    A file whose footer cannot be read, or whose data breaks off at row N, is an ``InputError`` with
+    ``on_error: error``; with ``quarantine`` it becomes one ``corrupt_file`` record (for the whole file, or for
+    everything from row N on: the rows before it are read).
+    """
+    try:
+        pf = open_parquet(part.path)
+    except InputError as e:
+        if on_error == "error":
+            raise
+        msg = str(e).split(": ", 1)[-1]
+        yield whole_file_batch(part, cols, quarantine_record(part, row=None, field=None, reason="corrupt_file",
+                                                             msg=msg, nbytes=part.nbytes), line_based=False)
+        return
     present = _check_table_schema(pf.schema_arrow, cols, part.path)
     md = pf.metadata
     groups = list(range(md.num_row_groups) if part.row_groups is None else range(*part.row_groups))
@@ -614,7 +769,12 @@ def parquet_raw(part: Partition, cols: list[Col], *, batch_rows: int) -> Iterato
             row += n
     except (pa.ArrowException, OSError) as e:
         msg = f"cannot read Parquet file at row {row} ({e}); re-download or re-export it"
-        raise InputError(msg, file=part.path) from None
+        if on_error == "error":
+            raise InputError(msg, file=part.path) from None
+        yield whole_file_batch(part, cols, quarantine_record(
+            part, row=row, field=None, reason="corrupt_file", nbytes=0,
+            msg=f"{msg}; the {row:,} row(s) before it were read, the rest of the row groups is lost"),
+            line_based=False)
 
 
 # ---------------------------------------------------------------------------- raw readers: JSON lines
@@ -798,6 +958,8 @@ def jsonl_raw(part: Partition, cols: list[Col], text_col: str, *, batch_rows: in
     size = 0
     try:
         for first, lines in iter_lines(part.path):
+            if first == 0 and lines and lines[0].startswith(UTF8_BOM):
+                lines[0] = lines[0][len(UTF8_BOM):]  # the text-hygiene policy: a file's leading BOM is not data
             for i, line in enumerate(lines):
                 if not line or line.isspace():
                     continue
@@ -823,10 +985,16 @@ def jsonl_raw(part: Partition, cols: list[Col], text_col: str, *, batch_rows: in
 def truncated_batch(part: Partition, cols: list[Col], e: BrokenStream) -> RawBatch:
     """The one-record batch that stands for everything after a break in a compressed stream."""
     rec = quarantine_record(part, row=e.line, field=None, reason="truncated_file", line_based=True,
-                            msg=f"{e.message()}; the lines before it were read", nbytes=e.partial_bytes) | {"_ord": 0}
+                            msg=f"{e.message()}; {e.loss()}", nbytes=e.partial_bytes) | {"_ord": 0}
+    return whole_file_batch(part, cols, rec, broken=e)
+
+
+def whole_file_batch(part: Partition, cols: list[Col], rec: dict, *, broken: BrokenStream | None = None,
+                     line_based: bool = True) -> RawBatch:
+    """A batch of no rows and one quarantine record standing for a whole file (or its unreadable rest)."""
     table = pa.table({c.name: pa.nulls(0, c.json_type() or pa.null()) for c in cols})
-    return RawBatch(table=table, rows=np.zeros(0, np.int64), ordinals=np.zeros(0, np.int64), quarantine=[rec],
-                    n_records=1, line_based=True, broken=e)
+    return RawBatch(table=table, rows=np.zeros(0, np.int64), ordinals=np.zeros(0, np.int64),
+                    quarantine=[rec | {"_ord": 0}], n_records=1, line_based=line_based, broken=broken)
 
 
 # ---------------------------------------------------------------------------- raw readers: Hugging Face
@@ -870,13 +1038,27 @@ def with_subset_col(cols: list[Col], src: SourceConfig) -> list[Col]:
 def raw_batches(part: Partition, src: SourceConfig, cols: list[Col], text_col: str, *, batch_rows: int,
                 kind: str = "auto") -> Iterator[RawBatch]:
     """Dispatch to the Parquet, JSON-lines or Hugging Face raw reader."""
-    k = file_kind(part, default=kind)
-    if k != "hf" and os.path.getsize(part.path) == 0:
-        return
-    if k == "hf":
+    if part.path.startswith(HF_PREFIX):
         yield from hf_raw(part, cols, batch_rows=batch_rows)
-    elif k == "parquet":
-        yield from parquet_raw(part, cols, batch_rows=batch_rows)
+        return
+    try:
+        size = os.path.getsize(part.path)
+        problem = file_type_problem(part.path, kind) if size else None
+    except OSError as e:
+        msg = f"cannot read file ({e})"
+        raise InputError(msg, file=part.path) from None
+    if size == 0:
+        return
+    if problem is not None:
+        reason, msg = problem
+        if src.on_error == "error":
+            raise InputError(msg, file=part.path)
+        yield whole_file_batch(part, cols, quarantine_record(part, row=None, field=None, reason=reason, msg=msg,
+                                                             nbytes=size))
+        return
+    k = file_kind(part, default=kind)
+    if k == "parquet":
+        yield from parquet_raw(part, cols, batch_rows=batch_rows, on_error=src.on_error)
     else:
         yield from jsonl_raw(part, cols, text_col, batch_rows=batch_rows)
 
@@ -904,6 +1086,40 @@ def invalid_utf8_rows(text: pa.Array) -> np.ndarray | None:
     return np.asarray(bad, dtype=np.int64)
 
 
+#: The text-hygiene fixes :func:`clean_text` applies, by ledger counter.
+TEXT_FIXES = ("text_bom_stripped", "text_newlines_normalized", "text_nul_dropped")
+
+
+def clean_text(text: pa.Array) -> tuple[pa.Array, dict[str, int]]:
+    """Apply the text-hygiene policy to every document text; return the texts and how many each fix changed.
+
+    The policy (docs/recipes.md, "Text hygiene"), the same for every reader: a leading U+FEFF (byte-order
+    mark) is removed; CRLF and lone CR line ends become LF; NUL characters (U+0000) are dropped. Each fix is a
+    ``pyarrow.compute`` pass over the batch, run only when a cheap substring test finds something to fix.
+    Counters: ``text_bom_stripped``, ``text_newlines_normalized``, ``text_nul_dropped`` (documents changed).
+    """
+    counts: dict[str, int] = {}
+    if len(text) == 0:
+        return text, counts
+
+    def hits(mask: pa.Array) -> int:
+        return int(pc.sum(mask).as_py() or 0)
+
+    n = hits(pc.starts_with(text, "\ufeff"))
+    if n:
+        text = pc.replace_substring_regex(text, "^\ufeff", "")
+        counts["text_bom_stripped"] = n
+    n = hits(pc.match_substring(text, "\r"))
+    if n:
+        text = pc.replace_substring(pc.replace_substring(text, "\r\n", "\n"), "\r", "\n")
+        counts["text_newlines_normalized"] = n
+    n = hits(pc.match_substring(text, "\x00"))
+    if n:
+        text = pc.replace_substring(text, "\x00", "")
+        counts["text_nul_dropped"] = n
+    return text, counts
+
+
 def assemble(part: Partition, src: SourceConfig, raw: RawBatch, norm: Normalized, *, first_record: int) -> ReadBatch:
     """Turn a raw batch and its normalized columns into a :class:`ReadBatch` (see the module docstring)."""
     n = raw.table.num_rows
@@ -919,6 +1135,7 @@ def assemble(part: Partition, src: SourceConfig, raw: RawBatch, norm: Normalized
         reject = own if reject is None else pc.coalesce(reject, own)
         msg = pc.if_else(m, pa.scalar("not valid UTF-8"), pa.scalar(None, pa.string()))
         reject_detail = msg if reject_detail is None else pc.coalesce(reject_detail, msg)
+    text, fixes = clean_text(text)
     is_null = pc.is_null(text)
     empty = pc.or_kleene(pc.equal(pc.binary_length(text), 0), pc.utf8_is_space(text))
     reason = pc.if_else(is_null, pa.scalar("null_text"),
@@ -975,7 +1192,7 @@ def assemble(part: Partition, src: SourceConfig, raw: RawBatch, norm: Normalized
     if records and src.on_error == "error":
         raise_for(records[0])
     quarantine = quarantine_from_records(records)
-    return ReadBatch(docs=docs, quarantine=quarantine, records=raw.n_records)
+    return ReadBatch(docs=docs, quarantine=quarantine, records=raw.n_records, counters=fixes)
 
 
 def read_rows(part: Partition, src: SourceConfig, ctx: ReadContext, *, columns: list[Col], text_col: str,

@@ -408,7 +408,11 @@ def test_pg19_corrupt_parquet_is_an_input_error(tmp_path):
     path = tmp_path / "pg19.parquet"
     path.write_bytes(b"PAR1" + b"\x00" * 64 + b"PAR1")
     with pytest.raises(InputError, match=re.escape(str(path))):
-        _read(read_pg19, path, "pg19")
+        _read(read_pg19, path, "pg19", on_error="error")
+    # issue 22: with on_error: quarantine the unreadable file is one record, not a run abort
+    _, docs, quar = _read(read_pg19, path, "pg19")
+    assert docs.num_rows == 0 and quar["reason"].to_pylist() == ["corrupt_file"]
+    assert "cannot read Parquet file" in quar["detail"][0].as_py()
 
 
 # ---------------------------------------------------------------------------- real data

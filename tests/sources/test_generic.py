@@ -49,10 +49,12 @@ def test_mapped_column_absent_from_the_file_is_a_schema_error(tmp_path):
         read(p, "parquet", text_column="body", id_column="key")
 
 
-def test_text_one_document_per_file_kept_byte_for_byte(tmp_path):
-    body = "\ufeffTitle\r\n\r\nSecond paragraph.\n"
+def test_text_one_document_per_file_text_hygiene(tmp_path):
+    """Kept as written except for the text-hygiene policy (issue 22): BOM stripped, CRLF/CR -> LF, NUL dropped."""
+    raw = "\ufeffTitle\r\n\r\nSecond\x00 paragraph.\rEnd\n"
+    body = "Title\n\nSecond paragraph.\nEnd\n"
     p = tmp_path / "doc.txt"
-    p.write_bytes(body.encode())
+    p.write_bytes(raw.encode())
     docs, q, records = read(p, "text", pid=2)
     assert records == 1 and q.num_rows == 0
     assert docs.column("text").to_pylist() == [body]
@@ -60,7 +62,7 @@ def test_text_one_document_per_file_kept_byte_for_byte(tmp_path):
     assert docs.column("doc_id").to_pylist() == [f"src:h{xxhash.xxh3_64_hexdigest(body.encode())}"]
     assert json.loads(docs.column("meta")[0].as_py()) == {"file": str(p)}
     gz = tmp_path / "doc.txt.gz"
-    gz.write_bytes(gzip.compress(body.encode()))
+    gz.write_bytes(gzip.compress(raw.encode()))
     assert read(gz, "text")[0].column("text").to_pylist() == [body]
 
 
