@@ -1,6 +1,6 @@
 """``curate plan``: pre-flight without compute.
 
-Validates the recipe (the same checks as ``curate run``), lists partitions, counts records and bytes per
+Validates the recipe (the same checks as ``curate run``), lists every resolved input root and partitions, counts records and bytes per
 source/subset from file metadata (Parquet footers, line counts), and estimates tokens by tokenizing a small
 sample of each subset's first partition (up to ``SAMPLE_DOCS`` documents). From these it predicts, per
 mixture member, the planned tokens and the epochs needed, and says why the recipe cannot run when a member
@@ -13,9 +13,10 @@ which case ``curate run`` stops before writing shards and prints the shortfall.
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
-from curate.recipe import Recipe
+from curate.recipe import HF_PREFIX, Recipe
 from curate.sources.base import ReadContext
 
 SAMPLE_DOCS = 200
@@ -83,9 +84,27 @@ def plan(recipe: Recipe) -> dict[str, Any]:
             epochs = target / supply if supply else math.inf
             problems.append({"member": name, "group": g, "available_tokens": supply, "needed_tokens": int(round(target)),
                              "epochs_needed": epochs, "max_epochs": recipe.max_epochs})
+    for p in parts:
+        if p.nbytes == 0 and not p.path.startswith(HF_PREFIX):
+            warnings.append(f"{p.source}: input file {p.path} is empty (0 bytes); it adds no record")
     return {"recipe": recipe.name, "budget_tokens": recipe.budget_tokens, "partitions": len(parts),
-            "sources": rows, "shortfall": problems, "warnings": warnings,
+            "input_roots": input_roots(recipe), "sources": rows, "shortfall": problems, "warnings": warnings,
             "on_shortfall": recipe.on_shortfall}
+
+
+def input_roots(recipe: Recipe) -> dict[str, list[str]]:
+    """Every resolved path glob of every source (``source`` or ``source/subset`` → patterns), for review.
+
+    A recipe is trusted configuration: its paths may be absolute or climb out with ``..`` (docs/recipes.md,
+    "What a recipe may read"), so ``plan`` shows where each one really points.
+    """
+    out: dict[str, list[str]] = {}
+    for name, src in recipe.sources.items():
+        for sub, patterns in src.subset_paths().items():
+            key = f"{name}/{sub}" if sub else name
+            out[key] = [p if p.startswith(HF_PREFIX) else os.path.normpath(p)
+                        for p in (recipe.resolve_path(x) for x in patterns)]
+    return out
 
 
 def render(result: dict[str, Any], console=None) -> None:
@@ -101,6 +120,8 @@ def render(result: dict[str, Any], console=None) -> None:
         t.add_row(k, r.get("group", "-"), f"{r['files']:,}", f"{r['records']:,}", f"{r['bytes']:,}",
                   f"{r['est_tokens']:,}", f"{r.get('planned_tokens', 0):,}", f"{r.get('epochs', 0):.2f}")
     console.print(t)
+    for key, roots in result.get("input_roots", {}).items():
+        console.print(f"input {key}: " + ", ".join(roots))
     for w in result["warnings"]:
         console.print(f"[yellow]warning[/yellow] {w}")
     for p in result["shortfall"]:

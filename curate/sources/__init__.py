@@ -98,7 +98,10 @@ def _file_partitions(src: SourceConfig, path: str) -> list[tuple[str, int, tuple
         from curate.sources.io import compression_of, is_parquet
 
         if compression_of(path) is None and is_parquet(path):
-            ranges = _row_group_ranges(path, target=PARQUET_SPLIT_BYTES)
+            try:
+                ranges = _row_group_ranges(path, target=PARQUET_SPLIT_BYTES)
+            except CurateError:
+                return [(path, size, None)]  # unreadable footer: one partition, which the reader quarantines
             if len(ranges) > 1:
                 return [(path, nb, rg) for rg, nb in ranges]
     return [(path, size, None)]
@@ -163,17 +166,28 @@ def count_records(part: Partition, src: SourceConfig) -> int:
     from curate.sources.generic import text_file_records
     from curate.sources.io import compression_of, count_lines, is_parquet, open_parquet
 
+    from curate.errors import InputError
+    from curate.sources.io import file_type_problem
+
     path = part.path
     if path.startswith(HF_PREFIX):
         return hf.count(path)
-    if part.format in ONE_DOC_FORMATS:
-        return text_file_records(path)
     if os.path.getsize(path) == 0:
         return 0
+    kind = "text" if part.format in ONE_DOC_FORMATS else (
+        part.format if part.format in ("jsonl", "parquet") else "auto")
+    if part.format in ONE_DOC_FORMATS or part.format in ROW_GROUP_FORMATS or part.format == "jsonl":
+        if file_type_problem(path, kind) is not None:
+            return 1  # the reader makes the whole file one quarantine record
+    if part.format in ONE_DOC_FORMATS:
+        return text_file_records(path)
     parquet = part.format == "parquet" or (part.format != "jsonl" and compression_of(path) is None
                                            and is_parquet(path))
     if parquet:
-        md = open_parquet(path).metadata
+        try:
+            md = open_parquet(path).metadata
+        except InputError:
+            return 1  # an unreadable footer: the reader quarantines the file as one record
         groups = range(*part.row_groups) if part.row_groups else range(md.num_row_groups)
         return sum(md.row_group(i).num_rows for i in groups)
     if part.format in ROW_GROUP_FORMATS or part.format == "jsonl":
