@@ -265,6 +265,23 @@ def empty_inputs(run_dir: Path) -> list[dict]:
     return out
 
 
+def text_hygiene(led: Ledger) -> tuple[dict[str, dict[str, int]], list[dict]]:
+    """Ingest ``text_*`` counters per source (what the text-hygiene policy changed), and a flag per source
+    whose UTF-8 books held invalid bytes (replaced by U+FFFD)."""
+    out: dict[str, dict[str, int]] = {}
+    flags = []
+    for src, c in sorted(led.by_source("ingest").items()):
+        fixes = {k: v for k, v in sorted(c.counters.items()) if k.startswith("text_") and v}
+        if fixes:
+            out[src] = fixes
+        if fixes.get("text_invalid_utf8_replaced"):
+            flags.append({"kind": "invalid_utf8_replaced", "where": src,
+                          "message": f"{src}: {fixes['text_invalid_utf8_replaced']:,} document(s) declared UTF-8 "
+                                     f"held {fixes.get('text_invalid_utf8_sequences', 0):,} invalid byte "
+                                     "sequence(s), kept as U+FFFD"})
+    return out, flags
+
+
 def duplicate_id_flags(led: Ledger) -> list[dict]:
     """A flag per source whose input has documents sharing a ``doc_id`` (ledger counter ``duplicate_doc_ids``)."""
     out = []
@@ -467,9 +484,10 @@ def ledger_flags(led: Ledger, recipe: Recipe, fun: dict) -> tuple[list[dict], li
 
 def dedup_matrix(run_dir: Path) -> dict[str, dict[str, int]]:
     p = run_dir / "work" / "dedup" / "done.json"
-    if not p.exists():
-        return {}
-    return read_json(p).get("matrix", {})
+    try:
+        return read_json(p).get("matrix", {})
+    except (OSError, ValueError, AttributeError):
+        return {}  # not written yet, or damaged: the matrix is informative only
 
 
 # ---------------------------------------------------------------------------- trainer views
@@ -573,6 +591,8 @@ def audit(run_dir: str | Path, *, verify: bool = False, consumed_tokens: int | N
     violations.extend(v2)
     flags.extend(empty_inputs(run_dir))
     flags.extend(duplicate_id_flags(led))
+    hygiene, hygiene_flags = text_hygiene(led)
+    flags.extend(hygiene_flags)
 
     tol = (recipe.tolerance_pp if complete else STREAM_TOLERANCE_PP) / 100.0
     tolerance = {"applied_pp": tol * 100, "recipe_pp": recipe.tolerance_pp, "partial": not complete,
@@ -622,7 +642,8 @@ def audit(run_dir: str | Path, *, verify: bool = False, consumed_tokens: int | N
         budget_check(run_dir, recipe, plan, manifest, comp, flags, violations)
     result: dict[str, Any] = {"status": "complete" if complete else "incomplete", "progress": prog,
                               "tolerance": tolerance, "run": run_info, **comp, "stream": stream, "funnel": fun,
-                              "dedup_matrix": dedup_matrix(run_dir), "flags": flags, "violations": violations}
+                              "dedup_matrix": dedup_matrix(run_dir), "text_hygiene": hygiene, "flags": flags,
+                              "violations": violations}
     if manifest and "rwkv" in manifest:
         result["rwkv"] = manifest["rwkv"]
     if consumed_tokens is not None:
