@@ -639,7 +639,8 @@ def audit(run_dir: str | Path, *, verify: bool = False, consumed_tokens: int | N
                                  f"{STREAM_TOLERANCE_PP} pp): a trainer stopped there saw a skewed mixture"})
     damaged = any(v["kind"].startswith(("shard_", "file_", "lineage_", "corrupt_")) for v in violations)
     if complete and not damaged:  # a missing or damaged shard already explains a shortfall
-        budget_check(run_dir, recipe, plan, manifest, comp, flags, violations)
+        longest = pc_max(lineage["idx_tokens"]) if lineage.num_rows else 0
+        budget_check(run_dir, recipe, plan, manifest, comp, longest, flags, violations)
     result: dict[str, Any] = {"status": "complete" if complete else "incomplete", "progress": prog,
                               "tolerance": tolerance, "run": run_info, **comp, "stream": stream, "funnel": fun,
                               "dedup_matrix": dedup_matrix(run_dir), "text_hygiene": hygiene, "flags": flags,
@@ -654,6 +655,14 @@ def audit(run_dir: str | Path, *, verify: bool = False, consumed_tokens: int | N
         other = audit(against)
         result["against"] = diff(other, result)
     return result
+
+
+def pc_max(arr) -> int:
+    """Largest value of an Arrow column (0 when empty)."""
+    import pyarrow.compute as pc
+
+    v = pc.max(arr).as_py()
+    return int(v or 0)
 
 
 def _longest_kept(run_dir: Path, sources: list[str]) -> dict[str, int]:
@@ -673,14 +682,15 @@ def _longest_kept(run_dir: Path, sources: list[str]) -> dict[str, int]:
     return best
 
 
-def budget_check(run_dir: Path, recipe: Recipe, plan: dict | None, manifest: dict, comp: dict, flags: list[dict],
-                 violations: list[dict]) -> None:
+def budget_check(run_dir: Path, recipe: Recipe, plan: dict | None, manifest: dict, comp: dict,
+                 longest_written: int, flags: list[dict], violations: list[dict]) -> None:
     """Say when the shards hold fewer tokens than the budget, by how much, and why.
 
     ``on_shortfall: rescale`` lowers the budget on purpose (the manifest's ``rescaled``); any other gap comes from
     the unit of selection, a whole sequence: a member whose documents are longer than its target (one huge
     document, no ``max_doc_tokens``) cannot be filled. A gap above the recipe's tolerance is a flag; above the
-    stream tolerance (1% of the budget) it is a ``budget_undershoot`` violation.
+    stream tolerance (1% of the budget) it is a ``budget_undershoot`` violation. A gap no longer than the
+    longest sequence written (``longest_written``) is the selection's granularity and is not reported.
     """
     requested = int(recipe.budget_tokens)
     total = comp["total_tokens"]
@@ -691,7 +701,9 @@ def budget_check(run_dir: Path, recipe: Recipe, plan: dict | None, manifest: dic
                       "message": f"on_shortfall: rescale lowered the budget from {requested:,} to {planned:,} "
                                  f"tokens ({planned / requested:.2%}): {members.get('note') or 'see the manifest'}"})
     short = planned - total
-    if short <= max(recipe.tolerance_pp / 100.0 * planned, 1.0):
+    # the mixer fills each target to within one sequence: a gap no longer than the longest sequence written
+    # is the selection's granularity, not a loss
+    if short <= max(recipe.tolerance_pp / 100.0 * planned, 1.0, longest_written):
         return
     # members furthest below their targets, and the longest document each had
     want: dict[str, int] = {}
@@ -704,6 +716,8 @@ def budget_check(run_dir: Path, recipe: Recipe, plan: dict | None, manifest: dic
     causes = []
     for s, gap in gaps[:3]:
         why = f"{s} wrote {comp_sources.get(s, 0):,} of its {want[s]:,} target tokens"
+        if recipe.max_doc_tokens and s in longest:
+            longest[s] = min(longest[s], recipe.max_doc_tokens + 1)
         if s in longest and longest[s] > gap:
             why += (f"; its longest document is {longest[s]:,} tokens, longer than the {gap:,} left to fill, and "
                     + ("`max_doc_tokens` is not set: set it to split long documents into sequences"
