@@ -107,6 +107,8 @@ from curate.sources.base import Partition, ReadBatch, ReadContext
 COMPRESSION_SUFFIXES = {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd", ".bz2": "bz2"}
 #: Bytes read from disk per step of the decompressor.
 CHUNK_BYTES = 4 << 20
+#: Compressed bytes given to the decompressor per call: where a stream breaks is known to within this.
+FEED_BYTES = 64 << 10
 #: A JSON-lines batch is cut at ``ctx.batch_rows`` records or at this many bytes, whichever comes first.
 MAX_BATCH_BYTES = 64 << 20
 PARQUET_MAGIC = b"PAR1"
@@ -180,23 +182,25 @@ def iter_decompressed(path: str, *, chunk_bytes: int = CHUNK_BYTES) -> Iterator[
             return
         size = os.fstat(fh.fileno()).st_size
         dec, fed = _decompressor(kind), False
+        pos = 0  # compressed bytes given to the decompressors so far
         while raw := fh.read(chunk_bytes):
-            data = raw
-            while data:
-                try:
-                    out = dec.decompress(data)
-                except Exception as e:  # zlib.error, OSError (bz2), zstandard.ZstdError: all mean corrupt data
-                    # the break lies within this chunk; its start is the best position we know
-                    raise BrokenStream(kind, f"corrupt data: {e}", at_byte=fh.tell() - len(data),
-                                       file_bytes=size) from None
-                fed = True
-                if out:
-                    yield out
-                if dec.eof:
-                    data = dec.unused_data
-                    dec, fed = _decompressor(kind), False
-                else:
-                    data = b""
+            # fed in FEED_BYTES pieces: a break is located (and the output before it kept) to within one piece
+            for lo in range(0, len(raw), FEED_BYTES):
+                data = raw[lo:lo + FEED_BYTES]
+                while data:
+                    try:
+                        out = dec.decompress(data)
+                    except Exception as e:  # zlib.error, OSError (bz2), zstandard.ZstdError: all mean corrupt data
+                        raise BrokenStream(kind, f"corrupt data: {e}", at_byte=pos, file_bytes=size) from None
+                    fed = True
+                    if out:
+                        yield out
+                    if dec.eof:
+                        data = dec.unused_data
+                        dec, fed = _decompressor(kind), False
+                    else:
+                        data = b""
+                pos += min(FEED_BYTES, len(raw) - lo)
         if fed and not dec.eof:
             raise BrokenStream(kind, "the file ends inside a compressed block", at_byte=size, file_bytes=size)
 
