@@ -14,7 +14,15 @@ truncated zstd                    the same, for a multi-frame zstd stream cut in
 wrong-typed text value            quarantine ``wrong_type``; null or absent text: ``null_text``
 empty / whitespace-only text      quarantine ``empty_text`` (Parquet rows and ``text`` files)
 empty files                       zero records, no error (0-byte JSON lines, 0-byte gzip stream, blank
-                                  lines only, zero-row Parquet, 0-byte text file)
+                                  lines only, zero-row Parquet, 0-byte text file); a 0-byte file is an
+                                  audit flag ``empty_input_file`` (issue 22)
+BOM, CRLF/CR, NUL (issue 22)      the text-hygiene policy: BOM stripped (a JSON-lines first record parses),
+                                  newlines normalized, NUL dropped; counted in the ingest ledger
+stray byte in a UTF-8 ``-0.txt``  kept with U+FFFD, counted, flagged by the audit (not Latin-1 mojibake)
+file not what its name says       one ``wrong_file_type`` record naming the type found (CSV named
+                                  ``.parquet``, gzip named ``.jsonl``); a Parquet without footer: one
+                                  ``truncated_file`` record, not a run abort
+duplicate native ids              counted (ingest ``duplicate_doc_ids``), flagged by the audit
 50 MB single document             one document, tokenized, chunked by ``max_doc_tokens`` and mixed
 null and duplicate ids            null: ``doc_id`` from the text hash; duplicates keep their ``doc_id``; an
                                   exact copy is removed by dedup with ``dup_of``
@@ -159,6 +167,38 @@ def catalogue(tmp_path_factory, ray_session) -> dict:
     sources["txt"] = {"format": "text", "paths": ["txt/*.txt", "txt/*.txt.gz"]}
     expect["txt"] = Counter(invalid_utf8=1, empty_text=1, truncated_file=1)
 
+    # issue 22 -- text hygiene: a JSON-lines file opening with a BOM keeps its first record; a text file with a
+    # BOM, CRLF, a lone CR and NUL is cleaned; a UTF-8 Gutenberg "-0.txt" with a stray byte is flagged
+    write("bom/a.jsonl", b"\xef\xbb\xbf" + jl(good("bom", 6)))
+    sources["bom"] = generic("jsonl", ["bom/*.jsonl"], id_column="id")
+    expect["bom"] = Counter()
+    write("crtxt/a.txt", ("\ufeff" + prose(rng, 150) + "\r\n\r\n" + prose(rng, 150) + "\r" + "x\x00y").encode())
+    sources["crtxt"] = {"format": "text", "paths": ["crtxt/*.txt"]}
+    expect["crtxt"] = Counter()
+    book = ("The Project Gutenberg eBook of Bad Byte\n\nTitle: Bad Byte\nLanguage: English\n\n*** START OF THE "
+            "PROJECT GUTENBERG EBOOK BAD BYTE ***\n\n" + prose(rng, 300) + " caf\u00e9 "
+            + prose(rng, 100) + "\n\n*** END OF THE PROJECT GUTENBERG EBOOK BAD BYTE ***\n").encode()
+    cut = book.index(b"caf")
+    write("gutenberg/99-0.txt", book[:cut] + b"\xff" + book[cut:])
+    sources["gutenberg"] = {"format": "gutenberg-txt", "paths": ["gutenberg/*.txt"]}
+    expect["gutenberg"] = Counter()
+
+    # issue 22 -- files that are not what their name says: one record each, naming what they hold; a truncated
+    # Parquet file is a record, not a run abort; a 0-byte Parquet file is no record (and an audit flag)
+    (root / "wrongpq").mkdir()
+    pq.write_table(pa.table({"id": [f"w{i}" for i in range(10)], "text": [prose(rng, 60) for _ in range(10)]}),
+                   root / "wrongpq" / "a-good.parquet")
+    full = (root / "wrongpq" / "a-good.parquet").read_bytes()
+    write("wrongpq/b-csv.parquet", ("id,text\n" + "".join(f"{i},some text {i}\n" for i in range(50))).encode())
+    write("wrongpq/c-cut.parquet", full[: len(full) // 2])
+    write("wrongpq/d-empty.parquet", b"")
+    sources["wrongpq"] = generic("parquet", ["wrongpq/*.parquet"], id_column="id")
+    expect["wrongpq"] = Counter(wrong_file_type=1, truncated_file=1)
+    write("wronggz/a.jsonl", jl(good("wg", 8)))
+    write("wronggz/b.jsonl", gzip.compress(jl(good("wgz", 8))))
+    sources["wronggz"] = generic("jsonl", ["wronggz/*.jsonl"], id_column="id")
+    expect["wronggz"] = Counter(wrong_file_type=1)
+
     # a 50 MB single document (one JSON line), next to a few ordinary ones
     big = " ".join(rng.choices(WORDS, k=BIG_BYTES // 6))
     write("big/a.jsonl", jl([{"id": "huge", "text": big}, *good("g", 3)]))
@@ -198,7 +238,13 @@ def test_every_bad_record_is_quarantined_with_its_reason_10(catalogue) -> None:
     assert {r["detail"].split(": ", 1)[1] for r in one("types", "wrong_type")} == {
         "expected a string, got a number", "expected a string, got a array"}
     assert "truncated or corrupt gzip stream at line" in one("madlad", "truncated_file")[0]["detail"]
+    assert "line(s) were read before the break" in one("madlad", "truncated_file")[0]["detail"]
     assert "truncated or corrupt zstd stream at line 25" in one("zstd", "truncated_file")[0]["detail"]
+    (csv,) = one("wrongpq", "wrong_file_type")
+    assert csv["file"].endswith("b-csv.parquet") and "the file holds CSV text" in csv["detail"]
+    assert one("wrongpq", "truncated_file")[0]["file"].endswith("c-cut.parquet")
+    (gz,) = one("wronggz", "wrong_file_type")
+    assert gz["file"].endswith("b.jsonl") and "the file holds gzip" in gz["detail"]
     assert "not valid UTF-8 at byte 18 (line 2)" in one("txt", "invalid_utf8")[0]["detail"]
     assert one("txt", "invalid_utf8")[0]["file"].endswith("b-bad.txt")
     assert "truncated or corrupt gzip stream" in one("txt", "truncated_file")[0]["detail"]
@@ -231,6 +277,28 @@ def test_ledger_balances_and_counts_every_input_record_10(catalogue) -> None:
     assert ingest["txt"].docs_out == 2 and ingest["txt"].docs_in == 5, "the empty text file is no record"
     assert ingest["zstd"].docs_out == 24, "the two complete frames are read"
     assert 0 < ingest["madlad"].docs_out < 40
+    # issue 22
+    assert ingest["bom"].docs_out == 6, "a leading BOM does not cost the first record"
+    assert ingest["wrongpq"].docs_in == 12 and ingest["wrongpq"].docs_out == 10, "one record per bad file"
+    assert ingest["wronggz"].docs_in == 9 and ingest["wronggz"].docs_out == 8
+    assert {k: ingest["crtxt"].counters.get(k) for k in ("text_bom_stripped", "text_newlines_normalized",
+                                                          "text_nul_dropped")} == dict.fromkeys(
+        ("text_bom_stripped", "text_newlines_normalized", "text_nul_dropped"), 1)
+    assert ingest["gutenberg"].docs_out == 1 and ingest["gutenberg"].counters["text_invalid_utf8_replaced"] == 1
+    assert ingest["ids"].counters["duplicate_doc_ids"] == 2, "ids 1 and 2 each appear twice"
+
+
+def test_audit_flags_duplicate_ids_empty_files_and_replaced_bytes_22(catalogue) -> None:
+    from curate import audit as audit_mod
+
+    result = audit_mod.audit(catalogue["res"].run_dir)
+    assert result["status"] == "complete"
+    flags = {(f["kind"], f["where"]) for f in result["flags"]}
+    assert ("duplicate_doc_ids", "ids") in flags
+    assert ("invalid_utf8_replaced", "gutenberg") in flags
+    empty = [f["message"] for f in result["flags"] if f["kind"] == "empty_input_file"]
+    assert any("empty/a.jsonl" in m for m in empty) and any("d-empty.parquet" in m for m in empty), empty
+    assert result["text_hygiene"]["crtxt"]["text_nul_dropped"] == 1
 
 
 def test_truncation_keeps_exactly_the_lines_before_the_break_10(catalogue) -> None:
@@ -294,7 +362,7 @@ def _whole_file_cases(root: Path) -> dict[str, tuple[dict, type, list[str]]]:
         "parquet_missing_column": (generic("parquet", [f + "/no_text.parquet"]), SchemaError,
                                    ["no_text.parquet", "column `text`", "required column `text` not found",
                                     "columns found: ['id', 'body']"]),
-        "parquet_corrupt": (generic("parquet", [f + "/corrupt.parquet"]), InputError,
+        "parquet_corrupt": (generic("parquet", [f + "/corrupt.parquet"], on_error="error"), InputError,
                             ["corrupt.parquet", "cannot read Parquet file"]),
         "jsonl_text_never_a_string": (generic("jsonl", [f + "/num_text.jsonl"]), SchemaError,
                                       ["num_text.jsonl", "column `text`",

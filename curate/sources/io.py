@@ -270,7 +270,7 @@ _READABLE = frozenset({"parquet", "gzip", "zstd", "bz2"})
 
 def sniff(path: str) -> str:
     """What ``path`` holds, from its bytes: a container of :data:`MAGIC`, ``truncated parquet`` (the ``PAR1``
-    header without the ``PAR1`` footer), ``empty``, or for text ``JSON lines`` (a line of the first 64 KiB starts
+    header without the ``PAR1`` footer), ``empty``, ``blank text`` (only whitespace), or for text ``JSON lines`` (a line of the first 64 KiB starts
     with ``{`` or ``[``), ``CSV text`` (the first line has a comma or tab), ``text``, or ``binary data`` (NUL
     bytes or mostly undecodable bytes in the first 64 KiB)."""
     with open(path, "rb") as fh:
@@ -287,6 +287,8 @@ def sniff(path: str) -> str:
                     return "parquet" if fh.read(4) == PARQUET_MAGIC else "truncated parquet"
                 return name
     body = head[3:] if head.startswith(b"\xef\xbb\xbf") else head
+    if not body.strip():
+        return "blank text"
     if b"\x00" in body or len(body.decode("utf-8", "ignore")) < 0.7 * len(body.decode("latin-1")):
         return "binary data"
     lines = [x.strip() for x in body.split(b"\n")]
@@ -328,12 +330,12 @@ def file_type_problem(path: str, kind: str) -> tuple[str, str] | None:
         return ("unsupported_file_type", f"{got} files are not read (gzip, zstd and bz2 are); decompress it, or "
                                          "recompress it with gzip or zstd")
     if named is None:
-        return None if got in ("parquet", "JSON lines", "text", "CSV text") or kind == "text" else (
+        return None if got in ("parquet", "JSON lines", "text", "CSV text", "blank text") or kind == "text" else (
             "wrong_file_type", f"the file holds {got}, which format `{kind}` cannot read")
     if named in _READABLE:
         ok = got == named
     elif named == "JSON lines":
-        ok = got == "JSON lines"
+        ok = got in ("JSON lines", "blank text")
     else:  # a one-document text file: any text; its encoding is checked when it is decoded
         ok = got not in {n for _m, n in MAGIC} and got != "truncated parquet"
     if ok:
