@@ -121,6 +121,10 @@ def test_disk_full_at_the_last_shard_is_incomplete_not_passed_22(audit_run, tmp_
     partial = _cli_audit(d, "--partial")
     assert "audit passed" not in partial.stdout and "partial view" in partial.stdout
     assert "held to 1 pp, not the recipe's" in partial.stdout
+    # the HTML report draws what is known, mid-run
+    html = tmp_path / "mid.html"
+    drawn = _cli_audit(d, "--partial", "--html", str(html))
+    assert drawn.returncode == 0 and html.stat().st_size > 0 and "Traceback" not in drawn.stderr, drawn.stderr
 
 
 def test_an_incomplete_run_is_never_exit_0_without_partial_22(audit_run, tmp_path) -> None:
