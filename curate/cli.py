@@ -1,9 +1,8 @@
 """The ``curate`` command line: ``plan``, ``run``, ``audit``, ``quality train``.
 
 Exit codes: 0 success; 1 a run failure or an audit violation; 2 a usage or recipe error; 3 ``audit`` of an
-incomplete run (without ``--partial``). Errors curate
-raises on purpose (``CurateError``) print as one message that says where and how to fix; only genuine bugs
-print a traceback.
+incomplete run (without ``--partial``). Errors curate raises on purpose (``CurateError``) print as one message
+that says where and how to fix; only genuine bugs print a traceback.
 """
 
 from __future__ import annotations
