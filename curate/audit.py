@@ -176,8 +176,8 @@ def run_progress(run_dir: Path, recipe: Recipe, manifest: dict | None, plan: dic
     docs_dir = run_dir / "documents"
     docs = {p.stem for p in docs_dir.glob("*.parquet")} if docs_dir.is_dir() else set()
     dedup_done = None if recipe.dedup is None else (run_dir / "work" / "dedup" / "done.json").exists()
-    planned = plan.get("n_shards") if isinstance(plan, dict) else None
     complete = manifest is not None
+    planned = plan.get("n_shards") if isinstance(plan, dict) else (len(entries) if complete else None)
     n_total = len(keys) if keys is not None else None
     n_done = len(done & set(keys)) if keys is not None else len(done)
     missing: list[str] = []
@@ -185,7 +185,9 @@ def run_progress(run_dir: Path, recipe: Recipe, manifest: dict | None, plan: dic
     def few(names: list[str]) -> str:
         return ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
 
-    if keys is None:
+    if complete:
+        phase = "complete"  # finalize ran (work/ may have been cleaned up since: it is scratch)
+    elif keys is None:
         phase = "parts"
         missing.append("work/partitions.json: the run has not listed its partitions yet")
     elif n_done < n_total:
@@ -196,14 +198,12 @@ def run_progress(run_dir: Path, recipe: Recipe, manifest: dict | None, plan: dic
         phase = "dedup"
     elif plan is None:
         phase = "mix"
-    elif len(entries) < (planned or 0) and not complete:
+    elif len(entries) < (planned or 0):
         phase = "shards"
-    elif keys is not None and len(docs & set(keys)) < n_total and not complete:
+    elif len(docs & set(keys)) < n_total:
         phase = "documents"
-    elif not complete:
-        phase = "finalize"
     else:
-        phase = "complete"
+        phase = "finalize"
     if not complete:
         if dedup_done is False:
             missing.append("work/dedup/done.json: dedup has not finished")
