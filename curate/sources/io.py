@@ -1100,30 +1100,61 @@ def clean_text(text: pa.Array) -> tuple[pa.Array, dict[str, int]]:
     """Apply the text-hygiene policy to every document text; return the texts and how many each fix changed.
 
     The policy (docs/recipes.md, "Text hygiene"), the same for every reader: a leading U+FEFF (byte-order
-    mark) is removed; CRLF and lone CR line ends become LF; NUL characters (U+0000) are dropped. Each fix is a
-    ``pyarrow.compute`` pass over the batch, run only when a cheap substring test finds something to fix.
-    Counters: ``text_bom_stripped``, ``text_newlines_normalized``, ``text_nul_dropped`` (documents changed).
+    mark) is removed; CRLF and lone CR line ends become LF; NUL characters (U+0000) are dropped. Counters:
+    ``text_bom_stripped``, ``text_newlines_normalized``, ``text_nul_dropped`` (documents changed).
+
+    Cost: a ``memchr`` over the batch's character buffer per byte looked for (CR, NUL), one more per row that
+    holds one (a hit jumps to the end of its row); only those rows are rewritten (``pyarrow.compute`` on those rows, put back with ``replace_with_mask``). Arrow's
+    ``match_substring`` is about 100x slower than ``memchr`` for a one-byte needle (measured 190 ms vs 1 ms
+    on the 8.4 MB refinedweb sample), so it is not used as the test. Measured (2 shared cores, load average
+    34): refinedweb 8.4 MB, nothing to fix, 7.9 ms; the-stack 23 MB, 38 files with CR and one BOM, 111 ms.
     """
     counts: dict[str, int] = {}
+    text = pc.cast(text, pa.large_string())
     if len(text) == 0:
         return text, counts
-
-    def hits(mask: pa.Array) -> int:
-        return int(pc.sum(mask).as_py() or 0)
-
-    n = hits(pc.starts_with(text, "\ufeff"))
+    bom = pc.fill_null(pc.starts_with(text, "\ufeff"), False)
+    n = int(pc.sum(bom).as_py() or 0)
     if n:
-        text = pc.replace_substring_regex(text, "^\ufeff", "")
+        text = pc.replace_with_mask(text, bom, pc.utf8_slice_codeunits(text.filter(bom), 1))
         counts["text_bom_stripped"] = n
-    n = hits(pc.match_substring(text, "\r"))
-    if n:
-        text = pc.replace_substring(pc.replace_substring(text, "\r\n", "\n"), "\r", "\n")
-        counts["text_newlines_normalized"] = n
-    n = hits(pc.match_substring(text, "\x00"))
-    if n:
-        text = pc.replace_substring(text, "\x00", "")
-        counts["text_nul_dropped"] = n
+    # rows are found on one copy of the character buffer; fixing CR neither adds nor removes a NUL
+    hits = _rows_containing(text, (b"\r", b"\x00"))
+    for byte, name, fix in ((b"\r", "text_newlines_normalized",
+                             lambda a: pc.replace_substring(pc.replace_substring(a, "\r\n", "\n"), "\r", "\n")),
+                            (b"\x00", "text_nul_dropped", lambda a: pc.replace_substring(a, "\x00", ""))):
+        rows = hits.get(byte)
+        if rows is None:
+            continue
+        mask = np.zeros(len(text), dtype=bool)
+        mask[rows] = True
+        text = pc.replace_with_mask(text, pa.array(mask), fix(text.take(pa.array(rows))))
+        counts[name] = len(rows)
     return text, counts
+
+
+def _rows_containing(text: pa.Array, needles: tuple[bytes, ...]) -> dict[bytes, np.ndarray]:
+    """Rows of a ``large_string`` array whose characters hold each one-byte needle (absent: no such row)."""
+    n = len(text)
+    bufs = text.buffers()
+    if bufs[2] is None:
+        return {}
+    offsets = np.frombuffer(bufs[1], dtype=np.int64)[text.offset : text.offset + n + 1]
+    lo, hi = int(offsets[0]), int(offsets[-1])
+    data = bufs[2].to_pybytes()
+    ends = offsets[1:]
+    out = {}
+    for byte in needles:
+        rows: list[int] = []
+        at = data.find(byte, lo, hi)
+        # one memchr per affected row: each hit jumps to the end of its row
+        while at >= 0:
+            r = int(np.searchsorted(ends, at, side="right"))
+            rows.append(r)
+            at = data.find(byte, int(ends[r]), hi)
+        if rows:
+            out[byte] = np.asarray(rows, dtype=np.int64)
+    return out
 
 
 def assemble(part: Partition, src: SourceConfig, raw: RawBatch, norm: Normalized, *, first_record: int) -> ReadBatch:
