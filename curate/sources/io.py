@@ -332,6 +332,9 @@ def file_type_problem(path: str, kind: str) -> tuple[str, str] | None:
     if named is None:
         return None if got in ("parquet", "JSON lines", "text", "CSV text", "blank text") or kind == "text" else (
             "wrong_file_type", f"the file holds {got}, which format `{kind}` cannot read")
+    if kind == "jsonl" and got == "parquet":
+        return ("wrong_file_type", "the file holds parquet, but the source's format `jsonl` reads JSON lines; use "
+                                   "format `parquet`")
     if named in _READABLE:
         ok = got == named
     elif named == "JSON lines":
@@ -640,7 +643,7 @@ def read_one_document_file(part: Partition, src: SourceConfig, *, what: str) -> 
         if problem is not None:
             reason, msg = problem
             if src.on_error == "error":
-                raise InputError(msg, file=part.path)
+                raise InputError(f"{reason}: {msg}", file=part.path)
             rec = quarantine_record(part, row=None, field=None, reason=reason, nbytes=size, msg=msg)
             return ReadBatch(docs=empty_docs(), quarantine=quarantine_from_records([rec]), records=1)
         data = read_all(part.path)
@@ -1058,7 +1061,7 @@ def raw_batches(part: Partition, src: SourceConfig, cols: list[Col], text_col: s
     if problem is not None:
         reason, msg = problem
         if src.on_error == "error":
-            raise InputError(msg, file=part.path)
+            raise InputError(f"{reason}: {msg}", file=part.path)
         yield whole_file_batch(part, cols, quarantine_record(part, row=None, field=None, reason=reason, msg=msg,
                                                              nbytes=size))
         return

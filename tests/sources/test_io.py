@@ -115,7 +115,7 @@ def test_unreadable_parquet_is_an_input_error_naming_the_file(tmp_path, damage):
     pq.write_table(pa.table({"text": ["x" * 100] * 100}), p)
     raw = p.read_bytes()
     p.write_bytes(b"PAR1 not parquet at all" if damage == "garbage" else raw[: len(raw) - 20])
-    with pytest.raises(InputError, match=r"a\.parquet: truncated Parquet file"):
+    with pytest.raises(InputError, match=r"a\.parquet: truncated_file: truncated Parquet file"):
         read(p, "parquet", text_column="text", on_error="error")
     # issue 22: with on_error: quarantine (the default) the file is one record, not a run abort
     docs, q, records = read(p, "parquet", text_column="text")
