@@ -15,7 +15,13 @@ Result (``--json``)::
      "funnel": {source: {stage: {docs_in, docs_out, tokens_in, tokens_out, dropped: {reason: n},
                                  quarantined: {reason: n}}}},
      "dedup_matrix": {removed_from: {kept_in: docs}},
+     "text_hygiene": {source: {"text_bom_stripped": n, ...}},           # what the text-hygiene policy changed
+     "status": "complete" | "incomplete", "progress": {...}, "tolerance": {...},   # see "Complete or not"
      "flags": [...], "violations": [{"kind", "where", "message"}], "trainer_view": {...}}
+
+Flag kinds include ``high_drop_share``, ``stream_composition``, ``empty_input_file``, ``duplicate_doc_ids``,
+``invalid_utf8_replaced``, ``budget_rescaled`` and ``budget_undershoot`` (a gap above the tolerance but within
+1% of the budget).
 
 Violation kinds: ``missing_source``, ``missing_subset``, ``missing_group``, ``share_out_of_tolerance``,
 ``shard_missing``, ``shard_not_in_manifest``, ``shard_checksum``, ``lineage_mismatch``,
