@@ -830,8 +830,8 @@ def render_table(result: dict, console=None) -> None:
             console.print(f"[red]VIOLATION[/red] {v['kind']} {v['where']}: {v['message']}")
     elif result.get("status") == "incomplete":
         console.print(f"[yellow]partial view, not a pass[/yellow]: the run is incomplete; what is written so far "
-                      f"({r['shards_done']} shard(s)) has no violation at {tol.get('applied_pp', STREAM_TOLERANCE_PP):g} "
-                      "pp. Audit again when `curate run` has finished")
+                      f"({r['shards_done']} shard(s)) has no violation at "
+                      f"{tol.get('applied_pp', STREAM_TOLERANCE_PP):g} pp. Audit again when `curate run` has finished")
     else:
         console.print("[green]audit passed[/green]: every group, source and subset is within tolerance")
 

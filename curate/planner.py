@@ -1,10 +1,10 @@
 """``curate plan``: pre-flight without compute.
 
-Validates the recipe (the same checks as ``curate run``), lists every resolved input root and partitions, counts records and bytes per
-source/subset from file metadata (Parquet footers, line counts), and estimates tokens by tokenizing a small
-sample of each subset's first partition (up to ``SAMPLE_DOCS`` documents). From these it predicts, per
-mixture member, the planned tokens and the epochs needed, and says why the recipe cannot run when a member
-would need more than ``max_epochs`` passes over its (pre-filter) supply.
+Validates the recipe (the same checks as ``curate run``), lists every resolved input root and partitions, counts
+records and bytes per source/subset from file metadata (Parquet footers, line counts), and estimates tokens by
+tokenizing a small sample of each subset's first partition (up to ``SAMPLE_DOCS`` documents). From these it
+predicts, per mixture member, the planned tokens and the epochs needed, and says why the recipe cannot run when a
+member would need more than ``max_epochs`` passes over its (pre-filter) supply.
 
 Estimates are *before* filters and dedup: a source that passes the plan can still fall short at run time, in
 which case ``curate run`` stops before writing shards and prints the shortfall.

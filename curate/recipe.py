@@ -1,9 +1,9 @@
 """Recipes: validated YAML data that fully describes a run.
 
-A recipe is loaded with ``yaml.SafeLoader`` (data only, no tags, no code; a repeated key is an error) into
-pydantic models with ``extra="forbid"``: an unknown key is an error. Every error names the YAML path (``sources.math.paths[0]``)
-and says how to fix it. Validation is complete before Ray starts: shares, group membership, presets,
-tokenizer files, and that every path glob matches at least one file.
+A recipe is loaded with ``yaml.SafeLoader`` (data only, no tags, no code; a repeated key is an error) into pydantic
+models with ``extra="forbid"``: an unknown key is an error. Every error names the YAML path
+(``sources.math.paths[0]``) and says how to fix it. Validation is complete before Ray starts: shares, group
+membership, presets, tokenizer files, and that every path glob matches at least one file.
 
 Schema (see docs/recipes.md for every key)::
 

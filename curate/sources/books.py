@@ -11,13 +11,14 @@ removed.
 ``pg19`` files may be Parquet, JSON lines or ``hf://`` datasets (read through :func:`curate.sources.io.read_rows`).
 
 ``gutenberg-txt``: one book per file (``12345-0.txt`` UTF-8, ``12345-8.txt`` ISO-8859-1, ``12345.txt`` either),
-optionally ``.gz``/``.bz2``/``.zst`` compressed (by suffix). The bytes are decoded as UTF-8 (BOM dropped) and,
-when that fails, as ISO-8859-1, which cannot fail; ``meta.encoding`` records which one was used. A ``-0.txt`` file
-is UTF-8 by Project Gutenberg's naming, so undecodable bytes in it are damage, not Latin-1: they become U+FFFD,
+optionally ``.gz``/``.bz2``/``.zst`` compressed (by suffix). The bytes are decoded as UTF-8 (BOM dropped) and, when
+that fails, as ISO-8859-1, which cannot fail; ``meta.encoding`` records which one was used. A ``-0.txt`` file is
+UTF-8 by Project Gutenberg's naming, so undecodable bytes in it are damage, not Latin-1: they become U+FFFD,
 ``meta.encoding`` says how many, and the ingest ledger counts ``text_invalid_utf8_replaced`` (books) and
-``text_invalid_utf8_sequences``, which the audit flags. CRLF line ends become LF before the boilerplate is
-looked for (and the text-hygiene policy of :func:`curate.sources.io.clean_text` applies, as everywhere). As for format ``text``, an empty file is zero records and a
-truncated compressed file is one ``truncated_file`` record (``on_error: error`` raises instead).
+``text_invalid_utf8_sequences``, which the audit flags. CRLF line ends become LF before the boilerplate is looked
+for (and the text-hygiene policy of :func:`curate.sources.io.clean_text` applies, as everywhere). As for format
+``text``, an empty file is zero records and a truncated compressed file is one ``truncated_file`` record
+(``on_error: error`` raises instead).
 
 Output (``curate.schema.DOC_SCHEMA``)
 ------------------------------------

@@ -269,10 +269,11 @@ _READABLE = frozenset({"parquet", "gzip", "zstd", "bz2"})
 
 
 def sniff(path: str) -> str:
-    """What ``path`` holds, from its bytes: a container of :data:`MAGIC`, ``truncated parquet`` (the ``PAR1``
-    header without the ``PAR1`` footer), ``empty``, ``blank text`` (only whitespace), or for text ``JSON lines`` (a line of the first 64 KiB starts
-    with ``{`` or ``[``), ``CSV text`` (the first line has a comma or tab), ``text``, or ``binary data`` (NUL
-    bytes or mostly undecodable bytes in the first 64 KiB)."""
+    """What ``path`` holds, from its bytes: a container of :data:`MAGIC`, ``truncated parquet`` (the ``PAR1`` header
+    without the ``PAR1`` footer), ``empty``, ``blank text`` (only whitespace), or for text ``JSON lines`` (a
+    line of the first 64 KiB starts with ``{`` or ``[``), ``CSV text`` (the first line has a comma or tab),
+    ``text``, or ``binary data`` (NUL bytes or mostly undecodable bytes in the first 64 KiB).
+    """
     with open(path, "rb") as fh:
         head = fh.read(SNIFF_BYTES)
         if not head:
@@ -1106,11 +1107,12 @@ def clean_text(text: pa.Array) -> tuple[pa.Array, dict[str, int]]:
     mark) is removed; CRLF and lone CR line ends become LF; NUL characters (U+0000) are dropped. Counters:
     ``text_bom_stripped``, ``text_newlines_normalized``, ``text_nul_dropped`` (documents changed).
 
-    Cost: a ``memchr`` over the batch's character buffer per byte looked for (CR, NUL), one more per row that
-    holds one (a hit jumps to the end of its row); only those rows are rewritten (``pyarrow.compute`` on those rows, put back with ``replace_with_mask``). Arrow's
-    ``match_substring`` is about 100x slower than ``memchr`` for a one-byte needle (measured 190 ms vs 1 ms
-    on the 8.4 MB refinedweb sample), so it is not used as the test. Measured (2 shared cores, load average
-    34): refinedweb 8.4 MB, nothing to fix, 7.9 ms; the-stack 23 MB, 38 files with CR and one BOM, 111 ms.
+    Cost: a ``memchr`` over the batch's character buffer per byte looked for (CR, NUL), one more per row that holds
+    one (a hit jumps to the end of its row); only those rows are rewritten (``pyarrow.compute`` on those rows, put
+    back with ``replace_with_mask``). Arrow's ``match_substring`` is about 100x slower than ``memchr`` for a
+    one-byte needle (measured 190 ms vs 1 ms on the 8.4 MB refinedweb sample), so it is not used as the test. Measured
+    (2 shared cores, load average 34): refinedweb 8.4 MB, nothing to fix, 7.9 ms; the-stack 23 MB, 38 files with CR
+    and one BOM, 111 ms.
     """
     counts: dict[str, int] = {}
     text = pc.cast(text, pa.large_string())
