@@ -236,3 +236,81 @@ def plan_scope(scope: str, group: str, *, by: str, temperature: float, min_token
     return ScopePlan(scope=scope, group=group, by=by, temperature=float(temperature), min_tokens=int(min_tokens),
                      max_epochs=float(max_epochs), target=int(target), supply=int(n.sum()), values=vplans,
                      dropped=dropped, cells=out_cells, feasible=feasible)
+
+
+def refine_selection(lengths: np.ndarray, idx: np.ndarray, ep: np.ndarray, target: int,
+                     rounds: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """Bring a selection closer to ``target`` by swapping documents of its partial pass (one value's cell).
+
+    :func:`curate.mixer.select_documents` ends within half of the shortest unused document of its target: fine
+    for a member, coarse for a value of a few documents, whose tolerance is a share of its (small) scope. Each
+    round finds, vectorized, the best single move among "swap a partial-pass document for an unused one",
+    "add an unused one" and "remove one", and applies it if it shrinks ``|target - tokens|``; ties go to the
+    earliest position and the shortest document, so the result is deterministic. Full passes are untouched,
+    so no document exceeds the passes :func:`select_documents` allowed, and a document is never made adjacent
+    to its own repeat.
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+    idx, ep = np.asarray(idx, dtype=np.int64).copy(), np.asarray(ep, dtype=np.int32).copy()
+    n = lengths.size
+    if idx.size == 0 or n < 2:
+        return idx, ep
+    full = int(target) // int(lengths.sum())
+    if full * int(lengths.sum()) == int(target):
+        return idx, ep  # no partial pass: the full passes are exact
+    prev_last = int(idx[ep == full - 1][-1]) if full > 0 else -1
+    part = list(idx[ep == full])
+    for _ in range(rounds):
+        gap = int(target) - int(lengths[idx[ep < full]].sum()) - int(lengths[part].sum())
+        if gap == 0:
+            break
+        used = np.zeros(n, dtype=bool)
+        used[part] = True
+        out = np.flatnonzero(~used)
+        out = out[np.argsort(lengths[out], kind="stable")]
+        out_len = lengths[out]
+        in_len = lengths[part]
+        best = (abs(gap), None)
+        if out.size:
+            # add the unused document closest to the gap
+            j = int(np.clip(np.searchsorted(out_len, gap), 0, out.size - 1))
+            for jj in {j, max(j - 1, 0)}:
+                e = abs(gap - int(out_len[jj]))
+                if e < best[0]:
+                    best = (e, ("add", None, jj))
+            # swap: document at partial position i (length a) for unused b with b - a closest to the gap
+            want = in_len + gap
+            js = np.clip(np.searchsorted(out_len, want), 0, out.size - 1)
+            jl = np.maximum(js - 1, 0)
+            err_s = np.abs(want - out_len[js])
+            err_l = np.abs(want - out_len[jl])
+            pick = np.where(err_l <= err_s, jl, js)
+            err = np.minimum(err_s, err_l)
+            i = int(np.argmin(err))
+            if int(err[i]) < best[0]:
+                best = (int(err[i]), ("swap", i, int(pick[i])))
+        if len(part) > 1:
+            i = int(np.argmin(np.abs(in_len + gap)))  # removing a document of length close to -gap
+            e = abs(gap + int(in_len[i]))
+            if e < best[0]:
+                best = (e, ("remove", i, None))
+        move = best[1]
+        if move is None:
+            break
+        kind, i, j = move
+        before = list(part)
+        if kind == "add":
+            part.append(int(out[j]))
+        elif kind == "swap":
+            part[i] = int(out[j])
+        else:
+            part.pop(i)
+        if part and part[0] == prev_last:
+            if len(part) == 1:  # the only way left repeats the previous pass's last document back to back
+                part = before
+                break
+            part[0], part[1] = part[1], part[0]
+    keep = ep < full
+    idx = np.concatenate([idx[keep], np.asarray(part, dtype=np.int64)])
+    ep = np.concatenate([ep[keep], np.full(len(part), full, dtype=np.int32)])
+    return idx, ep

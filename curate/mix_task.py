@@ -67,7 +67,7 @@ def _read_kept(run_dir: Path, pids: list[int], extra: list[str] | None = None) -
 
 def mix(payload: dict[str, Any], run_dir: str, pids: list[int]) -> dict:
     """Select and interleave documents; write per-shard order files. Raises ShortfallError if infeasible."""
-    from curate.balance import scope_caps
+    from curate.balance import refine_selection, scope_caps
     from curate.mixer import chunk_documents, interleave, member_seed, plan_member_targets, select_documents
     from curate.tokenizers import load_tokenizer
 
@@ -144,6 +144,8 @@ def mix(payload: dict[str, Any], run_dir: str, pids: list[int]) -> dict:
                 sel, ep = np.zeros(0, np.int64), np.zeros(0, np.int32)
             else:
                 sel, ep = select_documents(c_len + 1, target, seed=seed, max_epochs=max_ep)
+                if value is not None:  # a value's tolerance is a share of its scope: close the last gap too
+                    sel, ep = refine_selection(c_len + 1, sel, ep, target)
             seq_rows = idx_all[np.asarray(d_i)[sel]]
             c_start = np.asarray(c_i, dtype=np.int64)[sel] * (recipe.max_doc_tokens or 0)
             seq_parts.append({"row": seq_rows, "epoch": np.asarray(ep), "chunk": np.asarray(c_i)[sel],
