@@ -209,3 +209,57 @@ def test_meta_value_extraction_is_vectorized_and_null_safe() -> None:
     meta = pa.array(['{"domain": "news", "n": 3}', '{"n": 4}', None, '{"domain": "blog"}'])
     assert meta_value(meta, "domain").to_pylist() == ["news", None, None, "blog"]
     assert meta_value(meta, "n").to_pylist() == ["3", "4", None, None]
+
+
+# ---------------------------------------------------------------------------- closing a value's last gap
+@pytest.mark.parametrize("seed", range(20))
+def test_refine_selection_never_worse_and_keeps_the_pass_rules(seed: int) -> None:
+    from curate.balance import refine_selection
+
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(20, 400, size=int(rng.integers(2, 60)))
+    target = int(rng.integers(1, int(lengths.sum()) * 3))
+    idx, ep = select_documents(lengths, target, seed=seed, max_epochs=4.0)
+    r_idx, r_ep = refine_selection(lengths, idx, ep, target)
+    before, after = abs(target - int(lengths[idx].sum())), abs(target - int(lengths[r_idx].sum()))
+    assert after <= before
+    full = target // int(lengths.sum())
+    assert np.array_equal(r_idx[r_ep < full], idx[ep < full])  # full passes untouched
+    last = r_idx[r_ep == full]
+    assert last.size == np.unique(last).size  # a document at most once in the partial pass
+    assert np.all(np.diff(r_ep) >= 0) and (r_ep.size == 0 or r_ep.max() <= 3)
+    assert not np.any(r_idx[1:] == r_idx[:-1])  # never back to back with its own repeat
+
+
+def test_refine_selection_finds_the_exact_swap() -> None:
+    from curate.balance import refine_selection
+
+    lengths = np.array([100, 100, 100, 57, 43])
+    idx, ep = np.array([0, 1]), np.array([0, 0], dtype=np.int32)  # 200 of a 243 target
+    r_idx, _ = refine_selection(lengths, idx, ep, 243)
+    assert int(lengths[r_idx].sum()) == 243
+
+
+# ---------------------------------------------------------------------------- curate plan
+def test_plan_prints_the_per_value_table_and_json_carries_it(tmp_path) -> None:
+    import json
+
+    from rich.console import Console
+
+    from curate.demo import generate
+    from curate.planner import plan, render
+    from tests._demo import demo_recipe
+
+    generate(tmp_path / "data", seed=2, scale=0.2)
+    r = parse_recipe(demo_recipe(tmp_path / "data", tmp_path / "run", budget_tokens=50_000), base_dir=tmp_path)
+    result = json.loads(json.dumps(plan(r)))
+    d = result["balance"]["multilingual"]
+    assert d["by"] == "lang" and d["temperature"] == 0.3 and d["target"] == 7500
+    assert sum(v["target"] for v in d["values"]) == 7500
+    assert len(d["values"]) >= 8 and "en" not in {v["value"] for v in d["values"]}  # langid drops English
+    assert "language ID on the sample" in d["basis"] and "estimated" in d["basis"]
+    assert {"value", "supply", "share", "target", "epochs", "capped"} <= set(d["values"][0])
+    con = Console(record=True, width=160)
+    render(result, console=con)
+    text = con.export_text()
+    assert "balance: multilingual by lang" in text and d["values"][0]["value"] in text
