@@ -186,7 +186,8 @@ def _plan_balance(recipe: Recipe, scopes: list, rows: dict, samples: list, probl
         src = "values from " + (", ".join(hows) if b.by == "lang" else f"the `{b.by}` column")
         d["basis"] = (f"estimated: {src}, over {n_docs:,} sampled documents (the first {BALANCE_SAMPLE_DOCS:,} of "
                       "each file), scaled to each subset's estimated tokens; before quality filters and dedup")
-        if not sp.feasible:
+        if not sp.feasible and not {m.split(":")[-1] for m in mkeys} & {x["member"] for x in problems}:
+            # short only because of the values (a dropped or capped value), not already short as a member
             cap = sum(int(v.supply * sp.max_epochs) for v in sp.values)
             problems.append({"member": sc, "group": g, "available_tokens": sp.supply, "needed_tokens": target,
                              "epochs_needed": target / sp.supply if sp.supply else float("inf"),

@@ -7,6 +7,8 @@ lineage holds. Skipped (with the reason) where ../shared is absent.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -115,3 +117,66 @@ def test_real_min_tokens_drops_are_reported_and_ledgered(real_data, tmp_path, ra
     docs = ds.dataset(str(res.run_dir / "documents"), format="parquet").to_table(columns=["lang", "reason"])
     why = docs.filter(pc.equal(docs["reason"], "balance_min_tokens"))
     assert set(why["lang"].to_pylist()) == gone
+
+
+@pytest.fixture(scope="module")
+def demo_balanced(tmp_path_factory, ray_session):
+    """The demo corpus with a member balanced by a meta key, and a pooled group balanced by routed language."""
+    from curate.demo import generate
+    from tests._demo import demo_recipe
+
+    tmp = tmp_path_factory.mktemp("balance_demo")
+    generate(tmp / "data", seed=4, scale=0.5)
+    data = demo_recipe(tmp / "data", tmp / "run", budget_tokens=100_000)
+    data["sources"]["culturax"]["langid"] = {"min_score": 0.0}  # annotate only: English pages stay, routed below
+    data["mixture"] = {
+        "code": {"share": 0.15, "sources": {"the-stack": {"weight": 1, "balance": {"by": "meta.lang",
+                                                                                   "temperature": 0.5}}}},
+        "multilingual": {"share": 0.25, "sources": {"culturax": 1, "math": 1},
+                         "balance": {"by": "lang", "temperature": 0.3}},
+        "soup": {"share": 0.60, "sources": {"wikipedia": 3, "gutenberg": 2, "refinedweb": 3, "culturax": 1}},
+    }
+    data["route_by_lang"] = [{"group": "multilingual", "not": ["en"]}]
+    recipe = parse_recipe(data, base_dir=tmp)
+    res = run(recipe, quiet=True)
+    lin = ds.dataset([str(res.run_dir / "shards" / s["lineage"]) for s in res.manifest["shards"]],
+                     format="parquet").to_table()
+    return recipe, res, lin
+
+
+def test_meta_key_balance_of_a_member(demo_balanced) -> None:
+    recipe, res, lin = demo_balanced
+    result = audit_mod.audit(res.run_dir)
+    assert result["violations"] == [], result["violations"]
+    code = result["balance"]["code:the-stack"]
+    assert set(code) == {"C", "Go", "JavaScript", "Python"}
+    code_rows = lin.filter(pc.equal(lin["group"], "code"))
+    assert set(code_rows["balance"].to_pylist()) == set(code)  # the lineage records each sequence's value
+    for v, e in code.items():
+        assert abs(e["deviation_pp"]) <= recipe.tolerance_pp, (v, e)
+    # alpha = 0.5 lifts the smallest language above its raw share
+    raw = {v: e["supply_tokens"] / sum(x["supply_tokens"] for x in code.values()) for v, e in code.items()}
+    small = min(raw, key=raw.get)
+    assert code[small]["actual"] > raw[small]
+
+
+def test_routing_first_then_language_balanced_in_a_pooled_group(demo_balanced) -> None:
+    recipe, res, lin = demo_balanced
+    result = audit_mod.audit(res.run_dir)
+    assert result["violations"] == [], result["violations"]
+    ml = lin.filter(pc.equal(lin["group"], "multilingual"))
+    soup_cx = lin.filter(pc.and_(pc.equal(lin["group"], "soup"), pc.equal(lin["source"], "culturax")))
+    # English CulturaX pages were routed to the soup (unbalanced); the rest is balanced by language
+    assert soup_cx.num_rows and set(soup_cx["lang"].to_pylist()) == {"en"}
+    assert set(soup_cx["balance"].to_pylist()) == {None}
+    cx_langs = set(ml.filter(pc.equal(ml["source"], "culturax"))["lang"].to_pylist())
+    assert "en" not in cx_langs and len(cx_langs) >= 8
+    bal = result["balance"]["multilingual"]
+    assert "en" in bal  # math (English) is pooled into the group: one value among the languages
+    plan = json.loads((res.run_dir / "work" / "mix" / "plan.json").read_text())
+    cells = plan["members"]["balance"]["multilingual"]["cells"]
+    math_tokens = int(pc.sum(ml.filter(pc.equal(ml["source"], "math"))["tokens"]).as_py())
+    assert abs(math_tokens - sum(cells["math"].values())) <= 0.001 * res.manifest["tokens"]
+    # the pooled members' shares follow the plan (their supply of each value), and the audit checks them so
+    assert result["sources"]["math"]["target"] == pytest.approx(sum(cells["math"].values()) / res.manifest["tokens"],
+                                                                abs=1e-3)
