@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from curate.mixer import _split_budget
+
 #: What a document with no value counts as: ``und`` for languages (as in ``route_by_lang``), ``-`` otherwise.
 NULL_LANG = "und"
 NULL_VALUE = "-"
@@ -43,24 +45,6 @@ NULL_VALUE = "-"
 
 def null_value(by: str) -> str:
     return NULL_LANG if by == "lang" else NULL_VALUE
-
-
-def _largest_remainder(total: int, weights: np.ndarray) -> np.ndarray:
-    """Integers proportional to ``weights`` adding up to ``total`` (ties to the earlier index)."""
-    out = np.zeros(len(weights), dtype=np.int64)
-    s = float(weights.sum())
-    if total <= 0 or s <= 0:
-        return out
-    exact = total * (weights / s)
-    base = np.floor(exact).astype(np.int64)
-    rest = int(total - base.sum())
-    if rest > 0:
-        order = np.argsort(-(exact - base), kind="stable")[:rest]
-        base[order] += 1
-    elif rest < 0:  # float rounding pushed a floor over: take back from the smallest remainders
-        order = np.argsort(exact - base, kind="stable")[:-rest]
-        base[order] -= 1
-    return base
 
 
 def water_fill(total: int, weights: Sequence[float] | np.ndarray,
@@ -115,7 +99,7 @@ def water_fill(total: int, weights: Sequence[float] | np.ndarray,
             idx = np.flatnonzero(free)[over]
             capped[idx], free[idx] = True, False
             continue
-        ints = _largest_remainder(rest, wf)
+        ints = _split_budget(rest, wf)  # largest remainder, ties to the earlier value
         over = ints > c[free]
         if over.any():  # a rounding up crossed the cap by one token
             idx = np.flatnonzero(free)[over]

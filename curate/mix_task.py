@@ -3,13 +3,17 @@
 ``mix`` (one Ray task) reads the small ``work/parts/<key>.kept.parquet`` tables (no text, no tokens), removes
 dedup losers, maps every document to its mixture member (``source`` or ``source/subset``), asks
 ``curate.mixer`` for a token-exact selection per member and an interleaved order, and writes one order
-file per shard::
+file per shard. A balanced member (``balance:``, :mod:`curate.balance`) is selected per value instead: each
+(member, value) cell has its own target and seed and is one stream of the interleaving::
 
     work/mix/shard_NNNNN.order.parquet   seq, uid, pid, tok_offset, ntok (ids, no eos), tokens (with eos),
                                          epoch, chunk, source, subset, group, doc_id, lang, license
+                                         [, balance: the value a balanced member's sequence was selected
+                                         under, null elsewhere; only when the recipe has a `balance:`]
     work/mix/selected.parquet            uid, selected (times a document was written), sorted by uid
     work/mix/ledger.json                 dedup and mix ledger entries
-    work/mix/plan.json                   members, n_shards, tokenizer facts; written last (done marker)
+    work/mix/plan.json                   members (and under members.balance, per balanced scope, the value plan
+                                         of curate.balance), n_shards, tokenizer facts; written last (done marker)
 
 ``write_shard`` (one Ray task per shard) gathers the token ids from the partitions' memory-mapped ``.tok``
 files and writes ``shards/<name>_NNNNN.{bin,idx}``, ``.lineage.parquet`` and ``.json`` (the shard's manifest
@@ -129,9 +133,10 @@ def mix(payload: dict[str, Any], run_dir: str, pids: list[int]) -> dict:
         in_k = doc_member == k
         if k in cell_targets:
             max_ep, vals = cell_targets[k]
-            bal_dropped |= in_k & ~np.isin(doc_value, list(vals))
-            cells = [(v, np.nonzero(in_k & (doc_value == v))[0], int(t), member_seed(recipe.seed, f"{k}\x1f{v}"))
-                     for v, t in sorted(vals.items())]
+            rows_k = np.nonzero(in_k)[0]
+            by_value = _rows_by_value(rows_k, doc_value[rows_k].astype(str))
+            bal_dropped[np.concatenate([r for v, r in by_value.items() if v not in vals] or [rows_k[:0]])] = True
+            cells = [(v, by_value[v], int(t), member_seed(recipe.seed, f"{k}\x1f{v}")) for v, t in sorted(vals.items())]
         else:
             max_ep = recipe.max_epochs
             cells = [(None, np.nonzero(in_k)[0], int(plan.target(k)), member_seed(recipe.seed, k))]
@@ -265,6 +270,13 @@ def _value_supply(tokens: np.ndarray, mask: np.ndarray, doc_value: np.ndarray) -
         return {}
     vals, inv = np.unique(doc_value[mask].astype(str), return_inverse=True)
     return {str(v): int(n) for v, n in zip(vals, np.bincount(inv, weights=tokens[mask]).astype(np.int64))}
+
+
+def _rows_by_value(rows: np.ndarray, values: np.ndarray) -> dict[str, np.ndarray]:
+    """Split ``rows`` by their value (one sort, not one scan per value); rows stay ascending within a value."""
+    uniq, inv = np.unique(values, return_inverse=True)
+    order = np.argsort(inv, kind="stable")
+    return {str(v): part for v, part in zip(uniq, np.split(rows[order], np.cumsum(np.bincount(inv))[:-1]))}
 
 
 def _plan_balance(recipe: Recipe, plan, scopes: list, cells: dict) -> tuple:

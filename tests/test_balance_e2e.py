@@ -180,3 +180,24 @@ def test_routing_first_then_language_balanced_in_a_pooled_group(demo_balanced) -
     # the pooled members' shares follow the plan (their supply of each value), and the audit checks them so
     assert result["sources"]["math"]["target"] == pytest.approx(sum(cells["math"].values()) / res.manifest["tokens"],
                                                                 abs=1e-3)
+
+
+def test_terminal_json_and_html_audit_show_the_balance(demo_balanced, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from curate.report import write_html
+
+    _, res, _ = demo_balanced
+    out = subprocess.run([sys.executable, "-m", "curate.cli", "audit", str(res.run_dir)], capture_output=True,
+                         text=True, check=False)
+    assert out.returncode == 0, out.stdout[-2000:]
+    assert "balance: multilingual (shares of the scope)" in out.stdout and "balance: code:the-stack" in out.stdout
+    js = subprocess.run([sys.executable, "-m", "curate.cli", "audit", str(res.run_dir), "--json"],
+                        capture_output=True, text=True, check=False)
+    doc = json.loads(js.stdout)
+    assert set(doc["balance"]["code:the-stack"]["Go"]) >= {"supply_tokens", "target", "actual", "epochs"}
+    result = audit_mod.audit(res.run_dir)
+    write_html(result, tmp_path / "r.html")
+    page = (tmp_path / "r.html").read_text()
+    assert "Balance: code:the-stack" in page and "<td>Python</td>" in page
