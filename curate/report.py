@@ -173,8 +173,8 @@ def balance_tables(result: dict[str, Any]) -> str:
                        f"<td>{e['actual']:.2%}</td><td>{e['deviation_pp']:+.3f}</td><td>{ep}</td>"
                        f"<td>{'yes' if e['capped'] else ''}</td></tr>")
         out.append("</table>")
-        out += [f"<p>{html.escape(scope)}: value {html.escape(repr(d['value']))} dropped: {html.escape(d['reason'])}</p>"
-                for d in (result.get("balance_dropped") or {}).get(scope, [])]
+        out += [f"<p>{html.escape(scope)}: value {html.escape(repr(d['value']))} dropped: "
+                f"{html.escape(d['reason'])}</p>" for d in (result.get("balance_dropped") or {}).get(scope, [])]
     return "".join(out)
 
 
