@@ -269,7 +269,7 @@ def plan_member_targets(recipe: Recipe, available: Mapping[str, int], *,
 
     plans = []
     for (g, src, sub, sh), k, a, t in zip(members, keys, avail, targets):
-        epochs = float(t) / float(a) if t > 0 else 0.0
+        epochs = float(t) / float(a) if t > 0 and a > 0 else 0.0  # a = 0 only in a pooled balanced group
         plans.append(MemberPlan(key=k, group=g, source=src, subset=sub, share=float(sh), available=int(a),
                                 target=int(t), epochs=epochs))
     return MixPlan(budget_tokens=budget, requested_budget_tokens=requested, max_epochs=float(recipe.max_epochs),

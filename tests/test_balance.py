@@ -263,3 +263,21 @@ def test_plan_prints_the_per_value_table_and_json_carries_it(tmp_path) -> None:
     render(result, console=con)
     text = con.export_text()
     assert "balance: multilingual by lang" in text and d["values"][0]["value"] in text
+
+
+def test_pooled_group_member_without_documents_of_the_group_gets_nothing() -> None:
+    """Routing can leave a pooled member empty (no non-English Wikipedia): the others carry the group's share."""
+    from curate.balance import scope_caps
+    from curate.mix_task import _plan_balance
+    from curate.mixer import plan_member_targets
+
+    r = _recipe(RECIPE)
+    cells = {"cx": {"de": 3000, "fr": 1000}, "multilingual:wiki": {}}
+    supply, caps = scope_caps(cells, min_tokens=0, max_epochs=4.0)
+    available = {"cx": supply["cx"], "multilingual:wiki": 0, "soup:wiki": 5000, "web/a": 5000, "web/b": 5000}
+    pooled = sum(caps.values())
+    plan = plan_member_targets(r, available, caps={m: pooled // 2 for m in cells})
+    plan, (sp,) = _plan_balance(r, plan, r.balance_scopes(), {"multilingual": cells})
+    assert plan.target("multilingual:wiki") == 0 and plan.target("cx") == 300
+    assert sum(m.target for m in plan.members) == 1000
+    assert sp.cells == {"cx": {"de": 300 - sp.cells["cx"]["fr"], "fr": sp.cells["cx"]["fr"]}, "multilingual:wiki": {}}
