@@ -334,7 +334,7 @@ def _stream_index(lineage: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     return np.cumsum(sizes), sizes
 
 
-def consumed_view(lineage: pa.Table, recipe: Recipe, n_tokens: int) -> dict[str, Any]:
+def consumed_view(lineage: pa.Table, recipe: Recipe, n_tokens: int, plan: dict | None = None) -> dict[str, Any]:
     """Composition of the first ``n_tokens`` a trainer reading the shards in order has seen."""
     ends, sizes = _stream_index(lineage)
     total = int(ends[-1]) if len(ends) else 0
@@ -347,7 +347,7 @@ def consumed_view(lineage: pa.Table, recipe: Recipe, n_tokens: int) -> dict[str,
         if k < len(sizes):
             w[k] = n - start_k
     t = lineage.select(["group", "source", "subset"]).append_column("tokens", pa.array(w))
-    comp = composition(t, recipe)
+    comp = composition(t, recipe, plan)
     comp["consumed_tokens"] = n
     comp["requested_tokens"] = int(n_tokens)
     comp["stream_tokens"] = total
@@ -355,7 +355,8 @@ def consumed_view(lineage: pa.Table, recipe: Recipe, n_tokens: int) -> dict[str,
 
 
 def rwkv_view(lineage: pa.Table, recipe: Recipe, *, magic_prime: int, ctx_len: int, samples: int,
-              epoch: int = 0, samples_per_epoch: int | None = None, world_size: int = 1) -> dict[str, Any]:
+              epoch: int = 0, samples_per_epoch: int | None = None, world_size: int = 1,
+              plan: dict | None = None) -> dict[str, Any]:
     """Composition of the tokens RWKV-LM's sampler reads for global samples 0..samples-1.
 
     RWKV-LM (``src/dataset.py``): ``ii = 1 + epoch*samples_per_epoch + idx*world_size + rank``,
@@ -378,7 +379,7 @@ def rwkv_view(lineage: pa.Table, recipe: Recipe, *, magic_prime: int, ctx_len: i
         ov = np.minimum(ends[a:b], hi) - np.maximum(starts[a:b], lo)
         w[a:b] += np.maximum(ov, 0)
     t = lineage.select(["group", "source", "subset"]).append_column("tokens", pa.array(w))
-    comp = composition(t, recipe)
+    comp = composition(t, recipe, plan)
     comp.update({"samples": samples, "magic_prime": magic_prime, "ctx_len": ctx_len,
                  "read_tokens": int(w.sum())})
     return comp
@@ -471,9 +472,9 @@ def audit(run_dir: str | Path, *, verify: bool = False, consumed_tokens: int | N
     if manifest and "rwkv" in manifest:
         result["rwkv"] = manifest["rwkv"]
     if consumed_tokens is not None:
-        result["trainer_view"] = consumed_view(lineage, recipe, consumed_tokens)
+        result["trainer_view"] = consumed_view(lineage, recipe, consumed_tokens, plan)
     if rwkv:
-        result["rwkv_view"] = rwkv_view(lineage, recipe, **rwkv)
+        result["rwkv_view"] = rwkv_view(lineage, recipe, **rwkv, plan=plan)
     if against is not None:
         other = audit(against)
         result["against"] = diff(other, result)
