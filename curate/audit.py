@@ -17,6 +17,9 @@ Result (``--json``)::
      "dedup_matrix": {removed_from: {kept_in: docs}},
      "text_hygiene": {source: {"text_bom_stripped": n, ...}},           # what the text-hygiene policy changed
      "status": "complete" | "incomplete", "progress": {...}, "tolerance": {...},   # see "Complete or not"
+     "balance": {scope: {value: {"supply_tokens", "target", "actual", "epochs", "target_tokens", "tokens",
+                                 "deviation_pp", "capped"}}},                  # shares of the scope's tokens
+     "balance_dropped": {scope: [{"value", "supply", "reason"}]},
      "flags": [...], "violations": [{"kind", "where", "message"}], "trainer_view": {...}}
 
 Flag kinds include ``high_drop_share``, ``stream_composition``, ``empty_input_file``, ``duplicate_doc_ids``,
@@ -26,7 +29,12 @@ Flag kinds include ``high_drop_share``, ``stream_composition``, ``empty_input_fi
 Violation kinds: ``missing_source``, ``missing_subset``, ``missing_group``, ``share_out_of_tolerance``,
 ``shard_missing``, ``shard_not_in_manifest``, ``shard_checksum``, ``lineage_mismatch``,
 ``ledger_conservation``, ``source_emptied``, ``file_missing``, ``file_size``, ``file_checksum``,
-``corrupt_file``, ``budget_undershoot``.
+``corrupt_file``, ``budget_undershoot``, ``balance_out_of_tolerance``, ``missing_balance_value``.
+
+Balance (``balance:`` in the recipe): the plan's per-value supply and target (``work/mix/plan.json``) against the
+tokens the lineage holds per value, where the value comes from the lineage's own ``lang`` / ``subset`` column (or
+its ``balance`` column for ``meta.<key>``) and the scope from its ``group`` (and ``source``/``subset`` for a
+member's balance). A value more than ``tolerance_pp`` of its scope off its target is a violation.
 
 Complete or not
 ---------------
@@ -67,6 +75,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curate.errors import CurateError
@@ -382,11 +391,18 @@ def read_shard_lineage(run_dir: Path, entries: list[dict], violations: list[dict
 
 
 # ---------------------------------------------------------------------------- composition
-def targets(recipe: Recipe) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+def targets(recipe: Recipe, plan: dict | None = None) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+    """Target shares per group, source and subset; members of a balanced group that pools several members
+    take their planned share (it follows their supply of each value, not a weight)."""
     groups = {g: gc.share for g, gc in recipe.mixture.items()}
     sources: dict[str, float] = {s: 0.0 for s in recipe.sources}
     subsets: dict[str, float] = {}
-    for _g, s, sub, share in recipe.members():
+    pooled = {m for _s, _g, mk, _b in recipe.balance_scopes() if len(mk) > 1 for m in mk}
+    planned = {m["key"]: m["share"] for m in ((plan or {}).get("members") or {}).get("members", [])}
+    for g, s, sub, share in recipe.members():
+        k = recipe.member_key(g, s, sub)
+        if k in pooled and k in planned:
+            share = planned[k]
         sources[s] = sources.get(s, 0.0) + share
         if sub:
             subsets[f"{s}/{sub}"] = subsets.get(f"{s}/{sub}", 0.0) + share
@@ -407,9 +423,9 @@ def _ranked(t: pa.Table, col: str) -> dict[str, int]:
     return {str(k[0]): v for k, v in sorted(_sum_by(t, [col]).items(), key=lambda kv: -kv[1])}
 
 
-def composition(lineage: pa.Table, recipe: Recipe) -> dict[str, Any]:
+def composition(lineage: pa.Table, recipe: Recipe, plan: dict | None = None) -> dict[str, Any]:
     total = int(np.sum(lineage["tokens"].to_numpy())) if lineage.num_rows else 0
-    tg, ts, tsub = targets(recipe)
+    tg, ts, tsub = targets(recipe, plan)
     by_g = _sum_by(lineage, ["group"])
     by_s = _sum_by(lineage, ["source"])
     by_sub = _sum_by(lineage, ["source", "subset"])
@@ -431,6 +447,68 @@ def composition(lineage: pa.Table, recipe: Recipe) -> dict[str, Any]:
         "languages": _ranked(lineage, "lang"),
         "licenses": _ranked(lineage, "license"),
     }
+
+
+def balance_section(lineage: pa.Table, recipe: Recipe, plan: dict | None) -> tuple[dict, dict]:
+    """Per balanced scope and value: planned supply and target against what the lineage holds.
+
+    Returns ``(balance, dropped)``: ``balance[scope][value] = {supply_tokens, target, actual, epochs, ...}`` with
+    ``target``/``actual`` shares of the scope's tokens and ``epochs = tokens / supply_tokens``; ``dropped``
+    lists the values ``min_tokens`` removed, with their reasons.
+    """
+    from curate.balance import null_value
+
+    planned = (plan or {}).get("members", {}).get("balance") or {}
+    out, dropped = {}, {}
+    for scope, g, mkeys, b in recipe.balance_scopes():
+        sp = planned.get(scope)
+        if sp is None:
+            continue
+        mask = pc.equal(lineage["group"], g) if lineage.num_rows else None
+        if mask is not None and len(mkeys) == 1 and ":" in scope:  # a member's balance: that entry only
+            src, _, sub = scope.split(":", 1)[1].partition("/")
+            mask = pc.and_(mask, pc.equal(lineage["source"], src))
+            if sub:
+                mask = pc.and_(mask, pc.equal(lineage["subset"], sub))
+        rows = lineage.filter(mask) if mask is not None else lineage.slice(0, 0)
+        col = {"lang": "lang", "subset": "subset"}.get(b.by, "balance")
+        got: dict[str, int] = {}
+        if rows.num_rows and col in rows.column_names:
+            vals = pc.fill_null(rows[col].cast(pa.string()), null_value(b.by))
+            if b.by == "subset":
+                vals = pc.if_else(pc.equal(vals, ""), null_value(b.by), vals)
+            got = {k[0]: v for k, v in _sum_by(pa.table({"v": vals, "tokens": rows["tokens"]}), ["v"]).items()}
+        total = sum(got.values())
+        entry = {}
+        for v in sp["values"]:
+            tok = got.pop(v["value"], 0)
+            entry[v["value"]] = {"supply_tokens": v["supply"], "target": v["share"],
+                                 "actual": tok / total if total else 0.0,
+                                 "epochs": tok / v["supply"] if v["supply"] else 0.0, "target_tokens": v["target"],
+                                 "tokens": tok, "capped": v["capped"]}
+        for value, tok in got.items():  # a value the plan did not give tokens to (should not happen)
+            entry[value] = {"supply_tokens": None, "target": 0.0, "actual": tok / total if total else 0.0,
+                            "epochs": None, "target_tokens": 0, "tokens": tok, "capped": False}
+        for e in entry.values():
+            e["deviation_pp"] = 100 * (e["actual"] - e["target"])
+        out[scope] = entry
+        dropped[scope] = list(sp.get("dropped", []))
+    return out, dropped
+
+
+def balance_violations(bal: dict, tol_pp: float) -> list[dict]:
+    viol = []
+    for scope, values in bal.items():
+        for v, e in values.items():
+            if e["target"] > 0 and e["tokens"] == 0:
+                viol.append({"kind": "missing_balance_value", "where": f"{scope}/{v}",
+                             "message": f"{scope}: value {v!r} has target {e['target']:.2%} of the scope, found 0 "
+                                        "tokens"})
+            elif abs(e["deviation_pp"]) > tol_pp + 1e-9:
+                viol.append({"kind": "balance_out_of_tolerance", "where": f"{scope}/{v}",
+                             "message": f"{scope}: value {v!r} is {e['actual']:.3%} of the scope vs target "
+                                        f"{e['target']:.3%} (tolerance {tol_pp:.2f} pp of the scope)"})
+    return viol
 
 
 # ---------------------------------------------------------------------------- funnel and ledger checks
@@ -503,7 +581,7 @@ def _stream_index(lineage: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     return np.cumsum(sizes), sizes
 
 
-def consumed_view(lineage: pa.Table, recipe: Recipe, n_tokens: int) -> dict[str, Any]:
+def consumed_view(lineage: pa.Table, recipe: Recipe, n_tokens: int, plan: dict | None = None) -> dict[str, Any]:
     """Composition of the first ``n_tokens`` a trainer reading the shards in order has seen."""
     ends, sizes = _stream_index(lineage)
     total = int(ends[-1]) if len(ends) else 0
@@ -516,7 +594,7 @@ def consumed_view(lineage: pa.Table, recipe: Recipe, n_tokens: int) -> dict[str,
         if k < len(sizes):
             w[k] = n - start_k
     t = lineage.select(["group", "source", "subset"]).append_column("tokens", pa.array(w))
-    comp = composition(t, recipe)
+    comp = composition(t, recipe, plan)
     comp["consumed_tokens"] = n
     comp["requested_tokens"] = int(n_tokens)
     comp["stream_tokens"] = total
@@ -524,7 +602,8 @@ def consumed_view(lineage: pa.Table, recipe: Recipe, n_tokens: int) -> dict[str,
 
 
 def rwkv_view(lineage: pa.Table, recipe: Recipe, *, magic_prime: int, ctx_len: int, samples: int,
-              epoch: int = 0, samples_per_epoch: int | None = None, world_size: int = 1) -> dict[str, Any]:
+              epoch: int = 0, samples_per_epoch: int | None = None, world_size: int = 1,
+              plan: dict | None = None) -> dict[str, Any]:
     """Composition of the tokens RWKV-LM's sampler reads for global samples 0..samples-1.
 
     RWKV-LM (``src/dataset.py``): ``ii = 1 + epoch*samples_per_epoch + idx*world_size + rank``,
@@ -547,7 +626,7 @@ def rwkv_view(lineage: pa.Table, recipe: Recipe, *, magic_prime: int, ctx_len: i
         ov = np.minimum(ends[a:b], hi) - np.maximum(starts[a:b], lo)
         w[a:b] += np.maximum(ov, 0)
     t = lineage.select(["group", "source", "subset"]).append_column("tokens", pa.array(w))
-    comp = composition(t, recipe)
+    comp = composition(t, recipe, plan)
     comp.update({"samples": samples, "magic_prime": magic_prime, "ctx_len": ctx_len,
                  "read_tokens": int(w.sum())})
     return comp
@@ -582,7 +661,7 @@ def audit(run_dir: str | Path, *, verify: bool = False, consumed_tokens: int | N
     lineage = read_shard_lineage(run_dir, entries, violations, verify=verify)
     if manifest is not None:
         check_files(run_dir, manifest, violations, verify=verify)
-    comp = composition(lineage, recipe)
+    comp = composition(lineage, recipe, plan)
     led = _ledger(run_dir, violations)
     fun = funnel(led, recipe)
     complete = manifest is not None
@@ -637,6 +716,9 @@ def audit(run_dir: str | Path, *, verify: bool = False, consumed_tokens: int | N
                     violations.append({"kind": "share_out_of_tolerance", "where": name,
                                        "message": f"{name}: share {e['actual']:.3%} vs target {e['target']:.3%} "
                                                   f"(tolerance {tol * 100:.2f} pp)"})
+    bal, bal_dropped = balance_section(lineage, recipe, plan)
+    if entries or complete:
+        violations.extend(balance_violations(bal, tol * 100))
     stream = stream_check(lineage, recipe)
     if stream and stream["max_deviation_pp"] > STREAM_TOLERANCE_PP:
         flags.append({"kind": "stream_composition", "where": "stream",
@@ -649,14 +731,15 @@ def audit(run_dir: str | Path, *, verify: bool = False, consumed_tokens: int | N
         budget_check(run_dir, recipe, plan, manifest, comp, longest, flags, violations)
     result: dict[str, Any] = {"status": "complete" if complete else "incomplete", "progress": prog,
                               "tolerance": tolerance, "run": run_info, **comp, "stream": stream, "funnel": fun,
-                              "dedup_matrix": dedup_matrix(run_dir), "text_hygiene": hygiene, "flags": flags,
+                              "dedup_matrix": dedup_matrix(run_dir), "text_hygiene": hygiene,
+                              "balance": bal, "balance_dropped": bal_dropped, "flags": flags,
                               "violations": violations}
     if manifest and "rwkv" in manifest:
         result["rwkv"] = manifest["rwkv"]
     if consumed_tokens is not None:
-        result["trainer_view"] = consumed_view(lineage, recipe, consumed_tokens)
+        result["trainer_view"] = consumed_view(lineage, recipe, consumed_tokens, plan)
     if rwkv:
-        result["rwkv_view"] = rwkv_view(lineage, recipe, **rwkv)
+        result["rwkv_view"] = rwkv_view(lineage, recipe, **rwkv, plan=plan)
     if against is not None:
         other = audit(against)
         result["against"] = diff(other, result)
@@ -796,6 +879,18 @@ def render_table(result: dict, console=None) -> None:
             d = (e["actual"] - e["target"]) * 100 if e["target"] == e["target"] else float("nan")
             t.add_row(name, f"{e['target']:.2%}", f"{e['actual']:.2%}", f"{d:+.3f}", f"{e['tokens']:,}")
         console.print(t)
+    for scope, values in (result.get("balance") or {}).items():
+        t = Table(title=f"balance: {scope} (shares of the scope)", title_justify="left")
+        for c in ("value", "supply", "target", "actual", "Δ pp", "tokens", "epochs", "capped"):
+            t.add_column(c, justify="right" if c != "value" else "left")
+        for v, e in values.items():
+            sup = f"{e['supply_tokens']:,}" if e["supply_tokens"] is not None else "-"
+            t.add_row(v, sup, f"{e['target']:.2%}", f"{e['actual']:.2%}", f"{e['deviation_pp']:+.3f}",
+                      f"{e['tokens']:,}", f"{e['epochs']:.2f}" if e["epochs"] is not None else "-",
+                      "yes" if e["capped"] else "")
+        console.print(t)
+        for d in (result.get("balance_dropped") or {}).get(scope, []):
+            console.print(f"balance: {scope}: value {d['value']!r} dropped: {d['reason']}")
     t = Table(title="funnel (documents)", title_justify="left")
     t.add_column("source")
     for st in STAGES:

@@ -3,13 +3,17 @@
 ``mix`` (one Ray task) reads the small ``work/parts/<key>.kept.parquet`` tables (no text, no tokens), removes
 dedup losers, maps every document to its mixture member (``source`` or ``source/subset``), asks
 ``curate.mixer`` for a token-exact selection per member and an interleaved order, and writes one order
-file per shard::
+file per shard. A balanced member (``balance:``, :mod:`curate.balance`) is selected per value instead: each
+(member, value) cell has its own target and seed and is one stream of the interleaving::
 
     work/mix/shard_NNNNN.order.parquet   seq, uid, pid, tok_offset, ntok (ids, no eos), tokens (with eos),
                                          epoch, chunk, source, subset, group, doc_id, lang, license
+                                         [, balance: the value a balanced member's sequence was selected
+                                         under, null elsewhere; only when the recipe has a `balance:`]
     work/mix/selected.parquet            uid, selected (times a document was written), sorted by uid
     work/mix/ledger.json                 dedup and mix ledger entries
-    work/mix/plan.json                   members, n_shards, tokenizer facts; written last (done marker)
+    work/mix/plan.json                   members (and under members.balance, per balanced scope, the value plan
+                                         of curate.balance), n_shards, tokenizer facts; written last (done marker)
 
 ``write_shard`` (one Ray task per shard) gathers the token ids from the partitions' memory-mapped ``.tok``
 files and writes ``shards/<name>_NNNNN.{bin,idx}``, ``.lineage.parquet`` and ``.json`` (the shard's manifest
@@ -32,6 +36,9 @@ from curate.ledger import Ledger
 from curate.recipe import Recipe
 from curate.worker import recipe_from_payload
 
+#: Why a kept document of a balanced member was never selected: its value's supply is under ``min_tokens``.
+BALANCE_DROP = "balance_min_tokens"
+
 KEPT_COLUMNS = ["uid", "doc_id", "source", "subset", "nbytes", "ntok", "tokens", "tok_offset", "lang", "license"]
 
 
@@ -52,11 +59,11 @@ def member_of(source: str, subset: str, members: set[str]) -> str | None:
     return None
 
 
-def _read_kept(run_dir: Path, pids: list[int]) -> pa.Table:
+def _read_kept(run_dir: Path, pids: list[int], extra: list[str] | None = None) -> pa.Table:
     tables = []
     for pid in pids:
         p = run_dir / "work" / "parts" / f"p{pid:06d}.kept.parquet"
-        t = pq.read_table(p, columns=KEPT_COLUMNS)
+        t = pq.read_table(p, columns=KEPT_COLUMNS + list(extra or []))
         tables.append(t)
     t = pa.concat_tables(tables) if tables else None
     return t.sort_by("uid") if t is not None else None
@@ -64,13 +71,15 @@ def _read_kept(run_dir: Path, pids: list[int]) -> pa.Table:
 
 def mix(payload: dict[str, Any], run_dir: str, pids: list[int]) -> dict:
     """Select and interleave documents; write per-shard order files. Raises ShortfallError if infeasible."""
+    from curate.balance import refine_selection, scope_caps
     from curate.mixer import chunk_documents, interleave, member_seed, plan_member_targets, select_documents
     from curate.tokenizers import load_tokenizer
 
     recipe = recipe_from_payload(payload)
     run_dir = Path(run_dir)
     out = run_dir / "work" / "mix"
-    kept = _read_kept(run_dir, pids)
+    scopes = recipe.balance_scopes()
+    kept = _read_kept(run_dir, pids, [f"meta.{k}" for k in recipe.balance_meta_keys()])
     led = Ledger()
 
     # ---- dedup ledger: survivors of the filters in, duplicates dropped
@@ -99,41 +108,71 @@ def mix(payload: dict[str, Any], run_dir: str, pids: list[int]) -> dict:
         led.record_table("mix", unmixed, what="dropped", reason="not_in_mixture", tokens_col="tokens")
     tokens = kept["tokens"].to_numpy()
     available = {k: int(tokens[doc_member == k].sum()) for k in keys}
-    plan = plan_member_targets(recipe, available)
+    # ---- balance: a balanced member's tokens are split over the values of a column (curate.balance)
+    doc_value, bal_caps, bal_cells = balance_values(recipe, kept, doc_member, scopes), {}, {}
+    for scope, _g, mkeys, b in scopes:
+        cells = {m: _value_supply(tokens, doc_member == m, doc_value) for m in mkeys}
+        supply, caps = scope_caps(cells, min_tokens=b.min_tokens, max_epochs=b.max_epochs or recipe.max_epochs)
+        available.update(supply)
+        # a pooled group: each member may give its (equal) weight's part of the group's cap
+        pooled = sum(caps.values())
+        bal_caps.update({m: (caps[m] if len(mkeys) == 1 else pooled // len(mkeys)) for m in mkeys})
+        bal_cells[scope] = cells
+    plan = plan_member_targets(recipe, available, caps=bal_caps or None)
+    plan, scope_plans = _plan_balance(recipe, plan, scopes, bal_cells)
     plan_d = plan.as_dict()
+    if scope_plans:
+        plan_d["balance"] = {sp.scope: sp.as_dict() for sp in scope_plans}
+    cell_targets = {m: (sp.max_epochs, vals) for sp in scope_plans for m, vals in sp.cells.items()}
 
-    streams, member_groups, seq_parts = [], [], []
+    streams, member_groups, seq_parts, cell_values = [], [], [], []
     groups = list(recipe.mixture)
     ntok_all = kept["ntok"].to_numpy()
+    bal_dropped = np.zeros(len(doc_member), dtype=bool)
     for k in keys:
-        idx_all = np.nonzero(doc_member == k)[0]
-        # the unit of selection is the sequence: a whole document, or a chunk of one with max_doc_tokens, so
-        # long books do not make a member's share coarser than the tolerance
-        d_i, c_i, c_len = chunk_documents(ntok_all[idx_all], recipe.max_doc_tokens)
-        c_len = np.asarray(c_len, dtype=np.int64)
-        target = int(plan.target(k))
-        if target <= 0 or len(d_i) == 0:
-            sel, ep = np.zeros(0, np.int64), np.zeros(0, np.int32)
+        in_k = doc_member == k
+        if k in cell_targets:
+            max_ep, vals = cell_targets[k]
+            rows_k = np.nonzero(in_k)[0]
+            by_value = _rows_by_value(rows_k, doc_value[rows_k].astype(str))
+            bal_dropped[np.concatenate([r for v, r in by_value.items() if v not in vals] or [rows_k[:0]])] = True
+            cells = [(v, by_value[v], int(t), member_seed(recipe.seed, f"{k}\x1f{v}")) for v, t in sorted(vals.items())]
         else:
-            sel, ep = select_documents(c_len + 1, target, seed=member_seed(recipe.seed, k),
-                                       max_epochs=recipe.max_epochs)
-        seq_rows = idx_all[np.asarray(d_i)[sel]]
-        c_start = np.asarray(c_i, dtype=np.int64)[sel] * (recipe.max_doc_tokens or 0)
-        seq_parts.append({"row": seq_rows, "epoch": np.asarray(ep), "chunk": np.asarray(c_i)[sel],
-                          "ntok": c_len[sel], "start": c_start})
-        streams.append(c_len[sel] + 1)
-        member_groups.append(groups.index(group_of[k]))
-        # mix ledger: documents never selected were downsampled away
-        sub_t = kept.take(pa.array(idx_all))
-        chosen = np.isin(idx_all, seq_rows)
-        led.record_table("mix", sub_t.filter(pa.array(~chosen)), what="dropped", reason="downsampled",
+            max_ep = recipe.max_epochs
+            cells = [(None, np.nonzero(in_k)[0], int(plan.target(k)), member_seed(recipe.seed, k))]
+        for value, idx_all, target, seed in cells:
+            # the unit of selection is the sequence: a whole document, or a chunk of one with max_doc_tokens, so
+            # long books do not make a member's share coarser than the tolerance
+            d_i, c_i, c_len = chunk_documents(ntok_all[idx_all], recipe.max_doc_tokens)
+            c_len = np.asarray(c_len, dtype=np.int64)
+            if target <= 0 or len(d_i) == 0:
+                sel, ep = np.zeros(0, np.int64), np.zeros(0, np.int32)
+            else:
+                sel, ep = select_documents(c_len + 1, target, seed=seed, max_epochs=max_ep)
+                if value is not None:  # a value's tolerance is a share of its scope: close the last gap too
+                    sel, ep = refine_selection(c_len + 1, sel, ep, target)
+            seq_rows = idx_all[np.asarray(d_i)[sel]]
+            c_start = np.asarray(c_i, dtype=np.int64)[sel] * (recipe.max_doc_tokens or 0)
+            seq_parts.append({"row": seq_rows, "epoch": np.asarray(ep), "chunk": np.asarray(c_i)[sel],
+                              "ntok": c_len[sel], "start": c_start, "key": k})
+            cell_values.append(value)
+            streams.append(c_len[sel] + 1)
+            # a value of a balanced member is a member of the interleaving (its share of the group holds everywhere)
+            member_groups.append(groups.index(group_of[k]))
+            # mix ledger: documents never selected were downsampled away
+            sub_t = kept.take(pa.array(idx_all))
+            chosen = np.isin(idx_all, seq_rows)
+            led.record_table("mix", sub_t.filter(pa.array(~chosen)), what="dropped", reason="downsampled",
+                             tokens_col="tokens")
+            out_t = sub_t.filter(pa.array(chosen))
+            led.record_table("mix", out_t, what="out")
+            for (s, b), (tok_sum, n_seq) in _tokens_by_source(kept, seq_rows, streams[-1]).items():
+                c = led.get("mix", s, b)
+                c.tokens_out = (c.tokens_out or 0) + tok_sum
+                c.counters["sequences"] = c.counters.get("sequences", 0) + n_seq
+    if bal_dropped.any():
+        led.record_table("mix", kept.filter(pa.array(bal_dropped)), what="dropped", reason=BALANCE_DROP,
                          tokens_col="tokens")
-        out_t = sub_t.filter(pa.array(chosen))
-        led.record_table("mix", out_t, what="out")
-        for (s, b), (tok_sum, n_seq) in _tokens_by_source(kept, seq_rows, streams[-1]).items():
-            c = led.get("mix", s, b)
-            c.tokens_out = (c.tokens_out or 0) + tok_sum
-            c.counters["sequences"] = c.counters.get("sequences", 0) + n_seq
 
     order = interleave(streams, member_groups, seed=recipe.seed)
     order = np.asarray(order)
@@ -152,7 +191,7 @@ def mix(payload: dict[str, Any], run_dir: str, pids: list[int]) -> dict:
         ntok[sel], start[sel] = sp["ntok"][p], sp["start"][p]
     tok_offset = kept["tok_offset"].to_numpy()[row] + start
     uid = kept["uid"].to_numpy()[row]
-    key_arr = np.array(keys, dtype=object)[m_idx]
+    key_arr = np.array([sp["key"] for sp in seq_parts], dtype=object)[m_idx]
     order_t = pa.table({
         "seq": pa.array(np.arange(len(row), dtype=np.int64)),
         "uid": pa.array(uid), "pid": pa.array(uid >> 32), "tok_offset": pa.array(tok_offset),
@@ -162,6 +201,8 @@ def mix(payload: dict[str, Any], run_dir: str, pids: list[int]) -> dict:
         "doc_id": kept["doc_id"].take(pa.array(row)), "lang": kept["lang"].take(pa.array(row)),
         "license": kept["license"].take(pa.array(row)),
     })
+    if scopes:  # the value each sequence was balanced under (null outside a balanced scope)
+        order_t = order_t.append_column("balance", pa.array(np.array(cell_values, dtype=object)[m_idx], pa.string()))
 
     # ---- cut into shards
     seq_tokens = ntok + 1
@@ -185,7 +226,8 @@ def mix(payload: dict[str, Any], run_dir: str, pids: list[int]) -> dict:
     sel_uid, sel_n = np.unique(uid, return_counts=True)
     times = np.zeros(kept_uid.size, np.int64)
     times[np.searchsorted(kept_uid, sel_uid)] = sel_n
-    why = np.where(doc_member == "", "not_in_mixture", np.where(times == 0, "downsampled", ""))
+    why = np.where(doc_member == "", "not_in_mixture",
+                   np.where(bal_dropped, BALANCE_DROP, np.where(times == 0, "downsampled", "")))
     atomic_write_parquet(out / "selected.parquet", pa.table({
         "uid": pa.array(kept_uid), "selected": pa.array(times),
         "reason": pc.if_else(pa.array(why == ""), pa.nulls(len(why), pa.string()), pa.array(why.astype(str)))}))
@@ -200,6 +242,70 @@ def mix(payload: dict[str, Any], run_dir: str, pids: list[int]) -> dict:
                 "shard_tokens": [int(seq_tokens[bounds[i]:bounds[i + 1]].sum()) for i in range(len(bounds) - 1)]}
     atomic_write_json(out / "plan.json", plan_out)
     return {"n_shards": plan_out["n_shards"], "tokens": plan_out["tokens"]}
+
+
+def balance_values(recipe: Recipe, kept: pa.Table, doc_member: np.ndarray,
+                   scopes: list | None = None) -> np.ndarray:
+    """The value each document is balanced under (None outside a balanced scope), vectorized.
+
+    A document counts toward its member first (``assign_members``, so ``route_by_lang`` applies), then its
+    scope's ``by`` column gives its value: ``lang`` (null = ``und``), ``subset`` or ``meta.<key>`` (null = ``-``).
+    """
+    from curate.balance import null_value
+
+    out = np.full(len(doc_member), None, dtype=object)
+    for _scope, _g, mkeys, b in (recipe.balance_scopes() if scopes is None else scopes):
+        col = b.by if b.meta_key is None else f"meta.{b.meta_key}"
+        vals = pc.fill_null(kept[col].cast(pa.string()), null_value(b.by))
+        if b.by == "subset":
+            vals = pc.if_else(pc.equal(vals, ""), null_value(b.by), vals)
+        at = np.isin(doc_member, mkeys)
+        out[at] = np.asarray(vals.to_numpy(zero_copy_only=False), dtype=object)[at]
+    return out
+
+
+def _value_supply(tokens: np.ndarray, mask: np.ndarray, doc_value: np.ndarray) -> dict[str, int]:
+    """Tokens per value among the documents of ``mask`` (sorted by value)."""
+    if not mask.any():
+        return {}
+    vals, inv = np.unique(doc_value[mask].astype(str), return_inverse=True)
+    return {str(v): int(n) for v, n in zip(vals, np.bincount(inv, weights=tokens[mask]).astype(np.int64))}
+
+
+def _rows_by_value(rows: np.ndarray, values: np.ndarray) -> dict[str, np.ndarray]:
+    """Split ``rows`` by their value (one sort, not one scan per value); rows stay ascending within a value."""
+    uniq, inv = np.unique(values, return_inverse=True)
+    order = np.argsort(inv, kind="stable")
+    return {str(v): part for v, part in zip(uniq, np.split(rows[order], np.cumsum(np.bincount(inv))[:-1]))}
+
+
+def _plan_balance(recipe: Recipe, plan, scopes: list, cells: dict) -> tuple:
+    """Split each balanced scope's planned tokens over its values; pooled members get their cells' sum."""
+    import dataclasses
+
+    from curate.balance import plan_scope
+    from curate.mixer import ShortfallError
+
+    scope_plans, new_target = [], {}
+    for scope, g, mkeys, b in scopes:
+        total = sum(plan.target(m) for m in mkeys)
+        sp = plan_scope(scope, g, by=b.by, temperature=b.temperature, min_tokens=b.min_tokens,
+                        max_epochs=b.max_epochs or recipe.max_epochs, target=total, cells=cells[scope])
+        if not sp.feasible:
+            cap = sum(int(np.floor(v.supply * sp.max_epochs)) for v in sp.values)
+            msg = (f"balanced scope `{scope}` needs {total:,} tokens but its values give at most {cap:,} within "
+                   f"max_epochs {sp.max_epochs:g}; lower `budget_tokens` or the group's share, or raise `max_epochs`")
+            raise ShortfallError(msg, short=[{"key": scope, "group": g, "available": sp.supply, "needed": total,
+                                              "epochs": total / sp.supply if sp.supply else None}])
+        scope_plans.append(sp)
+        if len(mkeys) > 1:
+            new_target.update({m: sum(sp.cells[m].values()) for m in mkeys})
+    if new_target:
+        members = tuple(dataclasses.replace(m, target=new_target[m.key], share=new_target[m.key] / plan.budget_tokens,
+                                            epochs=(new_target[m.key] / m.available if m.available else 0.0))
+                        if m.key in new_target else m for m in plan.members)
+        plan = dataclasses.replace(plan, members=members)
+    return plan, scope_plans
 
 
 def assign_members(recipe: Recipe, kept: pa.Table) -> np.ndarray:
@@ -281,7 +387,7 @@ def write_shard(payload: dict[str, Any], run_dir: str, i: int) -> dict:
         writer.add_batch(flat, ntok[s:s + batch], eos_id=plan["eos_id"])
     info = writer.finalize()
     lineage = order.select(["seq", "source", "subset", "group", "doc_id", "uid", "tokens", "epoch", "chunk", "lang",
-                            "license"])
+                            "license"] + (["balance"] if "balance" in order.column_names else []))
     lineage = lineage.add_column(0, "shard", pa.array([name] * lineage.num_rows, pa.string()))
     atomic_write_parquet(run_dir / "shards" / f"{name}.lineage.parquet", lineage)
 

@@ -185,7 +185,8 @@ def _split_budget(budget: int, shares: np.ndarray) -> np.ndarray:
     return base
 
 
-def plan_member_targets(recipe: Recipe, available: Mapping[str, int]) -> MixPlan:
+def plan_member_targets(recipe: Recipe, available: Mapping[str, int], *,
+                        caps: Mapping[str, int] | None = None) -> MixPlan:
     """Turn the recipe's shares into token targets per member.
 
     Parameters
@@ -195,6 +196,9 @@ def plan_member_targets(recipe: Recipe, available: Mapping[str, int]) -> MixPlan
     available : mapping of str to int
         Tokens (eos included) each member has after filtering and dedup, keyed ``source`` or
         ``source/subset``; every member of the mixture must be present, and nothing else.
+    caps : mapping of str to int, optional
+        Most tokens a member may give, where it is not ``available * max_epochs`` (a balanced member: the sum
+        of its values' caps, :func:`curate.balance.scope_caps`); unnamed members keep the default.
 
     Returns
     -------
@@ -229,7 +233,10 @@ def plan_member_targets(recipe: Recipe, available: Mapping[str, int]) -> MixPlan
         msg = f"available tokens must be >= 0, got {bad}"
         raise ValueError(msg)
     shares = np.array([sh for *_, sh in members], dtype=np.float64)
-    caps = np.floor(avail * float(recipe.max_epochs)).astype(np.int64)  # most tokens a member may give
+    cap = np.floor(avail * float(recipe.max_epochs)).astype(np.int64)  # most tokens a member may give
+    if caps:
+        cap = np.array([int(caps.get(k, c)) for k, c in zip(keys, cap)], dtype=np.int64)
+    caps = cap
 
     requested = int(recipe.budget_tokens)
     targets = _split_budget(requested, shares)
@@ -262,7 +269,7 @@ def plan_member_targets(recipe: Recipe, available: Mapping[str, int]) -> MixPlan
 
     plans = []
     for (g, src, sub, sh), k, a, t in zip(members, keys, avail, targets):
-        epochs = float(t) / float(a) if t > 0 else 0.0
+        epochs = float(t) / float(a) if t > 0 and a > 0 else 0.0  # a = 0 only in a pooled balanced group
         plans.append(MemberPlan(key=k, group=g, source=src, subset=sub, share=float(sh), available=int(a),
                                 target=int(t), epochs=epochs))
     return MixPlan(budget_tokens=budget, requested_budget_tokens=requested, max_epochs=float(recipe.max_epochs),

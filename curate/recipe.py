@@ -122,9 +122,50 @@ class DedupConfig(_Model):
     keep_priority: list[str] = Field(default_factory=list)
 
 
+class BalanceConfig(_Model):
+    """``balance:`` of a group or member: split its tokens over the values of a column by temperature.
+
+    Value v gets ``p_v ∝ n_v ** temperature`` of the tokens (``n_v`` its token supply after dedup), capped at
+    ``n_v * max_epochs`` with the excess redistributed over the others (``curate.balance``).
+    """
+
+    by: str = Field(description="`lang`, `subset` or `meta.<key>`")
+    temperature: float = Field(default=0.3, ge=0.0, le=1.0)
+    min_tokens: int = Field(default=0, ge=0)
+    max_epochs: float | None = Field(default=None, ge=1.0)
+
+    @field_validator("by")
+    @classmethod
+    def _known_column(cls, v: str) -> str:
+        if v in ("lang", "subset") or (v.startswith("meta.") and len(v) > len("meta.")):
+            return v
+        msg = f"must be `lang`, `subset` or `meta.<key>`, got {v!r}"
+        raise ValueError(msg)
+
+    @property
+    def meta_key(self) -> str | None:
+        return self.by[len("meta."):] if self.by.startswith("meta.") else None
+
+
+class MemberEntry(_Model):
+    """A mixture member given as a mapping instead of a bare weight: ``{weight: 1, balance: {...}}``."""
+
+    weight: float = Field(default=1.0, ge=0.0)
+    balance: BalanceConfig | None = None
+
+
 class GroupConfig(_Model):
     share: float = Field(ge=0.0, le=1.0)
-    sources: dict[str, float]
+    sources: dict[str, float | MemberEntry]
+    balance: BalanceConfig | None = None
+
+    def weights(self) -> dict[str, float]:
+        """Member weights, whether given bare or as ``{weight: ...}``."""
+        return {k: (v.weight if isinstance(v, MemberEntry) else float(v)) for k, v in self.sources.items()}
+
+    def member_balance(self, entry: str) -> BalanceConfig | None:
+        v = self.sources.get(entry)
+        return v.balance if isinstance(v, MemberEntry) else None
 
 
 class ShardsConfig(_Model):
@@ -218,12 +259,35 @@ class Recipe(_Model):
         """Flatten the mixture to ``(group, source, subset or None, token_share_of_whole)``."""
         out = []
         for g, gc in self.mixture.items():
-            total_w = sum(gc.sources.values())
-            for key, w in gc.sources.items():
+            weights = gc.weights()
+            total_w = sum(weights.values())
+            for key, w in weights.items():
                 src, _, sub = key.partition("/")
                 share = gc.share * (w / total_w if total_w > 0 else 0.0)
                 out.append((g, src, sub or None, share))
         return out
+
+    def balance_scopes(self) -> list[tuple[str, str, list[str], BalanceConfig]]:
+        """Every ``balance:`` as ``(scope, group, member keys, config)``, in mixture order.
+
+        A group's balance pools its members (scope = the group's name); a member's covers that member only
+        (scope ``group:source[/subset]``).
+        """
+        out = []
+        for g, gc in self.mixture.items():
+            entries = list(gc.sources)
+            if gc.balance is not None:
+                keys = [self.member_key(g, *_split_entry(e)) for e in entries]
+                out.append((g, g, keys, gc.balance))
+            for e in entries:
+                b = gc.member_balance(e)
+                if b is not None:
+                    out.append((f"{g}:{e}", g, [self.member_key(g, *_split_entry(e))], b))
+        return out
+
+    def balance_meta_keys(self) -> list[str]:
+        """The ``meta`` keys a ``balance: {by: meta.<key>}`` reads; the worker keeps them as ``meta.<key>`` columns."""
+        return sorted({b.meta_key for *_, b in self.balance_scopes() if b.meta_key})
 
     def route_targets(self) -> set[str]:
         return {r.group for r in self.route_by_lang}
@@ -263,6 +327,11 @@ class Recipe(_Model):
         return (self._base_dir / "runs" / self.name).resolve()
 
 
+def _split_entry(entry: str) -> tuple[str, str | None]:
+    src, _, sub = entry.partition("/")
+    return src, (sub or None)
+
+
 # ---------------------------------------------------------------------------- loading
 def _loc_to_path(loc: tuple) -> str:
     out = ""
@@ -272,7 +341,8 @@ def _loc_to_path(loc: tuple) -> str:
         else:
             # pydantic adds the union member tag to the loc; it is noise for a YAML path
             if part in {"str", "list[str]", "LicensePolicy", "LangIdPolicy", "bool", "dict[str,dict[str,any]]",
-                        "HfTokenizer", "literal['rwkv-world']", "MinHashConfig"} or part.startswith(
+                        "HfTokenizer", "literal['rwkv-world']", "MinHashConfig",
+                        "MemberEntry", "float"} or part.startswith(
                 ("literal[", "dict[", "list[")
             ):
                 continue
@@ -476,7 +546,7 @@ def _check(r: Recipe, *, recipe_file: str | None, check_paths: bool) -> None:
     for g, gc in r.mixture.items():
         if not gc.sources:
             fail("a group needs at least one source", f"mixture.{g}.sources")
-        for key, w in gc.sources.items():
+        for key, w in gc.weights().items():
             where = f"mixture.{g}.sources.{key}"
             if w < 0:
                 fail(f"weights must be >= 0, got {w}", where)
@@ -498,8 +568,9 @@ def _check(r: Recipe, *, recipe_file: str | None, check_paths: bool) -> None:
             if (sub and src in covered) or (not sub and any(k.startswith(src + "/") for k in covered)):
                 fail(f"{src!r} appears both whole and by subset; name either the source or its subsets", where)
             covered.setdefault(key, g)
-        if sum(gc.sources.values()) <= 0 and gc.share > 0:
+        if sum(gc.weights().values()) <= 0 and gc.share > 0:
             fail("weights of a group with share > 0 must not all be 0", f"mixture.{g}.sources")
+        _check_balance(r, g, gc, fail)
     for name, s in r.sources.items():
         whole = name in covered
         subs = {k.split("/", 1)[1] for k in covered if k.startswith(name + "/")}
@@ -532,3 +603,27 @@ def _check(r: Recipe, *, recipe_file: str | None, check_paths: bool) -> None:
     for i, mod in enumerate(r.plugins):
         if not all(part.isidentifier() for part in mod.split(".")):
             fail(f"plugins are importable module names (a.b.c), got {mod!r}", f"plugins[{i}]")
+
+
+def _check_balance(r: Recipe, g: str, gc: GroupConfig, fail) -> None:
+    """``balance:`` on a group or on its members (not both), and a group balance's member weights."""
+    member_balanced = [e for e in gc.sources if gc.member_balance(e) is not None]
+    if gc.balance is not None and member_balanced:
+        fail("give `balance` on the group or on its members, not both",
+             f"mixture.{g}.sources.{member_balanced[0]}.balance")
+    if gc.balance is not None and len(set(gc.weights().values())) > 1:
+        # the group's share goes to values over the pooled documents of all members, so weights cannot apply
+        fail("a group with `balance` splits its share by value over the documents of all its members, so member "
+             f"weights do not apply; give every member the same weight (got {gc.weights()}), or balance each "
+             "member instead (`sources: {member: {weight: w, balance: {...}}}`)", f"mixture.{g}.balance")
+    scopes = [(f"mixture.{g}.balance", gc.balance, list(gc.sources))] + [
+        (f"mixture.{g}.sources.{e}.balance", gc.member_balance(e), [e]) for e in member_balanced]
+    for where, b, entries in scopes:
+        if b is None or b.by != "subset":
+            continue
+        for e in entries:
+            src, _, sub = e.partition("/")
+            s = r.sources[src]
+            if sub or not (s.subsets or s.subset_by):
+                fail(f"`by: subset` needs a whole source with subsets (`subsets:` or `subset_by:`); {e!r} "
+                     "has one subset at most", f"{where}.by")

@@ -1,7 +1,8 @@
 """``curate audit --html FILE``: a self-contained HTML report (inline SVG; no scripts, no network).
 
 Plots: target vs actual share per group and per source, the per-source funnel (documents after each stage),
-each group's share along the token stream (the interleaving, from the lineage), and tokens per license.
+each group's share along the token stream (the interleaving, from the lineage), tokens per license, and a table
+per balanced scope (``balance:``).
 Violations are listed first, in red, so a reviewer cannot miss them.
 """
 
@@ -153,8 +154,28 @@ def render_html(result: dict[str, Any]) -> str:
     for s, st in result["funnel"].items():
         parts.append(f"<tr><td>{html.escape(s)}</td>" + "".join(
             f"<td>{st[x]['docs_out']:,}</td>" if x in st else "<td>-</td>" for x in STAGES) + "</tr>")
-    parts.append("</table></body></html>")
+    parts.append("</table>")
+    parts.append(balance_tables(result))
+    parts.append("</body></html>")
     return "".join(parts)
+
+
+def balance_tables(result: dict[str, Any]) -> str:
+    """One small table per balanced scope: supply, target and actual share of the scope, epochs, capped."""
+    out = []
+    for scope, values in (result.get("balance") or {}).items():
+        out.append(f"<h2>Balance: {html.escape(scope)} (shares of the scope)</h2><table><tr><th>value</th>"
+                   "<th>supply</th><th>target</th><th>actual</th><th>Δ pp</th><th>epochs</th><th>capped</th></tr>")
+        for v, e in values.items():
+            sup = f"{e['supply_tokens']:,}" if e["supply_tokens"] is not None else "-"
+            ep = f"{e['epochs']:.2f}" if e["epochs"] is not None else "-"
+            out.append(f"<tr><td>{html.escape(str(v))}</td><td>{sup}</td><td>{e['target']:.2%}</td>"
+                       f"<td>{e['actual']:.2%}</td><td>{e['deviation_pp']:+.3f}</td><td>{ep}</td>"
+                       f"<td>{'yes' if e['capped'] else ''}</td></tr>")
+        out.append("</table>")
+        out += [f"<p>{html.escape(scope)}: value {html.escape(repr(d['value']))} dropped: "
+                f"{html.escape(d['reason'])}</p>" for d in (result.get("balance_dropped") or {}).get(scope, [])]
+    return "".join(out)
 
 
 def write_html(result: dict[str, Any], path: str | Path) -> None:

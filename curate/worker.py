@@ -228,6 +228,8 @@ class PartitionProcessor:
                     "tokens": pa.array(sequence_tokens(lengths, recipe.max_doc_tokens)),
                     "lang": t["lang"], "license": t["license"],
                 }
+                for mk in recipe.balance_meta_keys():  # balance: {by: meta.<key>} reads the value in the mix task
+                    cols[f"meta.{mk}"] = meta_value(t["meta"], mk)
                 if dedup is not None:
                     cols["content_hash"] = pa.array(content_hash(t["text"]), type=pa.uint64())
                     if mh is not None:
@@ -246,7 +248,7 @@ class PartitionProcessor:
         for (src_name, sub), n in duplicate_doc_ids(docs_all).items():
             ledger.get("ingest", src_name, sub).counters["duplicate_doc_ids"] = n
         atomic_write_parquet(paths["docs"], docs_all)
-        atomic_write_parquet(paths["kept"], _concat(kept_tables) if kept_tables else _empty_kept(dedup, mh))
+        atomic_write_parquet(paths["kept"], _concat(kept_tables) if kept_tables else _empty_kept(dedup, mh, recipe))
         atomic_write_parquet(paths["quarantine"], _concat(quarantine) if quarantine else QUARANTINE_SCHEMA.empty_table())
         if mh is not None and mh.verify_jaccard:
             atomic_write_parquet(paths["kept"].with_name(f"{part.key}.text.parquet"),
@@ -299,11 +301,21 @@ def _concat(tables: list[pa.Table]) -> pa.Table:
     return pa.concat_tables(tables, promote_options="permissive").combine_chunks()
 
 
-def _empty_kept(dedup, mh) -> pa.Table:
+def meta_value(meta: pa.ChunkedArray | pa.Array, key: str) -> pa.Array:
+    """The value of ``key`` in each document's ``meta`` JSON object, as a string (null when absent), vectorized."""
+    import polars as pl
+
+    s = pl.from_arrow(pa.chunked_array(meta).combine_chunks() if isinstance(meta, pa.ChunkedArray) else meta)
+    path = "$." + key if key.isidentifier() else "$[" + json.dumps(key) + "]"
+    return s.cast(pl.String).str.json_path_match(path).to_arrow().cast(pa.string())
+
+
+def _empty_kept(dedup, mh, recipe: Recipe | None = None) -> pa.Table:
     fields = [("uid", pa.int64()), ("doc_id", pa.string()), ("source", pa.string()), ("subset", pa.string()),
               ("nbytes", pa.int64()), ("ntok", pa.int64()), ("tok_offset", pa.int64()), ("tokens", pa.int64()),
               ("lang", pa.string()),
               ("license", pa.string())]
+    fields += [(f"meta.{mk}", pa.string()) for mk in (recipe.balance_meta_keys() if recipe is not None else [])]
     if dedup is not None:
         fields.append(("content_hash", pa.uint64()))
         if mh is not None:
