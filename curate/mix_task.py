@@ -258,7 +258,7 @@ def write_shard(payload: dict[str, Any], run_dir: str, i: int) -> dict:
     Each batch of sequences is gathered once and handed to every format's writer (curate.shard_formats), so the
     formats hold the same token stream. On any error every writer aborts: no format's final files appear.
     """
-    from curate.shard_formats import SeqBatch, finalize_writers, open_writers, token_dtype
+    from curate.shard_formats import SeqBatch, ShardWriters, token_dtype
 
     recipe = recipe_from_payload(payload)
     run_dir = Path(run_dir)
@@ -270,13 +270,12 @@ def write_shard(payload: dict[str, Any], run_dir: str, i: int) -> dict:
     tok_dtype = token_dtype(plan["vocab_size"])
     maps: dict[int, np.ndarray] = {}
     formats = recipe.shards.formats
-    writers = open_writers(formats, shard_dir, name, vocab_size=plan["vocab_size"], tokenizer=plan["tokenizer"])
     pid = order["pid"].to_numpy()
     off = order["tok_offset"].to_numpy()
     ntok = order["ntok"].to_numpy()
     meta = order.select(["doc_id", "source", "subset"])
     batch = 4096
-    try:
+    with ShardWriters(formats, shard_dir, name, vocab_size=plan["vocab_size"], tokenizer=plan["tokenizer"]) as ws:
         for s in range(0, order.num_rows, batch):
             pieces = []
             for j in range(s, min(s + batch, order.num_rows)):
@@ -286,16 +285,10 @@ def write_shard(payload: dict[str, Any], run_dir: str, i: int) -> dict:
                     maps[p] = np.memmap(f, dtype=tok_dtype, mode="r") if f.stat().st_size else np.zeros(0, tok_dtype)
                 pieces.append(maps[p][off[j]:off[j] + ntok[j]])
             flat = np.concatenate(pieces) if pieces else np.zeros(0, tok_dtype)
-            sb = SeqBatch(flat, ntok[s:s + batch], eos_id=plan["eos_id"], vocab_size=plan["vocab_size"],
-                          meta=meta.slice(s, batch), where=f"shard {shard_dir / name}", first_seq=s)
-            for w in writers:
-                w.add(sb)
-        fentries = finalize_writers(writers, name)
-    except BaseException:
-        for w in writers:
-            w.abort()
-        raise
-    mega = next((w for w in writers if w.format == "megatron"), None)
+            ws.add(SeqBatch(flat, ntok[s:s + batch], eos_id=plan["eos_id"], vocab_size=plan["vocab_size"],
+                            meta=meta.slice(s, batch), where=f"shard {shard_dir / name}", first_seq=s))
+        fentries = ws.finalize()
+    mega = ws.get("megatron")
     # with Megatron among the formats the entry keeps its .bin/.idx keys; else the counts the formats agree on
     info = mega.info if mega is not None else {k: fentries[formats[0]][k] for k in ("sequences", "tokens")}
     lineage = order.select(["seq", "source", "subset", "group", "doc_id", "uid", "tokens", "epoch", "chunk", "lang",

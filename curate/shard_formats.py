@@ -519,28 +519,48 @@ class MdsWriter(ShardFormatWriter):
 
 
 # ---------------------------------------------------------------------------- a shard, all formats
-def open_writers(formats: tuple[str, ...] | list[str], shard_dir: Path, name: str, *, vocab_size: int,
-                 tokenizer: str) -> list[ShardFormatWriter]:
-    """One writer per format, in the recipe's order."""
-    writers: list[ShardFormatWriter] = []
-    try:
-        for fmt in formats:
-            writers.append(WRITERS[fmt](shard_dir, name, vocab_size=vocab_size, tokenizer=tokenizer))
-    except BaseException:
-        for w in writers:
+class ShardWriters:
+    """Every format's writer of one shard, as one: :meth:`add` feeds each the same batch, :meth:`finalize`
+    checks that their counts agree (one mix, one stream). Used as a context manager, an exception aborts every
+    writer, so no format keeps a partial or temporary file.
+    """
+
+    def __init__(self, formats: tuple[str, ...] | list[str], shard_dir: Path, name: str, *, vocab_size: int,
+                 tokenizer: str) -> None:
+        self.name = name
+        self.writers: list[ShardFormatWriter] = []
+        try:
+            for fmt in formats:
+                self.writers.append(WRITERS[fmt](shard_dir, name, vocab_size=vocab_size, tokenizer=tokenizer))
+        except BaseException:
+            self.abort()
+            raise
+
+    def add(self, batch: SeqBatch) -> None:
+        for w in self.writers:
+            w.add(batch)
+
+    def finalize(self) -> dict[str, dict]:
+        entries = {w.format: w.finalize() for w in self.writers}
+        counts = {f: (e["sequences"], e["tokens"]) for f, e in entries.items()}
+        if len(set(counts.values())) > 1:
+            msg = f"shard {self.name}: the formats disagree on (sequences, tokens): {counts}"
+            raise ShardError(msg)
+        return entries
+
+    def get(self, fmt: str) -> ShardFormatWriter | None:
+        return next((w for w in self.writers if w.format == fmt), None)
+
+    def abort(self) -> None:
+        for w in self.writers:
             w.abort()
-        raise
-    return writers
 
+    def __enter__(self) -> ShardWriters:
+        return self
 
-def finalize_writers(writers: list[ShardFormatWriter], name: str) -> dict[str, dict]:
-    """Finalize every writer; their sequence and token counts must agree (one mix, one stream)."""
-    entries = {w.format: w.finalize() for w in writers}
-    counts = {f: (e["sequences"], e["tokens"]) for f, e in entries.items()}
-    if len(set(counts.values())) > 1:
-        msg = f"shard {name}: the formats disagree on (sequences, tokens): {counts}"
-        raise ShardError(msg)
-    return entries
+    def __exit__(self, exc_type, exc, tb) -> None:  # noqa: ANN001
+        if exc_type is not None:
+            self.abort()
 
 
 def shard_formats(entry: dict) -> dict[str, dict]:
