@@ -638,15 +638,27 @@ RUN_LEVEL_FILES = ("megatron_data_args.txt", "megatron_data_args.json", "olmo_mi
 def parse_data_args(args: list[str]) -> tuple[list[str], list[float] | None]:
     """``(prefixes, weights)`` from a ``--data-path`` list, as megatron-core's ``get_blend_from_list`` parses it.
 
-    An odd-length list is prefixes only (weights ``None``); an even-length one alternates weight, prefix, and
-    the weights are normalized to sum to 1 (megatron.core.datasets.utils.normalize).
+    An odd-length list, or one whose every other item is not a number, is prefixes only (weights ``None``);
+    else items alternate weight, prefix. Weights come back as written: Megatron normalizes them later
+    (:func:`normalize_weights`, its ``datasets.utils.normalize``).
     """
     if len(args) % 2 == 1:
-        return list(args), None
-    weights = [float(w) for w in args[0::2]]
-    prefixes = [p.strip() for p in args[1::2]]
-    total = sum(weights)
-    return prefixes, [w / total for w in weights]
+        return [p.strip() for p in args], None
+    weights: list[float] | None = []
+    for w in args[0::2]:
+        try:
+            weights.append(float(w))
+        except ValueError:
+            weights = None
+            break
+    prefixes = args[1::2] if weights is not None else args
+    return [p.strip() for p in prefixes], weights
+
+
+def normalize_weights(weights: list[float]) -> list[float]:
+    """Megatron's non-exponentiated normalization: each weight over their sum."""
+    w = np.asarray(weights, dtype=np.float64)
+    return (w / w.sum()).tolist()
 
 
 def check_run_files(run_dir: Path, manifest: dict) -> list[dict]:
@@ -675,7 +687,7 @@ def check_run_files(run_dir: Path, manifest: dict) -> list[dict]:
             if got != want:
                 bad(p.name, f"{p.name} lists shards {sorted(set(want) ^ set(got)) or got} differently from the "
                             f"manifest ({len(got)} prefixes, {len(want)} shards)")
-            elif weights is None or (tokens.sum() and not np.allclose(weights, tokens / tokens.sum())):
+            elif weights is None or (tokens.sum() and not np.allclose(normalize_weights(weights), tokens / tokens.sum())):
                 bad(p.name, f"{p.name}: weights are not the shards' token shares")
     if "mds" in formats:
         p = run_dir / "shards" / "mds" / "index.json"

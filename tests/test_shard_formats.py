@@ -24,6 +24,7 @@ from curate.shard_formats import (
     SeqBatch,
     ShardWriters,
     check_run_files,
+    normalize_weights,
     parse_data_args,
     token_dtype,
     write_run_files,
@@ -169,7 +170,11 @@ def test_megatron_data_args_parse_as_megatron_does(tmp_path) -> None:
     for p in prefixes:  # every prefix exists, as Megatron's IndexedDataset.exists checks
         assert Path(f"{p}.idx").is_file() and Path(f"{p}.bin").is_file() and Path(p).is_absolute()
     toks = [s["tokens"] for s in manifest["shards"]]
-    assert weights == pytest.approx([t / sum(toks) for t in toks]) and sum(weights) == pytest.approx(1.0)
+    assert weights == toks  # Megatron's get_blend_from_list keeps them as written; its builder normalizes
+    assert normalize_weights(weights) == pytest.approx([t / sum(toks) for t in toks])
+    assert sum(normalize_weights(weights)) == pytest.approx(1.0)
+    assert parse_data_args(["a", "b", "c"]) == (["a", "b", "c"], None)
+    assert parse_data_args(["x", "a", "y", "b"]) == (["x", "a", "y", "b"], None)
     split = json.loads((tmp_path / "megatron_data_args.json").read_text())
     assert parse_data_args(split["train"]) == (prefixes, weights) and split["valid"] is None
     assert check_run_files(tmp_path, manifest) == []

@@ -23,7 +23,7 @@ WINDOW = 16
 
 def megatron(run_dir: Path, manifest: dict) -> dict:
     from megatron.core.datasets.indexed_dataset import IndexedDataset
-    from megatron.core.datasets.utils import get_blend_from_list
+    from megatron.core.datasets.utils import get_blend_from_list, normalize
 
     seqs = []
     for s in manifest["shards"]:
@@ -35,9 +35,9 @@ def megatron(run_dir: Path, manifest: dict) -> dict:
     per_split = json.loads((run_dir / "megatron_data_args.json").read_text())
     split_prefixes, split_weights = get_blend_from_list(per_split["train"])
     return {"sequences": seqs, "stream": [t for q in seqs for t in q], "window": 1,
-            "blend": {"prefixes": prefixes, "weights": weights,
+            "blend": {"prefixes": prefixes, "weights": normalize(weights), "raw_weights": weights,
                       "exists": [IndexedDataset.exists(p) for p in prefixes],
-                      "split_prefixes": split_prefixes, "split_weights": split_weights}}
+                      "split_prefixes": split_prefixes, "split_weights": normalize(split_weights)}}
 
 
 def olmo(run_dir: Path, manifest: dict) -> dict:
@@ -81,8 +81,29 @@ def datatrove(run_dir: Path, manifest: dict) -> dict:
             "file_tokens": [s["formats"]["datatrove"]["tokens"] for s in manifest["shards"]]}
 
 
+def _streaming_dataset():
+    """streaming's ``StreamingDataset``, without running ``streaming/__init__.py``.
+
+    That file imports ``streaming.vision``, which needs torchvision, and no torchvision wheel imports beside
+    the CPU torch 2.13 these venvs use ("operator torchvision::nms does not exist"); the matching CPU pair is
+    not on this platform's index. ``streaming.base`` (StreamingDataset, MDSReader) needs no torchvision, so the
+    top-level package is registered as a plain package of its folder and ``streaming.base`` imported from it.
+    """
+    import importlib.util
+    import types
+
+    spec = importlib.util.find_spec("streaming")
+    pkg = types.ModuleType("streaming")
+    pkg.__path__ = list(spec.submodule_search_locations)
+    pkg.__spec__ = spec
+    sys.modules.setdefault("streaming", pkg)
+    from streaming.base import StreamingDataset
+
+    return StreamingDataset
+
+
 def mds(run_dir: Path, manifest: dict) -> dict:
-    from streaming import StreamingDataset
+    StreamingDataset = _streaming_dataset()  # noqa: N806 - the library's class
 
     ds = StreamingDataset(local=str(run_dir / "shards" / "mds"), shuffle=False, batch_size=1)
     seqs = [np.asarray(ds[i]["tokens"]).tolist() for i in range(ds.num_samples)]
