@@ -71,17 +71,7 @@ _UINT32_MAX = (1 << 32) - 1
 def token_dtype(vocab_size: int, fmt: str | None = None) -> np.dtype:
     """Token dtype of a vocabulary: ``uint16`` when ``vocab_size <= 65536``, else ``int32`` for ``megatron`` and
     ``uint32`` for every other format and for the partitions' ``.tok`` files (``fmt=None``)."""
-    if fmt == "megatron":
-        return dtype_for_vocab(vocab_size)
-    if vocab_size <= 0:
-        msg = f"`vocab_size` must be > 0, got {vocab_size}"
-        raise ValueError(msg)
-    if vocab_size <= 1 << 16:
-        return np.dtype(np.uint16)
-    if vocab_size <= 1 << 32:
-        return np.dtype(np.uint32)
-    msg = f"`vocab_size` {vocab_size} does not fit 4-byte token ids"
-    raise ValueError(msg)
+    return dtype_for_vocab(vocab_size, wide=np.int32 if fmt == "megatron" else np.uint32)
 
 
 class SeqBatch:
@@ -604,13 +594,14 @@ def write_run_files(run_dir: Path, manifest: dict) -> list[str]:
         paths = [str((shard_dir / shard_formats(s)["olmo-npy"]["files"][0]["path"]).resolve())
                  for s in manifest["shards"]]
         dtype = manifest["shards"][0]["formats"]["olmo-npy"]["dtype"] if manifest["shards"] else "uint16"
-        doc = {"dataset": {"paths": paths, "dtype": dtype,
-                           "tokenizer": {"vocab_size": manifest["vocab_size"], "eos_token_id": manifest["eos_id"],
-                                         "pad_token_id": manifest["eos_id"], "identifier": manifest["tokenizer"]},
-                           "source_mixture_config": {
-                               "source_list": {"sources": [{"source_name": manifest["name"], "target_ratio": 1.0,
-                                                            "paths": paths}]},
-                               "requested_tokens": manifest["tokens"]}}}
+        tokenizer = {"vocab_size": manifest["vocab_size"], "eos_token_id": manifest["eos_id"],
+                     "pad_token_id": manifest["eos_id"], "identifier": manifest["tokenizer"]}
+        # `dataset`: olmo_core.data.NumpyFSLDatasetConfig fields (add the model's sequence_length);
+        # `source_mixture`: a SourceMixtureDatasetConfig of the one pre-mixed source (add global_batch_size)
+        doc = {"dataset": {"paths": paths, "dtype": dtype, "tokenizer": tokenizer},
+               "source_mixture": {"source_list": {"sources": [{"source_name": manifest["name"], "target_ratio": 1.0,
+                                                              "paths": paths}]},
+                                  "requested_tokens": manifest["tokens"]}}
         atomic_write_text(run_dir / "olmo_mixture.yaml", yaml.safe_dump(doc, sort_keys=False))
         written.append("olmo_mixture.yaml")
     if "mds" in formats:

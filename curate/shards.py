@@ -58,16 +58,22 @@ CODE_OF_DTYPE = {v: k for k, v in DTYPE_CODES.items()}
 _INT32_MAX = np.iinfo(np.int32).max
 
 
-def dtype_for_vocab(vocab_size: int) -> np.dtype:
-    """Token dtype for a vocabulary: ``uint16`` when every id fits (``vocab_size <= 65536``), else ``int32``."""
+def dtype_for_vocab(vocab_size: int, *, wide: type | np.dtype = np.int32) -> np.dtype:
+    """Token dtype for a vocabulary: ``uint16`` when every id fits (``vocab_size <= 65536``), else ``wide``.
+
+    ``wide`` is ``int32`` for Megatron (its dtype codes have no uint32); the other shard formats pass ``uint32``
+    (:func:`curate.shard_formats.token_dtype`).
+    """
     if vocab_size <= 0:
         msg = f"`vocab_size` must be > 0, got {vocab_size}"
         raise ValueError(msg)
     if vocab_size <= 1 << 16:
         return np.dtype(np.uint16)
-    if vocab_size <= 1 << 31:
-        return np.dtype(np.int32)
-    msg = f"`vocab_size` {vocab_size} does not fit the int32 token ids of a Megatron shard"
+    wide = np.dtype(wide)
+    if vocab_size <= int(np.iinfo(wide).max) + 1:
+        return wide
+    what = "a Megatron shard" if wide == np.int32 else "the shard"
+    msg = f"`vocab_size` {vocab_size} does not fit the {wide.name} token ids of {what}"
     raise ValueError(msg)
 
 

@@ -200,7 +200,9 @@ def test_mds_index_and_other_configs(tmp_path) -> None:
         assert s["raw_data"]["bytes"] == (tmp_path / "shards/mds" / s["raw_data"]["basename"]).stat().st_size
     olmo = yaml.safe_load((tmp_path / "olmo_mixture.yaml").read_text())["dataset"]
     assert [Path(p).name for p in olmo["paths"]] == ["mix_00000.npy", "mix_00001.npy"] and olmo["dtype"] == "uint16"
-    assert olmo["source_mixture_config"]["source_list"]["sources"][0]["paths"] == olmo["paths"]
+    mixture = yaml.safe_load((tmp_path / "olmo_mixture.yaml").read_text())["source_mixture"]
+    assert mixture["source_list"]["sources"][0]["paths"] == olmo["paths"]
+    assert mixture["requested_tokens"] == manifest["tokens"]
     streams = yaml.safe_load((tmp_path / "mds_streams.yaml").read_text())["streams"]
     assert Path(streams["t"]["local"]) == (tmp_path / "shards/mds").resolve()
     (tmp_path / "shards/mds/index.json").unlink()

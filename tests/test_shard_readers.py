@@ -91,6 +91,8 @@ def test_trainer_reader_returns_the_lineage(four, fmt, tmp_path) -> None:
         toks = np.array([s["tokens"] for s in res.manifest["shards"]], dtype=float)
         assert b["weights"] == pytest.approx((toks / toks.sum()).tolist())
         assert (b["split_prefixes"], b["split_weights"]) == (b["prefixes"], b["weights"])
+    if fmt == "olmo-npy":
+        assert got["yaml_stream"] == got["stream"], "OLMo-core built from olmo_mixture.yaml reads another stream"
     if fmt == "mds":
         assert got["dtypes"] == [res.manifest["shards"][0]["formats"]["mds"]["dtype"]]
 

@@ -56,8 +56,18 @@ def olmo(run_dir: Path, manifest: dict) -> dict:
     ds.work_dir = Path(tempfile.mkdtemp())
     ds.prepare()
     stream = [t for i in range(len(ds)) for t in ds[i]["input_ids"].tolist()]
+    # the run's olmo_mixture.yaml, as OLMo-core's own config builds it (the model's sequence length added)
+    import yaml
+    from olmo_core.data.numpy_dataset import NumpyFSLDatasetConfig
+
+    y = yaml.safe_load((run_dir / "olmo_mixture.yaml").read_text())
+    cfg = NumpyFSLDatasetConfig.from_dict({**y["dataset"], "sequence_length": WINDOW, "work_dir": tempfile.mkdtemp()})
+    from_yaml = cfg.build()
+    from_yaml.prepare()
+    yaml_stream = [t for i in range(len(from_yaml)) for t in from_yaml[i]["input_ids"].tolist()]
     return {"sequences": seqs, "stream": stream, "window": WINDOW, "per_file_windows": True,
-            "file_tokens": [int(Path(p).stat().st_size // np.dtype(dtype).itemsize) for p in paths]}
+            "file_tokens": [int(Path(p).stat().st_size // np.dtype(dtype).itemsize) for p in paths],
+            "yaml_stream": yaml_stream}
 
 
 def datatrove(run_dir: Path, manifest: dict) -> dict:
