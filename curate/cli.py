@@ -38,7 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("run_dir")
     a.add_argument("--json", action="store_true")
     a.add_argument("--html", metavar="FILE", help="write a self-contained HTML report with plots")
-    a.add_argument("--verify", action="store_true", help="check every shard's sha256 against the manifest")
+    a.add_argument("--verify", action="store_true",
+                   help="check the sha256 of every shard file, in every format, against the manifest")
     a.add_argument("--consumed-tokens", type=int, help="composition of the first N tokens a trainer consumed")
     a.add_argument("--steps", type=int)
     a.add_argument("--global-batch", type=int)

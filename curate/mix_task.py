@@ -14,8 +14,8 @@ file per shard::
 ``write_shard`` (one Ray task per shard) gathers the token ids from the partitions' memory-mapped ``.tok``
 files and writes the shard in every format of ``shards.format`` (``shards/<name>_NNNNN.{bin,idx}`` for Megatron,
 the others' files as :mod:`curate.shard_formats` lays them out), ``.lineage.parquet`` and ``.json`` (the shard's
-manifest entry with a ``formats`` entry per format, written last: its presence means the shard is complete). ``write_documents`` writes the final status of
-every input record of a partition to ``documents/<key>.parquet``.
+manifest entry with a ``formats`` entry per format, written last: its presence means the shard is complete).
+``write_documents`` writes the final status of every input record of a partition to ``documents/<key>.parquet``.
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ Phases (each resumable; a file's presence means it is complete, see ``curate.io_
     dedup      Ray tasks: exact + MinHash LSH across all sources      work/dedup/removed.parquet
     mix        one Ray task: token-proportional selection and interleaving over the small ``kept`` tables
                                                                       work/mix/{plan.json, shard_NNNNN.order.parquet}
-    shards     Ray tasks, one per shard: every shards.format + lineage shards/<name>_NNNNN.{bin,idx,lineage.parquet,json},
-                                                                      shards/{olmo,datatrove,mds}/...
+    shards     Ray tasks, one per shard: each shards.format + lineage shards/<name>_NNNNN.{bin,idx,lineage.parquet,json}
+                                                                      and shards/{olmo,datatrove,mds}/...
     documents  Ray tasks, one per partition: final status per record documents/<key>.parquet
     finalize   driver: ledger.json (conservation checked), manifest.json, LICENSES.md, audit, the trainer
                configs (megatron_data_args.{txt,json}, olmo_mixture.yaml, mds_streams.yaml, shards/mds/index.json)
@@ -304,7 +304,8 @@ def finalize(recipe: Recipe, run_dir: Path, parts: list[Partition], plan: dict, 
     manifest = {
         "name": recipe.name, "fingerprint": recipe.fingerprint(), "curate_version": __version__,
         "tokenizer": plan["tokenizer"], "vocab_size": plan["vocab_size"], "eos_id": plan["eos_id"],
-        "dtype": plan["dtype"], "format": recipe.shards.format, "formats": list(recipe.shards.formats), "tokens": total,
+        "dtype": plan["dtype"], "format": recipe.shards.format, "formats": list(recipe.shards.formats),
+        "tokens": total,
         "sequences": sum(s["sequences"] for s in shards), "shards": shards,
         "mix": plan["members"], "rescaled": plan.get("rescaled"),
     }

@@ -678,7 +678,8 @@ def check_run_files(run_dir: Path, manifest: dict) -> list[dict]:
             if got != want:
                 bad(p.name, f"{p.name} lists shards {sorted(set(want) ^ set(got)) or got} differently from the "
                             f"manifest ({len(got)} prefixes, {len(want)} shards)")
-            elif weights is None or (tokens.sum() and not np.allclose(normalize_weights(weights), tokens / tokens.sum())):
+            elif weights is None or (tokens.sum() and
+                                     not np.allclose(normalize_weights(weights), tokens / tokens.sum())):
                 bad(p.name, f"{p.name}: weights are not the shards' token shares")
     if "mds" in formats:
         p = run_dir / "shards" / "mds" / "index.json"
