@@ -27,4 +27,4 @@ CODE_FORMATS = frozenset({"the-stack-v1", "the-stack-v2"})
 OnError = Literal["quarantine", "error"]
 OnShortfall = Literal["error", "rescale"]
 UnknownLicense = Literal["drop", "keep"]
-ShardFormat = Literal["megatron"]
+ShardFormat = Literal["megatron", "olmo-npy", "datatrove", "mds"]

@@ -1,7 +1,9 @@
 """``curate audit RUN_DIR``: what is really in the shards, against the recipe.
 
-The audit trusts only the shards' own truth: each shard's lineage (one row per sequence) is joined with its
-``.idx`` sequence sizes; a lineage token count that differs from the index is a violation. Shares are then
+The audit trusts only the shards' own truth: each shard's lineage (one row per sequence) is joined with the
+sequence sizes of each of its formats' own index (Megatron ``.idx``, OLMo ``.csv.gz``, datatrove ``.ds.index``,
+MDS sample headers; see :mod:`curate.shard_formats`); a lineage token count that differs from an index is a
+violation, and so is an MDS ``index.json`` or a Megatron data-args file that leaves a shard out. Shares are then
 computed from those tokens and compared with the recipe. The ledger explains *where* something went missing
 ("math: target 20.0% of soup, found 0 tokens — dropped at stage quality (quality:gopher_word_count 812)").
 
@@ -27,7 +29,7 @@ Flag kinds include ``high_drop_share``, ``stream_composition``, ``empty_input_fi
 1% of the budget).
 
 Violation kinds: ``missing_source``, ``missing_subset``, ``missing_group``, ``share_out_of_tolerance``,
-``shard_missing``, ``shard_not_in_manifest``, ``shard_checksum``, ``lineage_mismatch``,
+``shard_missing``, ``shard_not_in_manifest``, ``shard_checksum``, ``lineage_mismatch``, ``trainer_config``,
 ``ledger_conservation``, ``source_emptied``, ``file_missing``, ``file_size``, ``file_checksum``,
 ``corrupt_file``, ``budget_undershoot``, ``balance_out_of_tolerance``, ``missing_balance_value``.
 
@@ -311,77 +313,86 @@ def duplicate_id_flags(led: Ledger) -> list[dict]:
 
 #: Lineage columns the audit reads.
 LINEAGE_COLUMNS = ("shard", "source", "subset", "group", "tokens")
+#: what each format's lineage check compares against, for the messages
+_INDEX_NAME = {"megatron": ".idx", "olmo-npy": ".csv.gz", "datatrove": ".ds.index", "mds": "MDS sample headers"}
 
 
 def read_shard_lineage(run_dir: Path, entries: list[dict], violations: list[dict], *, verify: bool) -> pa.Table:
-    """Lineage of every complete shard, checked against its .idx; violations are appended."""
-    from curate.shards import read_index
+    """Lineage of every complete shard, checked against each format's own index; violations are appended.
+
+    Every format of a shard (its manifest entry's ``formats``) is read back by its reader in
+    :mod:`curate.shard_formats`: the sequence sizes of its index, checked against its data file's size, must
+    equal the lineage's token counts; ``verify`` rehashes every file.
+    """
+    from curate.shard_formats import WRITERS, shard_formats
 
     tables = []
     shard_dir = run_dir / "shards"
-    listed = {e["name"] for e in entries}
+    listed = {x["path"] for e in entries for f in shard_formats(e).values() for x in f["files"]}
     if shard_dir.is_dir():
-        for idx in sorted(shard_dir.glob("*.idx")):
-            if idx.stem not in listed:
-                violations.append({"kind": "shard_not_in_manifest", "where": idx.name,
-                                   "message": f"shard {idx.name} is in shards/ but not in the manifest"})
+        for fmt, cls in WRITERS.items():
+            for p in sorted(shard_dir.glob(cls.glob)):
+                rel = p.relative_to(shard_dir).as_posix()
+                if rel not in listed:
+                    violations.append({"kind": "shard_not_in_manifest", "where": rel,
+                                       "message": f"shard {rel} ({fmt}) is in shards/ but not in the manifest"})
     for e in entries:
-        bin_p, idx_p, lin_p = shard_dir / e["bin"], shard_dir / e["idx"], shard_dir / e["lineage"]
-        missing = [p.name for p in (bin_p, idx_p, lin_p) if not p.exists()]
+        fmts = shard_formats(e)
+        lin_p = shard_dir / e["lineage"]
+        missing = [x["path"] for f in fmts.values() for x in f["files"] if not (shard_dir / x["path"]).exists()]
+        missing += [lin_p.name] if not lin_p.exists() else []
         if missing:
             violations.append({"kind": "shard_missing", "where": e["name"],
                                "message": f"shard {e['name']} is in the manifest but {missing} are missing"})
             continue
         if verify:
-            for p, key in ((bin_p, "bin_sha256"), (idx_p, "idx_sha256")):
-                try:
-                    digest = sha256_file(p)
-                except FileNotFoundError:
-                    continue
-                if digest != e.get(key):
-                    violations.append({"kind": "shard_checksum", "where": p.name,
-                                       "message": f"{p.name}: sha256 does not match the manifest (truncated or "
-                                                  "modified); rewrite it by rerunning with --force"})
-        try:
-            info = read_index(idx_p)
-        except CurateError as ex:
-            violations.append({"kind": "shard_checksum", "where": idx_p.name, "message": str(ex)})
-            continue
-        except FileNotFoundError:
-            continue  # removed while the audit ran (a --force restart): not written, as far as we know
-        except _READ_ERRORS as ex:
-            _corrupt(violations, idx_p, run_dir, ex, "shard index")
-            continue
+            for f in fmts.values():
+                for x in f["files"]:
+                    try:
+                        digest = sha256_file(shard_dir / x["path"])
+                    except FileNotFoundError:
+                        continue  # removed while the audit ran
+                    if digest != x["sha256"]:
+                        violations.append({"kind": "shard_checksum", "where": x["path"],
+                                           "message": f"{x['path']}: sha256 does not match the manifest (truncated "
+                                                      "or modified); rewrite it by rerunning with --force"})
         try:
             lin = pq.read_table(lin_p)
             missing_cols = [c for c in LINEAGE_COLUMNS if c not in lin.column_names]
             if missing_cols:
                 msg = f"columns {missing_cols} are missing"
                 raise ValueError(msg)
-            lin["tokens"].to_numpy()
+            lt = lin["tokens"].to_numpy()
         except FileNotFoundError:
             continue
         except _READ_ERRORS as ex:
             _corrupt(violations, lin_p, run_dir, ex, "lineage")
             continue
-        sizes = np.asarray(info.sizes, dtype=np.int64)
-        lt = lin["tokens"].to_numpy()
-        if len(lt) != len(sizes) or not np.array_equal(lt, sizes):
-            n_bad = int(np.sum(lt[: len(sizes)] != sizes[: len(lt)])) + abs(len(lt) - len(sizes))
-            violations.append({"kind": "lineage_mismatch", "where": e["name"],
-                               "message": f"shard {e['name']}: lineage disagrees with the .idx on {n_bad} sequence(s) "
-                                          f"(lineage {len(lt)} rows / {int(lt.sum())} tokens, idx {len(sizes)} "
-                                          f"sequences / {int(sizes.sum())} tokens)"})
-        else:
+        idx_tokens = None
+        for fmt, f in fmts.items():
             try:
-                expected = int(bin_p.stat().st_size) // np.dtype(info.dtype).itemsize
-            except FileNotFoundError:
+                sizes = WRITERS[fmt].read_sizes(shard_dir, f)
+            except CurateError as ex:
+                violations.append({"kind": "shard_checksum", "where": f"{e['name']} ({fmt})", "message": str(ex)})
                 continue
-            if expected != int(sizes.sum()):
-                violations.append({"kind": "shard_checksum", "where": bin_p.name,
-                                   "message": f"{bin_p.name}: {expected} tokens on disk, index says {int(sizes.sum())}"})
-        tables.append(lin.append_column("idx_tokens", pa.array(sizes[: lin.num_rows]) if len(sizes) >= lin.num_rows
-                                        else lin["tokens"]))
+            except FileNotFoundError:
+                continue  # removed while the audit ran (a --force restart): not written, as far as we know
+            except _READ_ERRORS as ex:
+                _corrupt(violations, shard_dir / f["files"][-1]["path"], run_dir, ex, f"{fmt} shard index")
+                continue
+            if len(lt) != len(sizes) or not np.array_equal(lt, sizes):
+                n_bad = int(np.sum(lt[: len(sizes)] != sizes[: len(lt)])) + abs(len(lt) - len(sizes))
+                violations.append({"kind": "lineage_mismatch", "where": e["name"],
+                                   "message": f"shard {e['name']}: lineage disagrees with the {_INDEX_NAME[fmt]} "
+                                              f"({fmt}) on {n_bad} sequence(s) (lineage {len(lt)} rows / "
+                                              f"{int(lt.sum())} tokens, index {len(sizes)} sequences / "
+                                              f"{int(sizes.sum())} tokens)"})
+            if idx_tokens is None:
+                idx_tokens = sizes
+        if idx_tokens is None:
+            continue
+        tables.append(lin.append_column("idx_tokens", pa.array(idx_tokens[: lin.num_rows])
+                                        if len(idx_tokens) >= lin.num_rows else lin["tokens"]))
     if not tables:
         return pa.table({c: pa.array([], t) for c, t in (("shard", pa.string()), ("seq", pa.int64()),
                          ("source", pa.string()), ("subset", pa.string()), ("group", pa.string()),
@@ -661,6 +672,9 @@ def audit(run_dir: str | Path, *, verify: bool = False, consumed_tokens: int | N
     lineage = read_shard_lineage(run_dir, entries, violations, verify=verify)
     if manifest is not None:
         check_files(run_dir, manifest, violations, verify=verify)
+        from curate.shard_formats import check_run_files
+
+        violations.extend(check_run_files(run_dir, manifest))
     comp = composition(lineage, recipe, plan)
     led = _ledger(run_dir, violations)
     fun = funnel(led, recipe)

@@ -39,8 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--json", action="store_true")
     a.add_argument("--html", metavar="FILE", help="write a self-contained HTML report with plots")
     a.add_argument("--verify", action="store_true",
-                   help="check the sha256 of every file the audit trusts (shards, lineage, documents, quarantine, "
-                        "ledger) against the manifest")
+                   help="check the sha256 of every file the audit trusts (shards in every format, lineage, "
+                        "documents, quarantine, ledger) against the manifest")
     a.add_argument("--partial", action="store_true",
                    help="audit an incomplete run as a partial view (exit 0 when nothing is wrong so far); without "
                         "it an incomplete run exits 3")

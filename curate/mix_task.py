@@ -16,9 +16,10 @@ file per shard. A balanced member (``balance:``, :mod:`curate.balance`) is selec
                                          of curate.balance), n_shards, tokenizer facts; written last (done marker)
 
 ``write_shard`` (one Ray task per shard) gathers the token ids from the partitions' memory-mapped ``.tok``
-files and writes ``shards/<name>_NNNNN.{bin,idx}``, ``.lineage.parquet`` and ``.json`` (the shard's manifest
-entry, written last: its presence means the shard is complete). ``write_documents`` writes the final status of
-every input record of a partition to ``documents/<key>.parquet``.
+files and writes the shard in every format of ``shards.format`` (``shards/<name>_NNNNN.{bin,idx}`` for Megatron,
+the others' files as :mod:`curate.shard_formats` lays them out), ``.lineage.parquet`` and ``.json`` (the shard's
+manifest entry with a ``formats`` entry per format, written last: its presence means the shard is complete).
+``write_documents`` writes the final status of every input record of a partition to ``documents/<key>.parquet``.
 """
 
 from __future__ import annotations
@@ -358,34 +359,44 @@ def _tokens_by_source(kept: pa.Table, rows: np.ndarray, seq_tokens: np.ndarray) 
 
 
 def write_shard(payload: dict[str, Any], run_dir: str, i: int) -> dict:
-    """Write shard ``i`` from its order file; return its manifest entry."""
-    from curate.shards import IndexedDatasetWriter
+    """Write shard ``i`` from its order file in every format of ``shards.format``; return its manifest entry.
+
+    Each batch of sequences is gathered once and handed to every format's writer (curate.shard_formats), so the
+    formats hold the same token stream. On any error every writer aborts: no format's final files appear.
+    """
+    from curate.shard_formats import SeqBatch, ShardWriters, token_dtype
 
     recipe = recipe_from_payload(payload)
     run_dir = Path(run_dir)
     plan = read_json(run_dir / "work" / "mix" / "plan.json")
     order = pq.read_table(run_dir / "work" / "mix" / f"shard_{i:05d}.order.parquet")
     name = shard_name(recipe, i)
-    prefix = run_dir / "shards" / name
-    prefix.parent.mkdir(parents=True, exist_ok=True)
-    tok_dtype = np.uint16 if plan["vocab_size"] <= 65536 else np.uint32
+    shard_dir = run_dir / "shards"
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    tok_dtype = token_dtype(plan["vocab_size"])
     maps: dict[int, np.ndarray] = {}
-    writer = IndexedDatasetWriter(prefix, vocab_size=plan["vocab_size"])
+    formats = recipe.shards.formats
     pid = order["pid"].to_numpy()
     off = order["tok_offset"].to_numpy()
     ntok = order["ntok"].to_numpy()
+    meta = order.select(["doc_id", "source", "subset"])
     batch = 4096
-    for s in range(0, order.num_rows, batch):
-        pieces = []
-        for j in range(s, min(s + batch, order.num_rows)):
-            p = int(pid[j])
-            if p not in maps:
-                f = run_dir / "work" / "parts" / f"p{p:06d}.tok"
-                maps[p] = np.memmap(f, dtype=tok_dtype, mode="r") if f.stat().st_size else np.zeros(0, tok_dtype)
-            pieces.append(maps[p][off[j]:off[j] + ntok[j]])
-        flat = np.concatenate(pieces) if pieces else np.zeros(0, tok_dtype)
-        writer.add_batch(flat, ntok[s:s + batch], eos_id=plan["eos_id"])
-    info = writer.finalize()
+    with ShardWriters(formats, shard_dir, name, vocab_size=plan["vocab_size"], tokenizer=plan["tokenizer"]) as ws:
+        for s in range(0, order.num_rows, batch):
+            pieces = []
+            for j in range(s, min(s + batch, order.num_rows)):
+                p = int(pid[j])
+                if p not in maps:
+                    f = run_dir / "work" / "parts" / f"p{p:06d}.tok"
+                    maps[p] = np.memmap(f, dtype=tok_dtype, mode="r") if f.stat().st_size else np.zeros(0, tok_dtype)
+                pieces.append(maps[p][off[j]:off[j] + ntok[j]])
+            flat = np.concatenate(pieces) if pieces else np.zeros(0, tok_dtype)
+            ws.add(SeqBatch(flat, ntok[s:s + batch], eos_id=plan["eos_id"], vocab_size=plan["vocab_size"],
+                            meta=meta.slice(s, batch), where=f"shard {shard_dir / name}", first_seq=s))
+        fentries = ws.finalize()
+    mega = ws.get("megatron")
+    # with Megatron among the formats the entry keeps its .bin/.idx keys; else the counts the formats agree on
+    info = mega.info if mega is not None else {k: fentries[formats[0]][k] for k in ("sequences", "tokens")}
     lineage = order.select(["seq", "source", "subset", "group", "doc_id", "uid", "tokens", "epoch", "chunk", "lang",
                             "license"] + (["balance"] if "balance" in order.column_names else []))
     lineage = lineage.add_column(0, "shard", pa.array([name] * lineage.num_rows, pa.string()))
@@ -398,8 +409,9 @@ def write_shard(payload: dict[str, Any], run_dir: str, i: int) -> dict:
         return sorted(({**{k: r[k] for k in keys}, "tokens": r["tokens_sum"], "sequences": r["seq_count"]}
                        for r in g.to_pylist()), key=lambda r: tuple(str(r[k]) for k in keys))
 
-    entry = {"name": name, "index": i, "bin": f"{name}.bin", "idx": f"{name}.idx",
-             "lineage": f"{name}.lineage.parquet", **info,
+    files = {"bin": f"{name}.bin", "idx": f"{name}.idx"} if "megatron" in fentries else {}
+    entry = {"name": name, "index": i, **files,
+             "lineage": f"{name}.lineage.parquet", **info, "formats": fentries,
              "by_group": agg(["group"]), "by_source": agg(["source", "subset"]),
              "by_license": [{k: r[k] for k in ("source", "subset", "group", "license", "tokens")}
                             for r in agg(["source", "subset", "group", "license"])]}

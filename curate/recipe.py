@@ -169,7 +169,8 @@ class GroupConfig(_Model):
 
 
 class ShardsConfig(_Model):
-    format: ShardFormat = "megatron"
+    #: one format or a list: every format is written from the same mix (see curate.shard_formats)
+    format: ShardFormat | list[ShardFormat] = "megatron"
     max_tokens: int = Field(default=50_000_000, gt=0)
     single_file: bool = False
     ctx_len: int | None = Field(default=None, gt=0)
@@ -184,6 +185,19 @@ class ShardsConfig(_Model):
                    f"starting with '.'), got {v!r}")
             raise ValueError(msg)
         return v
+
+    @field_validator("format")
+    @classmethod
+    def _distinct_formats(cls, v: str | list[str]) -> str | list[str]:
+        if isinstance(v, list) and (not v or len(set(v)) != len(v)):
+            msg = f"must name at least one format, each once, got {v!r}"
+            raise ValueError(msg)
+        return v
+
+    @property
+    def formats(self) -> tuple[str, ...]:
+        """The formats to write, in the order the recipe lists them."""
+        return (self.format,) if isinstance(self.format, str) else tuple(self.format)
 
 
 class LangIdConfig(_Model):

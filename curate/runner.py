@@ -7,9 +7,11 @@ Phases (each resumable; a file's presence means it is complete, see ``curate.io_
     dedup      Ray tasks: exact + MinHash LSH across all sources      work/dedup/removed.parquet
     mix        one Ray task: token-proportional selection and interleaving over the small ``kept`` tables
                                                                       work/mix/{plan.json, shard_NNNNN.order.parquet}
-    shards     Ray tasks, one per shard: .bin/.idx + lineage         shards/<name>_NNNNN.{bin,idx,lineage.parquet,json}
+    shards     Ray tasks, one per shard: each shards.format + lineage shards/<name>_NNNNN.{bin,idx,lineage.parquet,json}
+                                                                      and shards/{olmo,datatrove,mds}/...
     documents  Ray tasks, one per partition: final status per record documents/<key>.parquet
-    finalize   driver: ledger.json (conservation checked), manifest.json, LICENSES.md, audit
+    finalize   driver: ledger.json (conservation checked), manifest.json, LICENSES.md, audit, the trainer
+               configs (megatron_data_args.{txt,json}, olmo_mixture.yaml, mds_streams.yaml, shards/mds/index.json)
 
 The driver only schedules work and merges small JSON files; it never holds documents or tokens.
 Determinism: every output depends only on its inputs (partition contents, the recipe, the seed), never on
@@ -36,7 +38,9 @@ from curate.sources.base import Partition
 from curate.worker import PartitionProcessor, part_paths, payload_for, recipe_from_payload
 
 RUN_SUBDIRS = ("work", "shards", "documents", "quarantine", "reports")
-RUN_FILES = ("run.json", "recipe.json", "ledger.json", "manifest.json", "LICENSES.md", "licenses.json", "audit.json")
+RUN_FILES = ("run.json", "recipe.json", "ledger.json", "manifest.json", "LICENSES.md", "licenses.json", "audit.json",
+             # the trainer configs derived from the manifest (curate.shard_formats.write_run_files)
+             "megatron_data_args.txt", "megatron_data_args.json", "olmo_mixture.yaml", "mds_streams.yaml")
 
 
 @dataclass
@@ -303,8 +307,9 @@ def trusted_file_hashes(run_dir: Path, parts: list[Partition], shards: list[dict
 
 
 def finalize(recipe: Recipe, run_dir: Path, parts: list[Partition], plan: dict, shards: list[dict]) -> tuple[dict, Ledger]:
-    from curate.shards import rwkv_magic_prime
     from curate.licenses import write_licenses_report
+    from curate.shard_formats import write_run_files
+    from curate.shards import rwkv_magic_prime
 
     led = collect_ledger(run_dir, parts)
     violations = led.conservation_violations()
@@ -316,7 +321,8 @@ def finalize(recipe: Recipe, run_dir: Path, parts: list[Partition], plan: dict, 
     manifest = {
         "name": recipe.name, "fingerprint": recipe.fingerprint(), "curate_version": __version__,
         "tokenizer": plan["tokenizer"], "vocab_size": plan["vocab_size"], "eos_id": plan["eos_id"],
-        "dtype": plan["dtype"], "format": recipe.shards.format, "tokens": total,
+        "dtype": plan["dtype"], "format": recipe.shards.format, "formats": list(recipe.shards.formats),
+        "tokens": total,
         "sequences": sum(s["sequences"] for s in shards), "shards": shards,
         "mix": plan["members"], "rescaled": plan.get("rescaled"),
     }
@@ -327,6 +333,9 @@ def finalize(recipe: Recipe, run_dir: Path, parts: list[Partition], plan: dict, 
         except ValueError as e:
             manifest["rwkv"] = {"ctx_len": recipe.shards.ctx_len, "magic_prime": None, "error": str(e)}
     manifest["files"] = trusted_file_hashes(run_dir, parts, shards)
+    # MDS's index.json and the trainers' blend configs come from the manifest, before it is written (its presence
+    # marks the run complete)
+    write_run_files(run_dir, manifest)
     atomic_write_json(run_dir / "manifest.json", manifest)
     rows = []
     for s in shards:

@@ -58,16 +58,22 @@ CODE_OF_DTYPE = {v: k for k, v in DTYPE_CODES.items()}
 _INT32_MAX = np.iinfo(np.int32).max
 
 
-def dtype_for_vocab(vocab_size: int) -> np.dtype:
-    """Token dtype for a vocabulary: ``uint16`` when every id fits (``vocab_size <= 65536``), else ``int32``."""
+def dtype_for_vocab(vocab_size: int, *, wide: type | np.dtype = np.int32) -> np.dtype:
+    """Token dtype for a vocabulary: ``uint16`` when every id fits (``vocab_size <= 65536``), else ``wide``.
+
+    ``wide`` is ``int32`` for Megatron (its dtype codes have no uint32); the other shard formats pass ``uint32``
+    (:func:`curate.shard_formats.token_dtype`).
+    """
     if vocab_size <= 0:
         msg = f"`vocab_size` must be > 0, got {vocab_size}"
         raise ValueError(msg)
     if vocab_size <= 1 << 16:
         return np.dtype(np.uint16)
-    if vocab_size <= 1 << 31:
-        return np.dtype(np.int32)
-    msg = f"`vocab_size` {vocab_size} does not fit the int32 token ids of a Megatron shard"
+    wide = np.dtype(wide)
+    if vocab_size <= int(np.iinfo(wide).max) + 1:
+        return wide
+    what = "a Megatron shard" if wide == np.int32 else "the shard"
+    msg = f"`vocab_size` {vocab_size} does not fit the {wide.name} token ids of {what}"
     raise ValueError(msg)
 
 
@@ -91,6 +97,58 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 
 # ---------------------------------------------------------------------------- writer
+def sequences_with_eos(flat_ids: np.ndarray, lengths: np.ndarray, *, eos_id: int, dtype: np.dtype, where: str,
+                       first_seq: int = 0, vocab_size: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Checked ``(tokens, sizes)`` of one batch: each document's ids then one ``eos_id``, as ``dtype``.
+
+    Every shard format takes its sequences from here, so their token streams are identical. ``sizes`` is
+    ``None`` for an empty batch. Raises :class:`ShardError` naming ``where`` and the document (counted from
+    ``first_seq``) when an id does not fit ``dtype``, lengths and ids disagree, or a size exceeds int32.
+    """
+    dtype = np.dtype(dtype)
+    max_id = int(np.iinfo(dtype).max)
+    flat = np.asarray(flat_ids)
+    lens = np.asarray(lengths, dtype=np.int64)
+    if flat.ndim != 1 or lens.ndim != 1:
+        msg = f"{where}: ids and lengths must be 1-D, got shapes {flat.shape} and {lens.shape}"
+        raise ShardError(msg)
+    if flat.size and flat.dtype.kind not in "iu":
+        msg = f"{where}: token ids must be integers, got dtype {flat.dtype}"
+        raise ShardError(msg)
+    if lens.size and int(lens.min()) < 0:
+        msg = f"{where}: negative document length at index {int(np.argmin(lens))}"
+        raise ShardError(msg)
+    if int(lens.sum()) != flat.size:
+        msg = f"{where}: lengths sum to {int(lens.sum())} but {flat.size} ids were given"
+        raise ShardError(msg)
+    if not 0 <= int(eos_id) <= max_id:
+        msg = (f"{where}: eos id {eos_id} does not fit {dtype.name} (0..{max_id}); "
+               f"vocab_size={vocab_size} is too small for this tokenizer")
+        raise ShardError(msg)
+    if flat.size:
+        lo, hi = int(flat.min()), int(flat.max())
+        if lo < 0 or hi > max_id:
+            bad = int(np.flatnonzero((flat < 0) | (flat > max_id))[0])
+            doc = int(np.searchsorted(np.cumsum(lens), bad, side="right"))
+            msg = (f"{where}: token id {int(flat[bad])} (document {first_seq + doc} of the shard) "
+                   f"does not fit {dtype.name} (0..{max_id}); set vocab_size to the tokenizer's "
+                   f"real vocabulary size (got {vocab_size})")
+            raise ShardError(msg)
+    if lens.size and int(lens.max()) + 1 > _INT32_MAX:
+        msg = f"{where}: a document of {int(lens.max())} tokens exceeds Megatron's int32 sizes"
+        raise ShardError(msg)
+    if not lens.size:
+        return np.zeros(0, dtype=dtype), None
+    sizes = lens + 1
+    out = np.empty(int(sizes.sum()), dtype=dtype)
+    eos_at = np.cumsum(sizes) - 1
+    is_tok = np.ones(out.size, dtype=bool)
+    is_tok[eos_at] = False
+    out[is_tok] = flat
+    out[eos_at] = eos_id
+    return out, sizes
+
+
 class IndexedDatasetWriter:
     """Stream documents into one Megatron ``MMIDIDX`` shard.
 
@@ -158,45 +216,10 @@ class IndexedDatasetWriter:
         if self._done:
             msg = f"{self._where()}: add_batch after finalize/abort; open a new writer"
             raise ShardError(msg)
-        flat = np.asarray(flat_ids)
-        lens = np.asarray(lengths, dtype=np.int64)
-        if flat.ndim != 1 or lens.ndim != 1:
-            msg = f"{self._where()}: ids and lengths must be 1-D, got shapes {flat.shape} and {lens.shape}"
-            raise ShardError(msg)
-        if flat.size and flat.dtype.kind not in "iu":
-            msg = f"{self._where()}: token ids must be integers, got dtype {flat.dtype}"
-            raise ShardError(msg)
-        if lens.size and int(lens.min()) < 0:
-            msg = f"{self._where()}: negative document length at index {int(np.argmin(lens))}"
-            raise ShardError(msg)
-        if int(lens.sum()) != flat.size:
-            msg = f"{self._where()}: lengths sum to {int(lens.sum())} but {flat.size} ids were given"
-            raise ShardError(msg)
-        if not 0 <= int(eos_id) <= self._max_id:
-            msg = (f"{self._where()}: eos id {eos_id} does not fit {self.dtype.name} (0..{self._max_id}); "
-                   f"vocab_size={self.vocab_size} is too small for this tokenizer")
-            raise ShardError(msg)
-        if flat.size:
-            lo, hi = int(flat.min()), int(flat.max())
-            if lo < 0 or hi > self._max_id:
-                bad = int(np.flatnonzero((flat < 0) | (flat > self._max_id))[0])
-                doc = int(np.searchsorted(np.cumsum(lens), bad, side="right"))
-                msg = (f"{self._where()}: token id {int(flat[bad])} (document {self._sequences + doc} of the shard) "
-                       f"does not fit {self.dtype.name} (0..{self._max_id}); set vocab_size to the tokenizer's "
-                       f"real vocabulary size (got {self.vocab_size})")
-                raise ShardError(msg)
-        if lens.size and int(lens.max()) + 1 > _INT32_MAX:
-            msg = f"{self._where()}: a document of {int(lens.max())} tokens exceeds Megatron's int32 sizes"
-            raise ShardError(msg)
-        if not lens.size:
+        out, sizes = sequences_with_eos(flat_ids, lengths, eos_id=eos_id, dtype=self.dtype, where=self._where(),
+                                        first_seq=self._sequences, vocab_size=self.vocab_size)
+        if sizes is None:
             return
-        sizes = lens + 1
-        out = np.empty(int(sizes.sum()), dtype=self.dtype)
-        eos_at = np.cumsum(sizes) - 1
-        is_tok = np.ones(out.size, dtype=bool)
-        is_tok[eos_at] = False
-        out[is_tok] = flat
-        out[eos_at] = eos_id
         buf = out.tobytes()
         self._f.write(buf)
         self._hash.update(buf)

@@ -42,6 +42,7 @@ from curate.io_utils import atomic_write_json, atomic_write_parquet
 from curate.ledger import Ledger
 from curate.recipe import Recipe, parse_recipe
 from curate.schema import DROP_REASON, QUARANTINE_SCHEMA
+from curate.shard_formats import token_dtype
 from curate.sources.base import Partition, ReadContext
 
 DOCS_DROP_COLS = ("text", "meta")
@@ -154,7 +155,7 @@ class PartitionProcessor:
         src = recipe.sources[part.source]
         stages = self.stages(part.source)
         tok = self.tokenizer
-        tok_dtype = np.uint16 if tok.vocab_size <= 65536 else np.uint32
+        tok_dtype = token_dtype(tok.vocab_size)
         dedup = recipe.dedup
         mh = dedup.minhash if dedup else None
 

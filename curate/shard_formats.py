@@ -1,0 +1,697 @@
+"""Shard formats: the files one shard is written as, for each trainer, all from the same ordered sequences.
+
+``shards.format`` names one format or a list. :func:`curate.mix_task.write_shard` gathers each batch of a
+shard's sequences once (a :class:`SeqBatch`) and hands the same batch to one writer per format, so the token
+streams of all formats are identical; every sequence is a document's ids then one end-of-document id. A writer
+writes its files under temporary names and renames them in :meth:`ShardFormatWriter.finalize`, which returns
+the format's manifest entry (paths relative to ``shards/``)::
+
+    {"dtype": "uint16", "sequences": n, "tokens": t,
+     "files": [{"path": "olmo/mix_00000.npy", "bytes": ..., "sha256": ...}, ...]}
+
+The audit reads each format's own index back (:meth:`ShardFormatWriter.read_sizes`: sequence sizes from the
+``.idx``, the ``.csv.gz``, the ``.ds.index`` or the MDS sample headers, checked against the data file's size)
+and ``--verify`` rehashes every listed file. Layouts under ``shards/`` (``<name>`` is e.g. ``mix_00000``)::
+
+    megatron   <name>.bin, <name>.idx      Megatron MMIDIDX (curate.shards): Megatron-LM, GPT-NeoX, RWKV-LM
+    olmo-npy   olmo/<name>.npy             raw little-endian ids with no .npy header: dolma's memmap layout,
+                                           which OLMo-core's NumpyFSLDataset opens with np.memmap
+               olmo/<name>.csv.gz          dolma's metadata, one line per sequence: start,end,id,source
+                                           (token offsets, end exclusive; OLMo-core reads start,end)
+    datatrove  datatrove/<name>.ds         raw little-endian ids (datatrove's TokenizedFile)
+               datatrove/<name>.ds.index   uint64 end offset (exclusive, in tokens) of every sequence
+               datatrove/<name>.ds.metadata  "<tokenizer>|<token_size>" then the token count
+    mds        mds/<name>.mds              one MosaicML-streaming MDS shard (layout below), one sample per
+                                           sequence, column ``tokens`` encoded ``ndarray:<dtype>``
+               mds/index.json              every shard of the run, written by :func:`write_run_files`
+
+Token dtype (:func:`token_dtype`): ``uint16`` when ``vocab_size <= 65536``, else 4 bytes: ``int32`` for Megatron
+(its dtype codes have no uint32; megatron-core's ``DType.optimal_dtype`` picks int32 too), ``uint32`` for the
+others (OLMo-core's ``NumpyDatasetDType.uint32``, datatrove's ``token_size=4``, MDS ``ndarray:uint32``). So a
+Llama-3 (128k) run writes 4-byte ids everywhere, and each format records it its own way (the .idx dtype code,
+the config's dtype, the .ds.metadata token size, the MDS column encoding).
+
+MDS shard layout (streaming's ``MDSWriter.encode_joint_shard``, little endian): ``uint32`` sample count n,
+``uint32`` offsets[n + 1] (absolute byte offsets of the samples and of the end), the shard's config JSON
+(sorted keys), then the samples. A sample of one variable-size column is ``uint32`` datum size then the datum:
+one byte ``ndim << 2 | shape_code`` (shape_code 0..3 = uint8/16/32/64, the smallest that holds the length), the
+length in that type, then the ids. Offsets are uint32, so one MDS shard must stay under 4 GiB.
+
+Trainer configs derived from the manifest (:func:`write_run_files`), in the run directory:
+``megatron_data_args.txt`` (``w1 p1 w2 p2 ...`` for ``--data-path``, weights = shard tokens) and
+``megatron_data_args.json`` (for ``--per-split-data-args-path``), ``olmo_mixture.yaml`` (OLMo-core dataset
+paths, dtype and a one-source ``source_mixture``), ``mds_streams.yaml`` (a ``streams:`` entry).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from curate.errors import ShardError
+from curate.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text
+from curate.shards import IndexedDatasetWriter, dtype_for_vocab, read_index, sequences_with_eos, sha256_file
+
+FORMATS = ("megatron", "olmo-npy", "datatrove", "mds")
+
+_UINT32_MAX = (1 << 32) - 1
+
+
+def token_dtype(vocab_size: int, fmt: str | None = None) -> np.dtype:
+    """Token dtype of a vocabulary: ``uint16`` when ``vocab_size <= 65536``, else ``int32`` for ``megatron`` and
+    ``uint32`` for every other format and for the partitions' ``.tok`` files (``fmt=None``)."""
+    return dtype_for_vocab(vocab_size, wide=np.int32 if fmt == "megatron" else np.uint32)
+
+
+class SeqBatch:
+    """One batch of a shard's sequences, shared by every format's writer.
+
+    ``flat``/``lens`` are the documents' ids without end-of-document ids (what the Megatron writer takes);
+    :attr:`tokens_sizes` adds one ``eos_id`` per sequence, once, for the other formats. ``meta`` holds the
+    batch's ``doc_id``, ``source`` and ``subset`` columns (one row per sequence).
+    """
+
+    def __init__(self, flat: np.ndarray, lens: np.ndarray, *, eos_id: int, vocab_size: int, meta: pa.Table,
+                 where: str, first_seq: int) -> None:
+        self.flat, self.lens, self.eos_id, self.vocab_size = flat, np.asarray(lens, np.int64), int(eos_id), vocab_size
+        self.meta, self.where, self.first_seq = meta, where, first_seq
+
+    @cached_property
+    def tokens_sizes(self) -> tuple[np.ndarray, np.ndarray]:
+        out, sizes = sequences_with_eos(self.flat, self.lens, eos_id=self.eos_id, dtype=token_dtype(self.vocab_size),
+                                        where=self.where, first_seq=self.first_seq, vocab_size=self.vocab_size)
+        return out, (np.zeros(0, np.int64) if sizes is None else sizes)
+
+
+def _file_entry(shard_dir: Path, path: Path, sha: str | None = None) -> dict:
+    return {"path": path.relative_to(shard_dir).as_posix(), "bytes": path.stat().st_size,
+            "sha256": sha or sha256_file(path)}
+
+
+class _HashedFile:
+    """A file written under ``<path>.tmp``, hashed on the way, renamed by :meth:`commit`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.tmp = path, Path(f"{path}.tmp")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.f = open(self.tmp, "wb")  # noqa: SIM115 - closed by close/abort
+        self.h = hashlib.sha256()
+        self.bytes = 0
+
+    def write(self, data: bytes) -> None:
+        self.f.write(data)
+        self.h.update(data)
+        self.bytes += len(data)
+
+    def close(self) -> None:
+        if not self.f.closed:
+            self.f.flush()
+            os.fsync(self.f.fileno())
+            self.f.close()
+
+    def commit(self) -> None:
+        self.close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        self.f.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+class ShardFormatWriter:
+    """Interface of one format's writer for one shard; subclasses register in :data:`WRITERS`.
+
+    ``__init__(shard_dir, name, vocab_size=, tokenizer=)``, then :meth:`add` per batch in order, then
+    :meth:`finalize` (files renamed into place, manifest entry returned) or :meth:`abort` (nothing left).
+    The class methods read a finished shard back from its own files.
+    """
+
+    format: ClassVar[str]
+    #: glob under ``shards/`` that finds this format's shards (audit: files not in the manifest)
+    glob: ClassVar[str]
+
+    def __init__(self, shard_dir: Path, name: str, *, vocab_size: int, tokenizer: str) -> None:
+        self.shard_dir, self.name, self.vocab_size, self.tokenizer = Path(shard_dir), name, vocab_size, tokenizer
+        self.dtype = token_dtype(vocab_size, self.format)
+        self.sequences = 0
+        self.tokens = 0
+
+    def add(self, batch: SeqBatch) -> None:
+        raise NotImplementedError
+
+    def finalize(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+    def _entry(self, files: list[dict]) -> dict[str, Any]:
+        return {"dtype": self.dtype.name, "sequences": self.sequences, "tokens": self.tokens, "files": files}
+
+    # ------------------------------------------------------------------ reading back
+    @classmethod
+    def read_sizes(cls, shard_dir: Path, fentry: dict) -> np.ndarray:
+        """Tokens per sequence from the format's own index, after checking the data file's size against it."""
+        raise NotImplementedError
+
+    @classmethod
+    def read_tokens(cls, shard_dir: Path, fentry: dict) -> np.ndarray:
+        """The shard's token stream (every sequence back to back), as the format stores it."""
+        raise NotImplementedError
+
+
+WRITERS: dict[str, type[ShardFormatWriter]] = {}
+
+
+def register(cls: type[ShardFormatWriter]) -> type[ShardFormatWriter]:
+    WRITERS[cls.format] = cls
+    return cls
+
+
+def _raw_tokens(path: Path, dtype: np.dtype) -> np.ndarray:
+    if not path.is_file():
+        msg = f"{path}: data file missing; delete the shard's files and rerun to rewrite it"
+        raise ShardError(msg)
+    return np.fromfile(path, dtype=np.dtype(dtype).newbyteorder("<")) if path.stat().st_size else np.zeros(0, dtype)
+
+
+def _check_data_size(path: Path, sizes: np.ndarray, dtype: np.dtype, index: Path) -> None:
+    want = int(sizes.sum()) * np.dtype(dtype).itemsize
+    if not path.is_file():
+        msg = f"{path}: data file missing next to {index}; delete the shard and rerun to rewrite it"
+        raise ShardError(msg)
+    got = path.stat().st_size
+    if got != want:
+        msg = (f"{path}: {got} bytes, but {index.name} describes {int(sizes.sum())} {np.dtype(dtype).name} tokens "
+               f"({want} bytes); the shard is truncated or mismatched, delete it and rerun")
+        raise ShardError(msg)
+
+
+# ---------------------------------------------------------------------------- megatron
+@register
+class MegatronWriter(ShardFormatWriter):
+    """``<name>.bin``/``.idx`` through :class:`curate.shards.IndexedDatasetWriter` (byte-identical to before)."""
+
+    format = "megatron"
+    glob = "*.idx"
+
+    def __init__(self, shard_dir: Path, name: str, *, vocab_size: int, tokenizer: str) -> None:
+        super().__init__(shard_dir, name, vocab_size=vocab_size, tokenizer=tokenizer)
+        self.w = IndexedDatasetWriter(self.shard_dir / name, vocab_size=vocab_size)
+        self.info: dict[str, Any] = {}
+
+    def add(self, batch: SeqBatch) -> None:
+        self.w.add_batch(batch.flat, batch.lens, eos_id=batch.eos_id)
+
+    def finalize(self) -> dict[str, Any]:
+        self.info = self.w.finalize()
+        self.sequences, self.tokens = self.info["sequences"], self.info["tokens"]
+        return self._entry([
+            {"path": f"{self.name}.bin", "bytes": self.info["bin_bytes"], "sha256": self.info["bin_sha256"]},
+            {"path": f"{self.name}.idx", "bytes": self.info["idx_bytes"], "sha256": self.info["idx_sha256"]}])
+
+    def abort(self) -> None:
+        self.w.abort()
+
+    @classmethod
+    def read_sizes(cls, shard_dir: Path, fentry: dict) -> np.ndarray:
+        bin_p, idx_p = (shard_dir / f["path"] for f in fentry["files"])
+        info = read_index(idx_p)
+        sizes = np.asarray(info.sizes, dtype=np.int64)
+        _check_data_size(bin_p, sizes, info.dtype, idx_p)
+        return sizes
+
+    @classmethod
+    def read_tokens(cls, shard_dir: Path, fentry: dict) -> np.ndarray:
+        bin_p, idx_p = (shard_dir / f["path"] for f in fentry["files"])
+        return _raw_tokens(bin_p, read_index(idx_p).dtype)
+
+
+# ---------------------------------------------------------------------------- olmo-npy
+def _csv_field(arr: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """A string column safe for OLMo-core's line-by-line metadata reader: no line breaks inside a field."""
+    return pc.replace_substring_regex(pc.cast(arr, pa.string()), pattern=r"[\r\n]", replacement=" ")
+
+
+@register
+class OlmoNpyWriter(ShardFormatWriter):
+    """``olmo/<name>.npy`` (raw ids) + ``olmo/<name>.csv.gz`` (start,end,id,source per sequence)."""
+
+    format = "olmo-npy"
+    glob = "olmo/*.npy"
+
+    def __init__(self, shard_dir: Path, name: str, *, vocab_size: int, tokenizer: str) -> None:
+        super().__init__(shard_dir, name, vocab_size=vocab_size, tokenizer=tokenizer)
+        self.npy = _HashedFile(self.shard_dir / "olmo" / f"{name}.npy")
+        self.csv = _HashedFile(self.shard_dir / "olmo" / f"{name}.csv.gz")
+        # mtime=0 and no file name in the gzip header: the same shard gives the same bytes
+        self.gz = gzip.GzipFile(filename="", mode="wb", fileobj=self.csv, mtime=0)
+
+    def add(self, batch: SeqBatch) -> None:
+        tokens, sizes = batch.tokens_sizes
+        if not sizes.size:
+            return
+        self.npy.write(tokens.astype(self.dtype.newbyteorder("<"), copy=False).tobytes())
+        end = self.tokens + np.cumsum(sizes)
+        src, sub = batch.meta["source"], batch.meta["subset"]
+        source = pc.if_else(pc.equal(pc.fill_null(sub, ""), ""), src,
+                            pc.binary_join_element_wise(src, pc.fill_null(sub, ""), "/"))
+        t = pa.table({"start": pa.array(end - sizes), "end": pa.array(end), "id": _csv_field(batch.meta["doc_id"]),
+                      "source": _csv_field(source)})
+        buf = io.BytesIO()
+        pacsv.write_csv(t, buf, write_options=pacsv.WriteOptions(include_header=False, quoting_style="needed"))
+        self.gz.write(buf.getvalue())
+        self.sequences += int(sizes.size)
+        self.tokens += int(tokens.size)
+
+    def finalize(self) -> dict[str, Any]:
+        self.gz.close()
+        for f in (self.npy, self.csv):
+            f.commit()
+        return self._entry([_file_entry(self.shard_dir, f.path, f.h.hexdigest()) for f in (self.npy, self.csv)])
+
+    def abort(self) -> None:
+        self.npy.abort()
+        self.csv.abort()
+
+    @classmethod
+    def read_sizes(cls, shard_dir: Path, fentry: dict) -> np.ndarray:
+        npy, meta = (shard_dir / f["path"] for f in fentry["files"])
+        if not meta.is_file():
+            msg = f"{meta}: metadata file missing; delete the shard and rerun to rewrite it"
+            raise ShardError(msg)
+        try:
+            with gzip.open(meta, "rb") as f:
+                raw = f.read()
+            t = pacsv.read_csv(io.BytesIO(raw), read_options=pacsv.ReadOptions(
+                column_names=["start", "end", "id", "source"]), convert_options=pacsv.ConvertOptions(
+                column_types={"start": pa.int64(), "end": pa.int64(), "id": pa.string(), "source": pa.string()}))
+        except (OSError, pa.ArrowInvalid, EOFError) as e:
+            msg = f"{meta}: not a readable start,end,id,source .csv.gz ({e}); delete the shard and rerun"
+            raise ShardError(msg) from None
+        start, end = t["start"].to_numpy(), t["end"].to_numpy()
+        if len(start) and (start[0] != 0 or np.any(start[1:] != end[:-1]) or np.any(end < start)):
+            msg = f"{meta}: document spans are not back to back from offset 0; the metadata is corrupt"
+            raise ShardError(msg)
+        sizes = (end - start).astype(np.int64)
+        _check_data_size(npy, sizes, np.dtype(fentry["dtype"]), meta)
+        return sizes
+
+    @classmethod
+    def read_tokens(cls, shard_dir: Path, fentry: dict) -> np.ndarray:
+        return _raw_tokens(shard_dir / fentry["files"][0]["path"], np.dtype(fentry["dtype"]))
+
+
+# ---------------------------------------------------------------------------- datatrove
+@register
+class DatatroveWriter(ShardFormatWriter):
+    """``datatrove/<name>.ds`` + ``.ds.index`` (uint64 ends) + ``.ds.metadata``, as datatrove's TokenizedFile."""
+
+    format = "datatrove"
+    glob = "datatrove/*.ds"
+
+    def __init__(self, shard_dir: Path, name: str, *, vocab_size: int, tokenizer: str) -> None:
+        super().__init__(shard_dir, name, vocab_size=vocab_size, tokenizer=tokenizer)
+        self.ds = _HashedFile(self.shard_dir / "datatrove" / f"{name}.ds")
+        self.index = _HashedFile(self.shard_dir / "datatrove" / f"{name}.ds.index")
+
+    def add(self, batch: SeqBatch) -> None:
+        tokens, sizes = batch.tokens_sizes
+        if not sizes.size:
+            return
+        self.ds.write(tokens.astype(self.dtype.newbyteorder("<"), copy=False).tobytes())
+        self.index.write((self.tokens + np.cumsum(sizes)).astype("<u8").tobytes())
+        self.sequences += int(sizes.size)
+        self.tokens += int(tokens.size)
+
+    def finalize(self) -> dict[str, Any]:
+        meta = self.shard_dir / "datatrove" / f"{self.name}.ds.metadata"
+        atomic_write_text(meta, f"{self.tokenizer}|{self.dtype.itemsize}\n{self.tokens}")
+        self.ds.commit()
+        self.index.commit()  # the index last: a final .ds.index exists only when its .ds is complete
+        return self._entry([_file_entry(self.shard_dir, self.ds.path, self.ds.h.hexdigest()),
+                            _file_entry(self.shard_dir, self.index.path, self.index.h.hexdigest()),
+                            _file_entry(self.shard_dir, meta)])
+
+    def abort(self) -> None:
+        self.ds.abort()
+        self.index.abort()
+
+    @classmethod
+    def read_sizes(cls, shard_dir: Path, fentry: dict) -> np.ndarray:
+        ds, index, _meta = (shard_dir / f["path"] for f in fentry["files"])
+        if not index.is_file() or index.stat().st_size % 8:
+            msg = f"{index}: missing or not a whole number of uint64 ends; delete the shard and rerun"
+            raise ShardError(msg)
+        ends = np.fromfile(index, dtype="<u8").astype(np.int64)
+        sizes = np.diff(ends, prepend=0)
+        if sizes.size and int(sizes.min()) < 0:
+            msg = f"{index}: document ends go backwards at {int(np.argmin(sizes))}; the index is corrupt"
+            raise ShardError(msg)
+        _check_data_size(ds, sizes, np.dtype(fentry["dtype"]), index)
+        return sizes
+
+    @classmethod
+    def read_tokens(cls, shard_dir: Path, fentry: dict) -> np.ndarray:
+        return _raw_tokens(shard_dir / fentry["files"][0]["path"], np.dtype(fentry["dtype"]))
+
+
+# ---------------------------------------------------------------------------- mds
+def mds_config(dtype: np.dtype) -> dict[str, Any]:
+    """The writer config MDS embeds in every shard and repeats in index.json (MDSWriter.get_config)."""
+    return {"column_encodings": [f"ndarray:{np.dtype(dtype).name}"], "column_names": ["tokens"],
+            "column_sizes": [None], "compression": None, "format": "mds", "hashes": [], "size_limit": None,
+            "version": 2}
+
+
+_SHAPE_WIDTH = np.array([1, 2, 4, 8], dtype=np.int64)
+
+
+def _mds_samples(tokens: np.ndarray, sizes: np.ndarray, dtype: np.dtype) -> tuple[bytes, np.ndarray]:
+    """Encode sequences as MDS samples of one ``ndarray:<dtype>`` column; returns the bytes and sample lengths.
+
+    Vectorized: every byte's destination is computed with numpy, no per-sample Python.
+    """
+    item = np.dtype(dtype).itemsize
+    code = np.where(sizes < 1 << 8, 0, np.where(sizes < 1 << 16, 1, np.where(sizes < 1 << 32, 2, 3)))
+    width = _SHAPE_WIDTH[code]
+    datum = 1 + width + sizes * item
+    sample = 4 + datum
+    start = np.concatenate([[0], np.cumsum(sample)[:-1]])
+    out = np.zeros(int(sample.sum()), dtype=np.uint8)
+    # uint32 datum size, then the ndim/shape-dtype byte (ndim is 1)
+    out[start[:, None] + np.arange(4)] = datum.astype("<u4").view(np.uint8).reshape(-1, 4)
+    out[start + 4] = (1 << 2) | code
+    # the length in its width: the first `width` little-endian bytes of a uint64
+    len_bytes = sizes.astype("<u8").view(np.uint8).reshape(-1, 8)
+    k = np.arange(8)
+    keep = k[None, :] < width[:, None]
+    out[(start[:, None] + 5 + k[None, :])[keep]] = len_bytes[keep]
+    # the ids
+    body = tokens.astype(np.dtype(dtype).newbyteorder("<"), copy=False).view(np.uint8)
+    vstart = start + 5 + width
+    nbytes = sizes * item
+    first = np.repeat(vstart - np.concatenate([[0], np.cumsum(nbytes)[:-1]]), nbytes)
+    out[first + np.arange(body.size)] = body
+    return out.tobytes(), sample
+
+
+@register
+class MdsWriter(ShardFormatWriter):
+    """``mds/<name>.mds``: one MDS shard; ``mds/index.json`` lists them all (:func:`write_run_files`).
+
+    Samples stream to ``<name>.mds.body.tmp``; :meth:`finalize` writes the header (count, offsets, config)
+    and copies the body after it, since the header's size depends on the sample count.
+    """
+
+    format = "mds"
+    glob = "mds/*.mds"
+
+    def __init__(self, shard_dir: Path, name: str, *, vocab_size: int, tokenizer: str) -> None:
+        super().__init__(shard_dir, name, vocab_size=vocab_size, tokenizer=tokenizer)
+        self.path = self.shard_dir / "mds" / f"{name}.mds"
+        self.body = _HashedFile(Path(f"{self.path}.body"))
+        self.lengths: list[np.ndarray] = []
+
+    def add(self, batch: SeqBatch) -> None:
+        tokens, sizes = batch.tokens_sizes
+        if not sizes.size:
+            return
+        data, lengths = _mds_samples(tokens, sizes, self.dtype)
+        self.body.write(data)
+        self.lengths.append(lengths)
+        self.sequences += int(sizes.size)
+        self.tokens += int(tokens.size)
+
+    def finalize(self) -> dict[str, Any]:
+        self.body.close()
+        config = json.dumps(mds_config(self.dtype), sort_keys=True).encode()
+        lengths = np.concatenate(self.lengths) if self.lengths else np.zeros(0, np.int64)
+        head = 4 + 4 * (lengths.size + 1) + len(config)
+        offsets = head + np.concatenate([[0], np.cumsum(lengths)])
+        if int(offsets[-1]) > _UINT32_MAX:
+            self.abort()
+            msg = (f"{self.path}: {int(offsets[-1])} bytes, over the 4 GiB an MDS shard's uint32 offsets address; "
+                   "lower shards.max_tokens")
+            raise ShardError(msg)
+        out = _HashedFile(self.path)
+        try:
+            out.write(np.uint32(lengths.size).astype("<u4").tobytes() + offsets.astype("<u4").tobytes() + config)
+            with open(self.body.tmp, "rb") as f:
+                for block in iter(lambda: f.read(1 << 22), b""):
+                    out.write(block)
+            out.commit()
+        except BaseException:
+            out.abort()
+            raise
+        finally:
+            self.body.tmp.unlink(missing_ok=True)
+        entry = self._entry([_file_entry(self.shard_dir, self.path, out.h.hexdigest())])
+        entry["samples"] = int(lengths.size)
+        return entry
+
+    def abort(self) -> None:
+        self.body.abort()
+
+    @classmethod
+    def read_sizes(cls, shard_dir: Path, fentry: dict) -> np.ndarray:
+        p = shard_dir / fentry["files"][0]["path"]
+        if not p.is_file():
+            msg = f"{p}: MDS shard missing; delete the shard and rerun to rewrite it"
+            raise ShardError(msg)
+        raw = np.fromfile(p, dtype=np.uint8)
+
+        def bad(what: str) -> ShardError:
+            return ShardError(f"{p}: {what}; the MDS shard is corrupt or truncated, delete it and rerun")
+
+        if raw.size < 8:
+            raise bad(f"{raw.size} bytes, shorter than an MDS header")
+        n = int(raw[:4].view("<u4")[0])
+        if raw.size < 4 + 4 * (n + 1):
+            raise bad(f"{raw.size} bytes, too short for the offsets of {n} samples")
+        offsets = raw[4:4 + 4 * (n + 1)].view("<u4").astype(np.int64)
+        if int(offsets[-1]) != raw.size or bool(np.any(np.diff(offsets) < 6)):
+            raise bad(f"offsets end at {int(offsets[-1])} of {raw.size} bytes or a sample is under 6 bytes")
+        starts = offsets[:-1]
+        datum = raw[starts[:, None] + np.arange(4)].copy().view("<u4").ravel().astype(np.int64)
+        code = (raw[starts + 4] & 3).astype(np.int64)
+        width = _SHAPE_WIDTH[code]
+        item = np.dtype(fentry["dtype"]).itemsize
+        sizes = (datum - 1 - width) // item
+        if not np.array_equal(4 + datum, np.diff(offsets)) or bool(np.any((raw[starts + 4] >> 2) != 1)):
+            raise bad("a sample's size or shape header disagrees with the offsets")
+        return sizes
+
+    @classmethod
+    def read_tokens(cls, shard_dir: Path, fentry: dict) -> np.ndarray:
+        p = shard_dir / fentry["files"][0]["path"]
+        sizes = cls.read_sizes(shard_dir, fentry)
+        raw = np.fromfile(p, dtype=np.uint8)
+        n = sizes.size
+        offsets = raw[4:4 + 4 * (n + 1)].view("<u4").astype(np.int64)
+        width = _SHAPE_WIDTH[(raw[offsets[:-1] + 4] & 3).astype(np.int64)]
+        item = np.dtype(fentry["dtype"]).itemsize
+        nbytes = sizes * item
+        vstart = offsets[:-1] + 5 + width
+        first = np.repeat(vstart - np.concatenate([[0], np.cumsum(nbytes)[:-1]]), nbytes)
+        return raw[first + np.arange(int(nbytes.sum()))].view(np.dtype(fentry["dtype"]).newbyteorder("<"))
+
+
+# ---------------------------------------------------------------------------- a shard, all formats
+class ShardWriters:
+    """Every format's writer of one shard, as one: :meth:`add` feeds each the same batch, :meth:`finalize`
+    checks that their counts agree (one mix, one stream). Used as a context manager, an exception aborts every
+    writer, so no format keeps a partial or temporary file.
+    """
+
+    def __init__(self, formats: tuple[str, ...] | list[str], shard_dir: Path, name: str, *, vocab_size: int,
+                 tokenizer: str) -> None:
+        self.name = name
+        self.writers: list[ShardFormatWriter] = []
+        try:
+            for fmt in formats:
+                self.writers.append(WRITERS[fmt](shard_dir, name, vocab_size=vocab_size, tokenizer=tokenizer))
+        except BaseException:
+            self.abort()
+            raise
+
+    def add(self, batch: SeqBatch) -> None:
+        for w in self.writers:
+            w.add(batch)
+
+    def finalize(self) -> dict[str, dict]:
+        entries = {w.format: w.finalize() for w in self.writers}
+        counts = {f: (e["sequences"], e["tokens"]) for f, e in entries.items()}
+        if len(set(counts.values())) > 1:
+            msg = f"shard {self.name}: the formats disagree on (sequences, tokens): {counts}"
+            raise ShardError(msg)
+        return entries
+
+    def get(self, fmt: str) -> ShardFormatWriter | None:
+        return next((w for w in self.writers if w.format == fmt), None)
+
+    def abort(self) -> None:
+        for w in self.writers:
+            w.abort()
+
+    def __enter__(self) -> ShardWriters:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:  # noqa: ANN001
+        if exc_type is not None:
+            self.abort()
+
+
+def shard_formats(entry: dict) -> dict[str, dict]:
+    """A manifest shard entry's per-format entries (entries from before ``formats`` existed are Megatron's)."""
+    if "formats" in entry:
+        return entry["formats"]
+    return {"megatron": {"dtype": None, "sequences": entry["sequences"], "tokens": entry["tokens"], "files": [
+        {"path": entry["bin"], "bytes": entry.get("bin_bytes"), "sha256": entry["bin_sha256"]},
+        {"path": entry["idx"], "bytes": entry.get("idx_bytes"), "sha256": entry["idx_sha256"]}]}}
+
+
+# ---------------------------------------------------------------------------- run-level files
+def megatron_data_args(manifest: dict, shard_dir: Path) -> list[str]:
+    """``w1 p1 w2 p2 ...``: each Megatron shard's prefix (absolute) weighted by its tokens."""
+    out: list[str] = []
+    for s in manifest["shards"]:
+        f = shard_formats(s).get("megatron")
+        if f is not None:
+            out += [str(f["tokens"]), str((shard_dir / s["name"]).resolve())]
+    return out
+
+
+def write_run_files(run_dir: Path, manifest: dict) -> list[str]:
+    """Write the run-level files of the run's formats, derived from the manifest; return their names.
+
+    ``shards/mds/index.json`` (every MDS shard in order) and the trainer configs (module docstring).
+    """
+    run_dir = Path(run_dir)
+    shard_dir = run_dir / "shards"
+    formats = manifest.get("formats") or ["megatron"]
+    written: list[str] = []
+    if "megatron" in formats:
+        args = megatron_data_args(manifest, shard_dir)
+        atomic_write_text(run_dir / "megatron_data_args.txt", " ".join(args) + "\n")
+        # --per-split-data-args-path: the whole mix is the training split (curate writes no held-out split)
+        atomic_write_json(run_dir / "megatron_data_args.json", {"train": args, "valid": None, "test": None})
+        written += ["megatron_data_args.txt", "megatron_data_args.json"]
+    if "olmo-npy" in formats:
+        import yaml
+
+        paths = [str((shard_dir / shard_formats(s)["olmo-npy"]["files"][0]["path"]).resolve())
+                 for s in manifest["shards"]]
+        dtype = manifest["shards"][0]["formats"]["olmo-npy"]["dtype"] if manifest["shards"] else "uint16"
+        tokenizer = {"vocab_size": manifest["vocab_size"], "eos_token_id": manifest["eos_id"],
+                     "pad_token_id": manifest["eos_id"], "identifier": manifest["tokenizer"]}
+        # `dataset`: olmo_core.data.NumpyFSLDatasetConfig fields (add the model's sequence_length);
+        # `source_mixture`: a SourceMixtureDatasetConfig of the one pre-mixed source (add global_batch_size)
+        doc = {"dataset": {"paths": paths, "dtype": dtype, "tokenizer": tokenizer},
+               "source_mixture": {"source_list": {"sources": [{"source_name": manifest["name"], "target_ratio": 1.0,
+                                                              "paths": paths}]},
+                                  "requested_tokens": manifest["tokens"]}}
+        atomic_write_text(run_dir / "olmo_mixture.yaml", yaml.safe_dump(doc, sort_keys=False))
+        written.append("olmo_mixture.yaml")
+    if "mds" in formats:
+        import yaml
+
+        shards = []
+        for s in manifest["shards"]:
+            f = shard_formats(s)["mds"]
+            fe = f["files"][0]
+            shards.append({**mds_config(np.dtype(f["dtype"])), "samples": f["samples"], "zip_data": None,
+                           "raw_data": {"basename": Path(fe["path"]).name, "bytes": fe["bytes"], "hashes": {}}})
+        atomic_write_bytes(shard_dir / "mds" / "index.json",
+                           json.dumps({"shards": shards, "version": 2}, sort_keys=True).encode())
+        doc = {"streams": {manifest["name"]: {"local": str((shard_dir / "mds").resolve()), "remote": None,
+                                              "proportion": 1.0}}}
+        atomic_write_text(run_dir / "mds_streams.yaml", yaml.safe_dump(doc, sort_keys=False))
+        written.append("mds_streams.yaml")
+    return written
+
+
+RUN_LEVEL_FILES = ("megatron_data_args.txt", "megatron_data_args.json", "olmo_mixture.yaml", "mds_streams.yaml")
+
+
+
+def parse_data_args(args: list[str]) -> tuple[list[str], list[float] | None]:
+    """``(prefixes, weights)`` from a ``--data-path`` list, as megatron-core's ``get_blend_from_list`` parses it.
+
+    An odd-length list, or one whose every other item is not a number, is prefixes only (weights ``None``);
+    else items alternate weight, prefix. Weights come back as written: Megatron normalizes them later
+    (:func:`normalize_weights`, its ``datasets.utils.normalize``).
+    """
+    if len(args) % 2 == 1:
+        return [p.strip() for p in args], None
+    weights: list[float] | None = []
+    for w in args[0::2]:
+        try:
+            weights.append(float(w))
+        except ValueError:
+            weights = None
+            break
+    prefixes = args[1::2] if weights is not None else args
+    return [p.strip() for p in prefixes], weights
+
+
+def normalize_weights(weights: list[float]) -> list[float]:
+    """Megatron's non-exponentiated normalization: each weight over their sum."""
+    w = np.asarray(weights, dtype=np.float64)
+    return (w / w.sum()).tolist()
+
+
+def check_run_files(run_dir: Path, manifest: dict) -> list[dict]:
+    """Violations in the run-level files of a complete run: a shard that MDS's ``index.json`` or the Megatron
+    data-args file leaves out (or weighs wrongly) is a shard the trainer never reads.
+
+    Prefixes are compared by name, so a run directory moved elsewhere still audits (its absolute prefixes then
+    need rewriting, which the message says).
+    """
+    run_dir = Path(run_dir)
+    formats = manifest.get("formats") or ["megatron"]
+    out: list[dict] = []
+
+    def bad(where: str, msg: str) -> None:
+        out.append({"kind": "trainer_config", "where": where, "message": msg})
+
+    if "megatron" in formats:
+        p = run_dir / "megatron_data_args.txt"
+        if not p.is_file():
+            bad(p.name, f"{p.name} is missing: Megatron-LM's --data-path cannot be taken from the run")
+        else:
+            prefixes, weights = parse_data_args(p.read_text().split())
+            want = [s["name"] for s in manifest["shards"]]
+            got = [Path(x).name for x in prefixes]
+            tokens = np.array([s["tokens"] for s in manifest["shards"]], dtype=np.float64)
+            if got != want:
+                bad(p.name, f"{p.name} lists shards {sorted(set(want) ^ set(got)) or got} differently from the "
+                            f"manifest ({len(got)} prefixes, {len(want)} shards)")
+            elif weights is None or (tokens.sum() and
+                                     not np.allclose(normalize_weights(weights), tokens / tokens.sum())):
+                bad(p.name, f"{p.name}: weights are not the shards' token shares")
+    if "mds" in formats:
+        p = run_dir / "shards" / "mds" / "index.json"
+        try:
+            idx = json.loads(p.read_text())
+            got = [(s["raw_data"]["basename"], s["samples"], s["raw_data"]["bytes"]) for s in idx["shards"]]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            bad("mds/index.json", f"{p}: missing or unreadable ({e}); StreamingDataset cannot open the MDS shards")
+        else:
+            want = [(Path(f["files"][0]["path"]).name, f["samples"], f["files"][0]["bytes"])
+                    for f in (shard_formats(s)["mds"] for s in manifest["shards"])]
+            if got != want:
+                bad("mds/index.json", f"{p}: lists {len(got)} shards that differ from the manifest's {len(want)} "
+                                      "(names, samples or bytes)")
+    return out
