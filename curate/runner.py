@@ -285,6 +285,15 @@ def collect_ledger(run_dir: Path, parts: list[Partition]) -> Ledger:
     return led
 
 
+def _engines_used(run_dir: Path, parts: list[Partition], decided: dict | None) -> dict:
+    """The encoder the gate chose (``decided``, from the mix plan) and how many partitions each library encoded."""
+    used: dict[str, int] = {}
+    for p in parts:
+        eng = read_json(part_paths(run_dir, p)["done"]).get("tokenizer_engine", "unrecorded")
+        used[eng] = used.get(eng, 0) + 1
+    return {**(decided or {}), "partitions": dict(sorted(used.items()))}
+
+
 def finalize(recipe: Recipe, run_dir: Path, parts: list[Partition], plan: dict, shards: list[dict]) -> tuple[dict, Ledger]:
     from curate.shards import rwkv_magic_prime
     from curate.licenses import write_licenses_report
@@ -302,6 +311,7 @@ def finalize(recipe: Recipe, run_dir: Path, parts: list[Partition], plan: dict, 
         "dtype": plan["dtype"], "format": recipe.shards.format, "tokens": total,
         "sequences": sum(s["sequences"] for s in shards), "shards": shards,
         "mix": plan["members"], "rescaled": plan.get("rescaled"),
+        "tokenizer_engine": _engines_used(run_dir, parts, plan.get("tokenizer_engine")),
     }
     if recipe.shards.ctx_len:
         try:
