@@ -2,9 +2,11 @@
 
 Measures, on the same texts and the same batches:
 
-(a) ``raw``: the library's own batch encoder (``pyrwkv_tokenizer.WorldTokenizer.encode_batch`` for rwkv-world,
-    ``tokenizers.Tokenizer.encode_batch_fast`` for a Hugging Face file, with ``encode_special_tokens`` on as
-    curate sets it, so both paths produce the same ids), results left as Python lists;
+(a) ``raw``: the library's own batch encoder (``pyrwkv_tokenizer.WorldTokenizer.encode_batch`` for rwkv-world;
+    for a Hugging Face file the engine curate's identity gate picked: ``fastokens`` ``encode_batch_flat``, or
+    ``tokenizers.Tokenizer.encode_batch_fast`` with ``encode_special_tokens`` on as curate sets it, so both
+    paths produce the same ids), results left as the library returns them. When the fast engine is used,
+    ``tokenizers_mb_s`` and ``speedup_vs_tokenizers`` compare with the library it replaces;
 (b) ``curate``: :meth:`curate.tokenizers.Tokenizer.encode_batch` (lists -> flat uint32 arrays) plus
     :class:`curate.shards.IndexedDatasetWriter` (EOS insertion, id range check, streaming .bin write, .idx,
     sha256, atomic rename).
@@ -39,13 +41,19 @@ def _batches(texts: Sequence[str], batch_docs: int) -> list[list[str]]:
     return [list(texts[i:i + batch_docs]) for i in range(0, len(texts), batch_docs)]
 
 
-def _raw_encoder(tokenizer_spec: Any, base_dir: Path | None) -> Callable[[list[str]], list]:
+def _raw_encoder(tokenizer_spec: Any, base_dir: Path | None, *, reference: bool = False) -> Callable[[list[str]], Any]:
+    """The bare library call of the engine curate picked (``reference``: always ``tokenizers``)."""
     tok = load_tokenizer(tokenizer_spec, base_dir=base_dir)  # resolves the same file curate uses
     if tok.kind == RWKV_WORLD:
         from pyrwkv_tokenizer import WorldTokenizer
 
         enc = WorldTokenizer(str(rwkv_vocab_path()))
         return enc.encode_batch
+    if tok.fast and not reference:
+        from curate.tokenizer_gate import load_fast
+
+        fast_enc = load_fast(tok.path)  # the flat-buffer batch call, results left as bytes
+        return lambda batch: fast_enc.encode_batch_flat(batch, split_special_tokens=True)
     from tokenizers import Tokenizer as HfTok
 
     hf = HfTok.from_file(str(tok.path))
@@ -110,6 +118,11 @@ def run(texts: list[str], *, tokenizer_spec: Any = RWKV_WORLD, out_dir: str | os
             raw(b)  # each batch's lists are dropped, as curate drops them after copying to arrays
 
     raw_s, _ = _best(raw_path, repeats)
+    ref_s = None
+    if tok.fast:  # the speed-up over the library the fast engine replaces, same batches
+        ref = _raw_encoder(tokenizer_spec, base_dir, reference=True)
+        ref(texts[:64])
+        ref_s, _ = _best(lambda: [ref(b) for b in batches], 1)
 
     def curate_path() -> dict[str, Any]:
         w = IndexedDatasetWriter(out / "bench_tokenize", vocab_size=tok.vocab_size)
@@ -127,12 +140,14 @@ def run(texts: list[str], *, tokenizer_spec: Any = RWKV_WORLD, out_dir: str | os
     curate_s, stats = _best(curate_path, repeats)
     enc_s = stats.pop("encode_s")
     return {
-        "tokenizer": tok.name, "docs": len(texts), "mb": round(mb, 3), "tokens": stats["tokens"],
+        "tokenizer": tok.name, "engine": tok.engine.as_dict(), "docs": len(texts), "mb": round(mb, 3), "tokens": stats["tokens"],
         "num_threads": threads, "batch_docs": batch_docs, "repeats": repeats,
         "raw_s": round(raw_s, 3), "raw_mb_s": round(mb / raw_s, 2),
         "curate_s": round(curate_s, 3), "curate_mb_s": round(mb / curate_s, 2),
         "curate_encode_s": round(enc_s, 3), "curate_write_s": round(curate_s - enc_s, 3),
         "ratio": round(raw_s / curate_s, 3), "shard": stats,
+        "tokenizers_mb_s": round(mb / ref_s, 2) if ref_s else None,
+        "speedup_vs_tokenizers": round(ref_s / curate_s, 2) if ref_s else None,
     }
 
 

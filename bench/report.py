@@ -142,8 +142,13 @@ def _stages(results: Path) -> list[str]:
     for name in ("rwkv", "neox"):
         t = _load(results, f"tokenize_{name}_bench.json")
         if t:
-            out.append(f"| tokenize + write .bin/.idx ({t['tokenizer']}, 1 thread) | {t['curate_mb_s']} MB/s | "
-                       f"raw batch encode {t['raw_mb_s']} MB/s | {t['ratio']:.2f} | `bench.bench_tokenize` |")
+            eng = (t.get("engine") or {}).get("engine", "tokenizers" if name == "neox" else "pyrwkv-tokenizer")
+            out.append(f"| tokenize + write .bin/.idx ({t['tokenizer']}, {eng}, 1 thread) | {t['curate_mb_s']} MB/s | "
+                       f"raw {eng} batch encode {t['raw_mb_s']} MB/s | {t['ratio']:.2f} | `bench.bench_tokenize` |")
+            if t.get("speedup_vs_tokenizers"):
+                out.append(f"| tokenize + write, {eng} vs `tokenizers` ({t['tokenizer']}, 1 thread) | "
+                           f"{t['curate_mb_s']} MB/s | `tokenizers` encode_batch_fast {t['tokenizers_mb_s']} MB/s | "
+                           f"{t['speedup_vs_tokenizers']:.1f}x | `bench.bench_tokenize` |")
     failed = {k: v for k, v in st.items() if v.get("rc") != 0}
     out.append("")
     if st:

@@ -239,6 +239,7 @@ def mix(payload: dict[str, Any], run_dir: str, pids: list[int]) -> dict:
     plan_out = {"n_shards": len(bounds) - 1, "members": plan_d, "rescaled": plan_d.get("rescaled"),
                 "tokens": int(seq_tokens.sum()), "sequences": int(len(seq_tokens)),
                 "tokenizer": tok.name, "vocab_size": tok.vocab_size, "eos_id": tok.eos_id,
+                "tokenizer_engine": tok.engine.as_dict(),
                 "dtype": np.dtype(dtype_for_vocab(tok.vocab_size)).name,
                 "shard_tokens": [int(seq_tokens[bounds[i]:bounds[i + 1]].sum()) for i in range(len(bounds) - 1)]}
     atomic_write_json(out / "plan.json", plan_out)

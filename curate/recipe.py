@@ -230,6 +230,9 @@ class LangRoute(_Model):
 class HfTokenizer(_Model):
     hf: str
     eos: str | None = None  # token string; default: the tokenizer's end-of-text token
+    # auto: the fast encoder (fastokens) once it has encoded the identity probe exactly as `tokenizers` does,
+    # else `tokenizers` (the reason is logged and kept in the manifest); see curate.tokenizers
+    engine: Literal["auto", "fastokens", "tokenizers"] = "auto"
 
 
 class Recipe(_Model):

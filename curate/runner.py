@@ -304,6 +304,13 @@ def trusted_file_hashes(run_dir: Path, parts: list[Partition], shards: list[dict
     rels.append("ledger.json")
     return {r: {"bytes": (run_dir / r).stat().st_size, "sha256": sha256_file(run_dir / r)}
             for r in rels if (run_dir / r).is_file()}
+def _engines_used(run_dir: Path, parts: list[Partition], decided: dict | None) -> dict:
+    """The encoder the gate chose (``decided``, from the mix plan) and how many partitions each library encoded."""
+    used: dict[str, int] = {}
+    for p in parts:
+        eng = read_json(part_paths(run_dir, p)["done"]).get("tokenizer_engine", "unrecorded")
+        used[eng] = used.get(eng, 0) + 1
+    return {**(decided or {}), "partitions": dict(sorted(used.items()))}
 
 
 def finalize(recipe: Recipe, run_dir: Path, parts: list[Partition], plan: dict, shards: list[dict]) -> tuple[dict, Ledger]:
@@ -325,6 +332,7 @@ def finalize(recipe: Recipe, run_dir: Path, parts: list[Partition], plan: dict, 
         "tokens": total,
         "sequences": sum(s["sequences"] for s in shards), "shards": shards,
         "mix": plan["members"], "rescaled": plan.get("rescaled"),
+        "tokenizer_engine": _engines_used(run_dir, parts, plan.get("tokenizer_engine")),
     }
     if recipe.shards.ctx_len:
         try:

@@ -17,7 +17,10 @@ Rust ``pyrwkv_tokenizer`` (~25 MB/s single thread) fed the very same vocab file;
 checks it against the reference on all ~89 MB of real sample text (whole Gutenberg books included) and on
 generated multilingual strings.
 
-Hugging Face: ``tokenizers.Tokenizer.from_file``. Documents are encoded with ``add_special_tokens=False``
+Hugging Face: ``tokenizers.Tokenizer.from_file``, or the id-identical ``fastokens`` encoder when
+``tokenizer.engine`` (default ``auto``) allows it and it passes the identity gate of
+:mod:`curate.tokenizer_gate` on that very file; ``engine`` / ``engine_version`` / ``engine_reason`` say which
+one encodes and why. Documents are encoded with ``add_special_tokens=False``
 (no BOS/EOS from the post-processor) and with ``encode_special_tokens`` on, so a document that literally
 contains ``<|endoftext|>`` is tokenized as text and never yields a stray end-of-document id. The EOS id is
 ``tokenizer.eos`` from the recipe, else the first of ``<|endoftext|>``, ``</s>``, ``<eos>`` in the vocab.
@@ -45,6 +48,15 @@ from typing import Any, Literal, NoReturn
 import numpy as np
 
 from curate.errors import RecipeError
+from curate.tokenizer_gate import (
+    FAST_ENGINE,
+    REFERENCE_ENGINE,
+    EngineChoice,
+    _version,
+    fast_encode_flat,
+    load_fast,
+    resolve_engine,
+)
 
 #: Candidate end-of-document tokens of a Hugging Face tokenizer, in order of preference.
 HF_EOS_CANDIDATES = ("<|endoftext|>", "</s>", "<eos>")
@@ -60,6 +72,8 @@ _CHUNK_CHARS = 8_000_000
 _U32 = "I" if array.array("I").itemsize == 4 else "L"  # array typecode of a 4-byte unsigned int
 
 TokenizerKind = Literal["rwkv-world", "hf"]
+#: ``tokenizer.engine`` values of an ``hf`` tokenizer (see :mod:`curate.tokenizer_gate`).
+ENGINES = ("auto", FAST_ENGINE, REFERENCE_ENGINE)
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -159,13 +173,16 @@ class Tokenizer:
     """
 
     def __init__(self, *, kind: TokenizerKind, path: Path, vocab_size: int, eos_id: int,
-                 eos_token: str | None = None, name: str | None = None) -> None:
+                 eos_token: str | None = None, name: str | None = None, engine: EngineChoice | None = None) -> None:
         self.kind = kind
         self.path = Path(path)
         self.vocab_size = int(vocab_size)
         self.eos_id = int(eos_id)
         self.eos_token = eos_token
         self.name = name or (RWKV_WORLD if kind == RWKV_WORLD else f"hf:{self.path.name}")
+        self.engine = engine or EngineChoice(
+            "pyrwkv-tokenizer" if kind == RWKV_WORLD else REFERENCE_ENGINE,
+            _version("pyrwkv-tokenizer" if kind == RWKV_WORLD else REFERENCE_ENGINE), "auto")
         self._impl: Any = None
 
     # ------------------------------------------------------------------ pickling: configuration only
@@ -178,7 +195,13 @@ class Tokenizer:
         self.__dict__.update(state)
 
     def __repr__(self) -> str:
-        return f"Tokenizer(name={self.name!r}, vocab_size={self.vocab_size}, eos_id={self.eos_id})"
+        return (f"Tokenizer(name={self.name!r}, vocab_size={self.vocab_size}, eos_id={self.eos_id}, "
+                f"engine={self.engine.engine!r})")
+
+    @property
+    def fast(self) -> bool:
+        """True when the id-identical ``fastokens`` encoder encodes (it passed the identity gate)."""
+        return self.engine.engine == FAST_ENGINE
 
     # ------------------------------------------------------------------ native encoder
     def _encoder(self) -> Any:
@@ -190,9 +213,21 @@ class Tokenizer:
                     msg = "tokenizer `rwkv-world` needs pyrwkv-tokenizer: pip install 'pyrwkv-tokenizer>=0.9.1,<0.10'"
                     raise ImportError(msg) from e
                 self._impl = WorldTokenizer(str(self.path))
+            elif self.fast:
+                self._impl = load_fast(self.path)
             else:
                 self._impl = _load_hf(self.path)
         return self._impl
+
+    def _encode_flat(self, texts: Sequence[str], *, parallel: bool) -> tuple[np.ndarray, np.ndarray]:
+        """The fast engine's flat-buffer batch encode (no per-token Python objects)."""
+        enc = self._encoder()
+        if parallel:
+            return fast_encode_flat(enc, list(texts))
+        parts = [fast_encode_flat(enc, [t]) for t in texts]  # one document per call: never a parallel batch
+        if not parts:
+            return np.zeros(0, np.uint32), np.zeros(0, np.int64)
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def _encode_lists(self, texts: Sequence[str], *, parallel: bool) -> list[list[int]]:
         enc = self._encoder()
@@ -251,6 +286,16 @@ class Tokenizer:
             chunks = _chunks(texts, _CHUNK_CHARS)
         except TypeError as e:  # a null document has no len()
             _check_texts(texts, e)
+        if self.fast:
+            pieces = []
+            for start, stop in chunks:
+                part = texts[start:stop]
+                try:
+                    ids, lengths[start:stop] = self._encode_flat(part, parallel=parallel)
+                except (TypeError, ValueError, UnicodeEncodeError) as e:
+                    _check_texts(part, e, offset=start)
+                pieces.append(ids)
+            return (np.concatenate(pieces) if pieces else np.zeros(0, np.uint32)), lengths
         for start, stop in chunks:
             part = texts[start:stop]
             try:
@@ -277,7 +322,8 @@ class Tokenizer:
     def describe(self) -> dict[str, Any]:
         """JSON-able identity of the tokenizer (written next to the shards): file, its sha256, ids."""
         return {"name": self.name, "kind": self.kind, "path": str(self.path), "sha256": _sha256(self.path),
-                "vocab_size": self.vocab_size, "eos_id": self.eos_id, "eos_token": self.eos_token}
+                "vocab_size": self.vocab_size, "eos_id": self.eos_id, "eos_token": self.eos_token,
+                "engine": self.engine.as_dict()}
 
 
 # ---------------------------------------------------------------------------- loading
@@ -343,13 +389,14 @@ def load_tokenizer(spec: Any, *, base_dir: Path | None = None) -> Tokenizer:
         return Tokenizer(kind=RWKV_WORLD, path=rwkv_vocab_path(), vocab_size=RWKV_VOCAB_SIZE, eos_id=RWKV_EOS_ID)
 
     if isinstance(spec, dict):
-        unknown = set(spec) - {"hf", "eos"}
+        unknown = set(spec) - {"hf", "eos", "engine"}
         if "hf" not in spec or unknown:
-            msg = f"a Hugging Face `tokenizer` is a mapping {{hf: <path>, eos: <token>}}, got keys {sorted(spec)}"
+            msg = (f"a Hugging Face `tokenizer` is a mapping {{hf: <path>, eos: <token>, engine: auto}}, "
+                   f"got keys {sorted(spec)}")
             raise RecipeError(msg, path="tokenizer")
-        hf, eos = spec["hf"], spec.get("eos")
+        hf, eos, engine = spec["hf"], spec.get("eos"), spec.get("engine", "auto")
     elif hasattr(spec, "hf"):
-        hf, eos = spec.hf, getattr(spec, "eos", None)
+        hf, eos, engine = spec.hf, getattr(spec, "eos", None), getattr(spec, "engine", "auto")
     else:
         msg = f"`tokenizer` must be 'rwkv-world' or {{hf: <path>}}, got {type(spec).__name__}"
         raise RecipeError(msg, path="tokenizer")
@@ -362,10 +409,19 @@ def load_tokenizer(spec: Any, *, base_dir: Path | None = None) -> Tokenizer:
         msg = f"tokenizer file not found: {path}; `tokenizer.hf` is relative to the recipe's folder"
         raise RecipeError(msg, path="tokenizer.hf")
     tok = _load_hf(path)
+    if getattr(tok.model, "dropout", None):
+        msg = (f"tokenizer file {path} uses BPE dropout ({tok.model.dropout}): it samples merges at random, so the "
+               "same text would get different ids on every run; set `model.dropout` to null in the file")
+        raise RecipeError(msg, path="tokenizer.hf")
     eos_id, eos_token = _hf_eos(tok, path, eos)
     # Added tokens may sit above the base vocab with gaps; the shard dtype must fit the largest id.
     vocab = tok.get_vocab(with_added_tokens=True)
     vocab_size = max(tok.get_vocab_size(with_added_tokens=True), max(vocab.values(), default=-1) + 1)
-    out = Tokenizer(kind="hf", path=path, vocab_size=vocab_size, eos_id=eos_id, eos_token=eos_token)
-    out._impl = tok
+    if engine not in ENGINES:
+        msg = f"`tokenizer.engine` must be one of {list(ENGINES)}, got {engine!r}"
+        raise RecipeError(msg, path="tokenizer.engine")
+    choice = resolve_engine(path, _sha256(path), engine, tok)
+    out = Tokenizer(kind="hf", path=path, vocab_size=vocab_size, eos_id=eos_id, eos_token=eos_token, engine=choice)
+    if not out.fast:
+        out._impl = tok
     return out

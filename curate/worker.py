@@ -258,6 +258,7 @@ class PartitionProcessor:
         ledger.write(paths["ledger"])
         summary = {"pid": part.pid, "records": records, "bytes": in_bytes,
                    "kept": sum(x.num_rows for x in kept_tables), "tokens": tok_offset}
+        summary["tokenizer_engine"] = tok.engine.engine  # the library that encoded this partition
         atomic_write_json(paths["done"], summary)
         return summary
 

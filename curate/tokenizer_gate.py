@@ -1,0 +1,225 @@
+"""The identity gate: a fast encoder is used only after it encodes a probe set exactly as ``tokenizers`` does.
+
+``tokenizer: {hf: tok.json, engine: auto}`` asks for the fastest encoder that gives **the same ids** as the
+Hugging Face ``tokenizers`` library on that tokenizer file. ``fastokens`` (a Rust BPE encoder with a flat-buffer
+batch API) is 15-30x faster per core, but it is a re-implementation: a tokenizer file that uses a feature it
+handles differently would silently change the training tokens. So, at load, both encoders encode
+:func:`probe_texts` and the fast one is accepted only when every id of every probe agrees. The probe set covers
+what BPE pre-tokenizers and normalizers get wrong:
+
+============  ==========================================================================================
+probe         what it exercises
+============  ==========================================================================================
+whitespace    runs of 1-40 spaces, tabs, mixed ``\\t \\n``, CRLF, form feed, no-break and ideographic space
+newlines      blank lines, trailing newlines, ``\\r`` alone
+cjk           Chinese, Japanese (kana + kanji), Korean hangul, full-width forms
+emoji         ZWJ sequences, skin-tone modifiers, flags, keycaps, variation selectors
+combining     combining marks on Latin, Devanagari, Thai and Arabic with harakat; NFD vs NFC text
+surrogates    text that *looks* invalid: U+FFFD, noncharacters, private use, escaped ``\\ud800`` literals,
+              astral-plane letters (which are surrogate pairs in UTF-16)
+code          Python, C, JSON and shell with deep indentation
+numbers       long digit runs, decimals, 1,000,000 separators, dates, hex, scientific notation
+added         every added token of the file (special or not) inside words, at the edges and doubled
+long          one document of ~256 KB mixing all of the above (the chunking and any cache paths)
+============  ==========================================================================================
+
+Special tokens are encoded as text on both sides (``encode_special_tokens`` in ``tokenizers``,
+``split_special_tokens`` in ``fastokens``), as curate always does: a document that contains ``<|endoftext|>``
+must not yield an end-of-document id.
+
+:func:`resolve_engine` returns an :class:`EngineChoice` (engine, its version, and the reason when the fast one
+was refused); it is recorded in ``work/mix/plan.json`` and ``manifest.json``. The decision is cached per process
+by (file, sha256, requested engine), so a Ray actor pays for the probe once (about 0.1-0.3 s).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from curate.errors import RecipeError
+
+log = logging.getLogger(__name__)
+
+FAST_ENGINE = "fastokens"
+REFERENCE_ENGINE = "tokenizers"
+
+
+@dataclass(frozen=True)
+class EngineChoice:
+    """Which library encodes an ``hf`` tokenizer, and why."""
+
+    engine: str  # "fastokens" or "tokenizers"
+    version: str
+    requested: str  # "auto", "fastokens" or "tokenizers"
+    reason: str | None = None  # why the fast engine is not used (None when it is, or when not requested)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+# ---------------------------------------------------------------------------- the probe set
+_WHITESPACE = [" " * n + "x" + " " * n for n in (1, 2, 3, 4, 7, 8, 15, 16, 23, 24, 25, 40)] + [
+    "a\tb\t\tc\t\t\t\td", "\t\n \t\n  \n", "line one\r\nline two\r\n\r\n", "col\fform\vfeed",
+    "no\u00a0break\u00a0space", "ideographic\u3000space", "  leading and trailing  ", "x" + " \n" * 20,
+    "    def f():\n        return 1\n", "\n\n\n\nparagraph\n\n\n",
+]
+_NEWLINES = ["\n", "\n\n", "text\n", "\r", "a\rb\r\nc\nd", "end of doc\n\n\n\n\n\n\n\n"]
+_CJK = [
+    "我们的数据管道把原始语料变成训练混合。", "日本語のテキストとカタカナ、ひらがなを混ぜる。",
+    "한국어 문장은 공백으로 단어를 나눕니다.", "ＦＵＬＬ－ＷＩＤＴＨ　ｆｏｒｍｓ　１２３", "中文English混合123テスト",
+]
+_EMOJI = [
+    "family 👨\u200d👩\u200d👧\u200d👦 and 👍🏽 👋🏿", "flags 🇺🇸🇯🇵🇫🇷", "keycap 1\ufe0f\u20e3 #\ufe0f\u20e3",
+    "heart ❤\ufe0f vs ❤", "🤖🧪📊" * 5,
+]
+_COMBINING = [
+    "cafe\u0301 vs café", "Zalgo: z\u0336\u0301\u0350a\u0335\u0357l\u0334\u0352g\u0337o\u0338",
+    "देवनागरी लिपि में हिन्दी", "ภาษาไทยไม่มีช่องว่าง", "العربية مَعَ الحَرَكاتِ", "Ångström Å Å",
+]
+_SURROGATES = [
+    "replacement \ufffd\ufffd char", "nonchar \ufdd0 \uffff \U0010ffff", "private \ue000\uf8ff use",
+    "escaped \\ud800\\udc00 literal", "astral 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 𐍈 𝟘𝟙", "bom \ufeff in the middle",
+]
+_CODE = [
+    'def tokenize(texts: list[str]) -> dict[str, int]:\n    """Docstring."""\n    return {t: len(t) for t in texts}\n',
+    "#include <stdio.h>\nint main(void) {\n\tprintf(\"%d\\n\", 42);\n\treturn 0;\n}\n",
+    '{"key": [1, 2.5, -3e10, null, true], "nested": {"a": "b\\u00e9"}}',
+    "for f in *.parquet; do echo \"$f\" | tr 'a-z' 'A-Z' >> out.txt; done",
+    "x=[[[[[[[[1]]]]]]]];;;;;;  !==  <=> ... ::  ->  =>  ||| &&&",
+]
+_NUMBERS = [
+    "3.14159265358979323846264338327950288419716939937510", "1,000,000 and 1.000.000 and 1 000 000",
+    "2026-12-01T20:57:32Z", "0xDEADBEEF 0b1010 1e-9 6.022e23", "12345678901234567890123456789012345678901234",
+    "$1,234.56 €99,99 ¥10000 50% 3/4",
+]
+
+
+def probe_texts(added_tokens: list[str] | None = None) -> dict[str, list[str]]:
+    """The built-in probe set, by category (see the module docstring).
+
+    Parameters
+    ----------
+    added_tokens : list of str, optional
+        The tokenizer file's added tokens (special or not); each is probed inside a word, at both edges of a
+        document and doubled.
+    """
+    added = [t for t in (added_tokens or []) if t]
+    added_probes = []
+    for t in added:
+        added_probes += [f"before{t}after", f"{t} starts", f"ends {t}", f"{t}{t}", f"a {t} b"]
+    mixed = "\n".join(_WHITESPACE + _NEWLINES + _CJK + _EMOJI + _COMBINING + _SURROGATES + _CODE + _NUMBERS
+                      + added_probes[:50])
+    long_doc = (mixed + "\n") * max(1, 256_000 // (len(mixed) + 1))
+    return {
+        "whitespace": _WHITESPACE, "newlines": _NEWLINES, "cjk": _CJK, "emoji": _EMOJI,
+        "combining": _COMBINING, "surrogates": _SURROGATES, "code": _CODE, "numbers": _NUMBERS,
+        "added": added_probes, "long": [long_doc],
+    }
+
+
+# ---------------------------------------------------------------------------- the gate
+def load_fast(path: Path) -> Any:
+    """The ``fastokens`` encoder of a tokenizer file (raises ImportError or the library's error)."""
+    import fastokens
+
+    return fastokens.Tokenizer.from_file(str(path))
+
+
+def fast_encode_flat(enc: Any, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``fastokens`` batch encode: ``(ids uint32, lengths int64)``, special tokens encoded as text."""
+    ids, offsets = enc.encode_batch_flat(texts, split_special_tokens=True)
+    ids = np.frombuffer(ids, dtype=np.uint32)
+    off = np.frombuffer(offsets, dtype=np.uint64).astype(np.int64)
+    return ids, np.diff(off)
+
+
+def compare(reference: Any, fast: Any, probes: dict[str, list[str]]) -> str | None:
+    """The first disagreement between the two encoders on ``probes``, as a sentence; None if identical."""
+    for category, texts in probes.items():
+        if not texts:
+            continue
+        ref = [e.ids for e in reference.encode_batch(list(texts), add_special_tokens=False)]
+        ids, lengths = fast_encode_flat(fast, list(texts))
+        starts = np.concatenate([[0], np.cumsum(lengths)])
+        for i, want in enumerate(ref):
+            got = ids[starts[i]:starts[i + 1]].tolist()
+            if got != want:
+                k = next((j for j, (a, b) in enumerate(zip(got, want, strict=False)) if a != b),
+                         min(len(got), len(want)))
+                return (f"probe {category}[{i}] differs at token {k} "
+                        f"({len(got)} ids from {FAST_ENGINE}, {len(want)} from {REFERENCE_ENGINE})")
+    return None
+
+
+def _added_token_strings(reference: Any) -> list[str]:
+    try:
+        return [t.content for t in reference.get_added_tokens_decoder().values()]
+    except AttributeError:  # tokenizers < 0.14
+        return []
+
+
+_DECISIONS: dict[tuple[str, str, str], EngineChoice] = {}
+
+
+def _decide(path: Path, requested: str, reference: Any) -> EngineChoice:
+    ref_version = _version(REFERENCE_ENGINE)
+    if requested == REFERENCE_ENGINE:
+        return EngineChoice(REFERENCE_ENGINE, ref_version, requested)
+    fast_version = _version(FAST_ENGINE)
+    try:
+        fast = load_fast(path)
+    except ImportError:
+        reason = f"{FAST_ENGINE} is not installed (pip install 'fastokens>=0.3.5,<0.4')"
+        return EngineChoice(REFERENCE_ENGINE, ref_version, requested, reason)
+    except Exception as e:  # noqa: BLE001 - the Rust loader raises plain exceptions for unsupported files
+        reason = f"{FAST_ENGINE} {fast_version} cannot load {path.name}: {str(e).splitlines()[0][:200]}"
+        return EngineChoice(REFERENCE_ENGINE, ref_version, requested, reason)
+    try:
+        bad = compare(reference, fast, probe_texts(_added_token_strings(reference)))
+    except Exception as e:  # noqa: BLE001 - an encoder that crashes on a probe is refused, not fatal
+        bad = f"{FAST_ENGINE} failed on the probe set: {type(e).__name__}: {str(e)[:200]}"
+    if bad is not None:
+        reason = f"{FAST_ENGINE} {fast_version} is not id-identical on {path.name}: {bad}"
+        return EngineChoice(REFERENCE_ENGINE, ref_version, requested, reason)
+    return EngineChoice(FAST_ENGINE, fast_version, requested)
+
+
+def resolve_engine(path: Path, sha256: str, requested: str, reference: Any) -> EngineChoice:
+    """Decide which library encodes the tokenizer file at ``path``.
+
+    Parameters
+    ----------
+    path, sha256 : the tokenizer file and its hash (the cache key).
+    reference : the file loaded by ``tokenizers`` (special tokens encoded as text), the ids to match.
+    requested : {"auto", "fastokens", "tokenizers"}
+        ``auto`` takes the fast engine when it passes the probe, else falls back to ``tokenizers`` and logs
+        why; ``fastokens`` insists (a failed probe is an error); ``tokenizers`` never probes.
+
+    Raises
+    ------
+    RecipeError
+        ``engine: fastokens`` and the fast engine is missing or not id-identical on this file.
+    """
+    key = (str(path), sha256, requested)
+    choice = _DECISIONS.get(key)
+    if choice is None:
+        choice = _DECISIONS[key] = _decide(Path(path), requested, reference)
+        if choice.reason is not None and requested != FAST_ENGINE:
+            log.warning("tokenizer %s: encoding with %s: %s", Path(path).name, REFERENCE_ENGINE, choice.reason)
+    if choice.reason is not None and requested == FAST_ENGINE:
+        msg = f"{choice.reason}; use `tokenizer.engine: auto` (falls back to tokenizers) or `tokenizers`"
+        raise RecipeError(msg, path="tokenizer.engine")
+    return choice

@@ -1,0 +1,193 @@
+"""The fast encoder's identity gate: fastokens ids == tokenizers ids, or the gate falls back (and says why)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from curate.errors import RecipeError
+from curate.tokenizer_gate import FAST_ENGINE, REFERENCE_ENGINE, probe_texts
+from curate.tokenizers import load_tokenizer
+from tests.test_tokenizers import real_text_columns
+
+pytest.importorskip("fastokens")
+from tokenizers import AddedToken, Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers  # noqa: E402
+
+
+def _corpus() -> list[str]:
+    from faker import Faker
+
+    out = []
+    for loc in ("en_US", "de_DE", "ja_JP", "ru_RU", "zh_CN"):
+        fk = Faker(loc)
+        fk.seed_instance(7)
+        out += [fk.paragraph(nb_sentences=5) for _ in range(300)]
+    out += [f"def f{i}(x):\n    return x * {i} + {i * 1.5}\n" for i in range(300)]
+    return out
+
+
+def _train(path: Path, *, pre, norm=None, model=None, trainer=None, added=(), special=("<|endoftext|>",)) -> Path:
+    tok = Tokenizer(model or models.BPE())
+    if norm is not None:
+        tok.normalizer = norm
+    tok.pre_tokenizer = pre
+    tok.train_from_iterator(_corpus(), trainer or trainers.BpeTrainer(vocab_size=2000, show_progress=False))
+    tok.add_special_tokens(list(special))
+    if added:
+        tok.add_tokens(list(added))
+    tok.save(str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def own_bpe(tmp_path_factory) -> Path:
+    """A byte-level BPE built here with `tokenizers`: digits split, added tokens (normalized and not, with
+    lstrip/rstrip, single-word) and two special tokens."""
+    p = tmp_path_factory.mktemp("tok") / "own-bpe.json"
+    pre = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(r"\p{N}{1,3}"), behavior="isolated"),
+                                   pre_tokenizers.ByteLevel(add_prefix_space=False)])
+    added = [AddedToken("<code>", lstrip=True, rstrip=True), AddedToken("fox", single_word=True),
+             AddedToken("    ", normalized=False), AddedToken("[MASK]", special=True)]
+    return _train(p, pre=pre, norm=normalizers.NFC(), added=added, special=("<|endoftext|>", "<|pad|>"))
+
+
+def _reference(path: Path) -> Tokenizer:
+    ref = Tokenizer.from_file(str(path))
+    ref.encode_special_tokens = True
+    return ref
+
+
+def _check_identical(path: Path, cols: list[tuple[str, list[str]]]) -> int:
+    fast = load_tokenizer({"hf": str(path), "engine": "fastokens"})
+    assert fast.engine.engine == FAST_ENGINE
+    ref = _reference(path)
+    n = 0
+    for name, texts in cols:
+        for i in range(0, len(texts), 512):
+            batch = texts[i:i + 512]
+            ids, lengths = fast.encode_batch(batch, num_threads=2)
+            want = [e.ids for e in ref.encode_batch(batch, add_special_tokens=False)]
+            assert lengths.tolist() == [len(w) for w in want], name
+            flat = np.fromiter((t for w in want for t in w), dtype=np.uint32, count=int(lengths.sum()))
+            if not np.array_equal(ids, flat):
+                bad = next(j for j, w in enumerate(want) if ids[int(lengths[:j].sum()):][:len(w)].tolist() != w)
+                pytest.fail(f"{name}: document {i + bad} encodes differently with {FAST_ENGINE}")
+            n += len(batch)
+    return n
+
+
+@pytest.mark.real
+@pytest.mark.slow
+def test_fast_engine_is_id_identical_on_all_real_text_neox(real_data, neox_tokenizer):
+    """Every document of every real sample, GPT-NeoX-20B: fastokens ids == tokenizers ids."""
+    n = _check_identical(neox_tokenizer, real_text_columns(real_data))
+    assert n > 10_000
+
+
+@pytest.mark.real
+@pytest.mark.slow
+def test_fast_engine_is_id_identical_on_all_real_text_own_bpe(real_data, own_bpe):
+    """The same on a BPE file built here with added and special tokens."""
+    n = _check_identical(own_bpe, real_text_columns(real_data))
+    assert n > 10_000
+
+
+def test_auto_takes_the_fast_engine_after_the_probe(own_bpe):
+    tok = load_tokenizer({"hf": str(own_bpe)})
+    assert tok.engine.engine == FAST_ENGINE and tok.engine.requested == "auto" and tok.engine.reason is None
+    assert tok.describe()["engine"]["engine"] == FAST_ENGINE
+    # the added tokens are part of the probe set, and special tokens are text: no stray control ids
+    texts = [t for ts in probe_texts(["<code>", "[MASK]", "<|endoftext|>"]).values() for t in ts]
+    ids, _ = tok.encode_batch(texts, num_threads=1)
+    ref = _reference(own_bpe)
+    assert ids.tolist() == [i for e in ref.encode_batch(texts, add_special_tokens=False) for i in e.ids]
+    assert tok.eos_id not in set(ids.tolist())
+
+
+def test_serial_and_parallel_fast_encoding_agree(neox_tokenizer):
+    tok = load_tokenizer({"hf": str(neox_tokenizer), "engine": "fastokens"})
+    texts = [t for ts in probe_texts().values() for t in ts] + [""]
+    a, la = tok.encode_batch(texts, num_threads=1)
+    b, lb = tok.encode_batch(texts, num_threads=2)
+    assert np.array_equal(a, b) and np.array_equal(la, lb) and la[-1] == 0
+
+
+def test_probe_set_covers_the_hard_cases():
+    p = probe_texts(["<|endoftext|>"])
+    assert set(p) == {"whitespace", "newlines", "cjk", "emoji", "combining", "surrogates", "code", "numbers",
+                      "added", "long"}
+    assert all(p[k] for k in p)
+    assert len(p["long"][0]) > 200_000
+    assert any("<|endoftext|>" in t for t in p["added"])
+    assert any("\t" in t for t in p["whitespace"]) and any("\u200d" in t for t in p["emoji"])
+
+
+@pytest.fixture
+def unloadable(tmp_path) -> Path:
+    """A WordPiece-style file with a pre-tokenizer fastokens does not implement (`Whitespace`)."""
+    return _train(tmp_path / "ws.json", pre=pre_tokenizers.Whitespace(),
+                  model=models.BPE(unk_token="[UNK]"),
+                  trainer=trainers.BpeTrainer(vocab_size=500, special_tokens=["[UNK]"], show_progress=False))
+
+
+@pytest.fixture
+def differing(tmp_path) -> Path:
+    """BPE with byte_fallback + fuse_unk and `<unk>` as a special token: fastokens merges `<unk>` text
+    differently, so the probe's added-token case differs."""
+    return _train(tmp_path / "fb.json", pre=pre_tokenizers.Split(" ", "merged_with_previous"),
+                  model=models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True),
+                  trainer=trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>"], show_progress=False))
+
+
+def test_gate_falls_back_when_the_fast_engine_cannot_load(unloadable, caplog):
+    with caplog.at_level(logging.WARNING, logger="curate.tokenizer_gate"):
+        tok = load_tokenizer({"hf": str(unloadable)})
+    assert tok.engine.engine == REFERENCE_ENGINE
+    assert "cannot load" in tok.engine.reason and "Whitespace" in tok.engine.reason
+    assert "cannot load" in caplog.text
+    ids, lengths = tok.encode_batch(["a b c", "hello world"], num_threads=1)
+    ref = _reference(unloadable)
+    assert ids.tolist() == [i for e in ref.encode_batch(["a b c", "hello world"], add_special_tokens=False)
+                            for i in e.ids]
+
+
+def test_gate_falls_back_when_the_fast_engine_encodes_differently(differing, caplog):
+    with caplog.at_level(logging.WARNING, logger="curate.tokenizer_gate"):
+        tok = load_tokenizer({"hf": str(differing), "engine": "auto"})
+    assert tok.engine.engine == REFERENCE_ENGINE
+    assert "not id-identical" in tok.engine.reason and "probe added[" in tok.engine.reason
+    assert "not id-identical" in caplog.text
+
+
+def test_engine_fastokens_insists(differing):
+    with pytest.raises(RecipeError) as e:
+        load_tokenizer({"hf": str(differing), "engine": "fastokens"})
+    assert e.value.path == "tokenizer.engine" and "not id-identical" in str(e.value)
+
+
+def test_engine_tokenizers_never_probes(differing, monkeypatch):
+    import curate.tokenizer_gate as gate
+
+    def boom(*a, **k):
+        raise AssertionError("probed")
+
+    monkeypatch.setattr(gate, "load_fast", boom)
+    tok = load_tokenizer({"hf": str(differing), "engine": "tokenizers"})
+    assert tok.engine.engine == REFERENCE_ENGINE and tok.engine.reason is None
+
+
+def test_unknown_engine_names_the_yaml_path(neox_tokenizer):
+    with pytest.raises(RecipeError) as e:
+        load_tokenizer({"hf": str(neox_tokenizer), "engine": "tiktoken"})
+    assert e.value.path == "tokenizer.engine"
+
+
+def test_bpe_dropout_is_refused(tmp_path):
+    """Dropout samples merges at random: no engine could give the same ids twice, so curate refuses it."""
+    p = _train(tmp_path / "dropout.json", pre=pre_tokenizers.ByteLevel(), model=models.BPE(dropout=0.3))
+    with pytest.raises(RecipeError) as e:
+        load_tokenizer({"hf": str(p)})
+    assert "dropout" in str(e.value) and e.value.path == "tokenizer.hf"
