@@ -13,7 +13,9 @@ file per shard::
 
 ``write_shard`` (one Ray task per shard) gathers the token ids from the partitions' memory-mapped ``.tok``
 files and writes ``shards/<name>_NNNNN.{bin,idx}``, ``.lineage.parquet`` and ``.json`` (the shard's manifest
-entry, written last: its presence means the shard is complete). ``write_documents`` writes the final status of
+entry, written last: its presence means the shard is complete; it records the sizes and sha256 of the files,
+``bin_bytes``/``idx_bytes``/``lineage_bytes``, ``bin_sha256``/``idx_sha256``, against which a resume checks
+them and rewrites a damaged shard). ``write_documents`` writes the final status of
 every input record of a partition to ``documents/<key>.parquet``.
 """
 
@@ -264,26 +266,28 @@ def write_shard(payload: dict[str, Any], run_dir: str, i: int) -> dict:
     prefix.parent.mkdir(parents=True, exist_ok=True)
     tok_dtype = np.uint16 if plan["vocab_size"] <= 65536 else np.uint32
     maps: dict[int, np.ndarray] = {}
-    writer = IndexedDatasetWriter(prefix, vocab_size=plan["vocab_size"])
     pid = order["pid"].to_numpy()
     off = order["tok_offset"].to_numpy()
     ntok = order["ntok"].to_numpy()
     batch = 4096
-    for s in range(0, order.num_rows, batch):
-        pieces = []
-        for j in range(s, min(s + batch, order.num_rows)):
-            p = int(pid[j])
-            if p not in maps:
-                f = run_dir / "work" / "parts" / f"p{p:06d}.tok"
-                maps[p] = np.memmap(f, dtype=tok_dtype, mode="r") if f.stat().st_size else np.zeros(0, tok_dtype)
-            pieces.append(maps[p][off[j]:off[j] + ntok[j]])
-        flat = np.concatenate(pieces) if pieces else np.zeros(0, tok_dtype)
-        writer.add_batch(flat, ntok[s:s + batch], eos_id=plan["eos_id"])
-    info = writer.finalize()
+    # on an error (disk full) the writer deletes its temporary files: a failed task leaves nothing behind
+    with IndexedDatasetWriter(prefix, vocab_size=plan["vocab_size"]) as writer:
+        for s in range(0, order.num_rows, batch):
+            pieces = []
+            for j in range(s, min(s + batch, order.num_rows)):
+                p = int(pid[j])
+                if p not in maps:
+                    f = run_dir / "work" / "parts" / f"p{p:06d}.tok"
+                    maps[p] = np.memmap(f, dtype=tok_dtype, mode="r") if f.stat().st_size else np.zeros(0, tok_dtype)
+                pieces.append(maps[p][off[j]:off[j] + ntok[j]])
+            flat = np.concatenate(pieces) if pieces else np.zeros(0, tok_dtype)
+            writer.add_batch(flat, ntok[s:s + batch], eos_id=plan["eos_id"])
+        info = writer.finalize()
     lineage = order.select(["seq", "source", "subset", "group", "doc_id", "uid", "tokens", "epoch", "chunk", "lang",
                             "license"])
     lineage = lineage.add_column(0, "shard", pa.array([name] * lineage.num_rows, pa.string()))
-    atomic_write_parquet(run_dir / "shards" / f"{name}.lineage.parquet", lineage)
+    lineage_path = run_dir / "shards" / f"{name}.lineage.parquet"
+    atomic_write_parquet(lineage_path, lineage)
 
     def agg(keys: list[str]) -> list[dict]:
         if lineage.num_rows == 0:
@@ -293,7 +297,7 @@ def write_shard(payload: dict[str, Any], run_dir: str, i: int) -> dict:
                        for r in g.to_pylist()), key=lambda r: tuple(str(r[k]) for k in keys))
 
     entry = {"name": name, "index": i, "bin": f"{name}.bin", "idx": f"{name}.idx",
-             "lineage": f"{name}.lineage.parquet", **info,
+             "lineage": f"{name}.lineage.parquet", "lineage_bytes": lineage_path.stat().st_size, **info,
              "by_group": agg(["group"]), "by_source": agg(["source", "subset"]),
              "by_license": [{k: r[k] for k in ("source", "subset", "group", "license", "tokens")}
                             for r in agg(["source", "subset", "group", "license"])]}
