@@ -33,6 +33,14 @@ def _unlink_quietly(tmp: Path) -> None:
         pass
 
 
+def _failed_write(e: BaseException, tmp: Path, path: Path) -> BaseException:
+    """Clean up after a failed write; an ``OSError`` without a file name (a failed flush) gets ``path``'s."""
+    _unlink_quietly(tmp)
+    if isinstance(e, OSError) and e.filename is None and e.errno is not None:
+        return OSError(e.errno, e.strerror, str(path))
+    return e
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -43,9 +51,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
+    except BaseException as e:
+        err = _failed_write(e, tmp, path)
+        if err is e:
+            raise
+        raise err from e
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -65,9 +75,11 @@ def atomic_write_parquet(path: str | os.PathLike, table: pa.Table, **kwargs: Any
     try:
         pq.write_table(table, tmp, **kwargs)
         os.replace(tmp, path)
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
+    except BaseException as e:
+        err = _failed_write(e, tmp, path)
+        if err is e:
+            raise
+        raise err from e
 
 
 def sha256_file(path: str | os.PathLike, *, chunk: int = 1 << 22) -> str:

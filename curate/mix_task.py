@@ -271,18 +271,23 @@ def write_shard(payload: dict[str, Any], run_dir: str, i: int) -> dict:
     ntok = order["ntok"].to_numpy()
     batch = 4096
     # on an error (disk full) the writer deletes its temporary files: a failed task leaves nothing behind
-    with IndexedDatasetWriter(prefix, vocab_size=plan["vocab_size"]) as writer:
-        for s in range(0, order.num_rows, batch):
-            pieces = []
-            for j in range(s, min(s + batch, order.num_rows)):
-                p = int(pid[j])
-                if p not in maps:
-                    f = run_dir / "work" / "parts" / f"p{p:06d}.tok"
-                    maps[p] = np.memmap(f, dtype=tok_dtype, mode="r") if f.stat().st_size else np.zeros(0, tok_dtype)
-                pieces.append(maps[p][off[j]:off[j] + ntok[j]])
-            flat = np.concatenate(pieces) if pieces else np.zeros(0, tok_dtype)
-            writer.add_batch(flat, ntok[s:s + batch], eos_id=plan["eos_id"])
-        info = writer.finalize()
+    try:
+        with IndexedDatasetWriter(prefix, vocab_size=plan["vocab_size"]) as writer:
+            for s in range(0, order.num_rows, batch):
+                pieces = []
+                for j in range(s, min(s + batch, order.num_rows)):
+                    p = int(pid[j])
+                    if p not in maps:
+                        f = run_dir / "work" / "parts" / f"p{p:06d}.tok"
+                        maps[p] = np.memmap(f, dtype=tok_dtype, mode="r") if f.stat().st_size else np.zeros(0, tok_dtype)
+                    pieces.append(maps[p][off[j]:off[j] + ntok[j]])
+                flat = np.concatenate(pieces) if pieces else np.zeros(0, tok_dtype)
+                writer.add_batch(flat, ntok[s:s + batch], eos_id=plan["eos_id"])
+            info = writer.finalize()
+    except OSError as e:
+        if e.filename is None and e.errno is not None:  # a failed flush: name the file for the error message
+            raise OSError(e.errno, e.strerror, f"{prefix}.bin") from e
+        raise
     lineage = order.select(["seq", "source", "subset", "group", "doc_id", "uid", "tokens", "epoch", "chunk", "lang",
                             "license"])
     lineage = lineage.add_column(0, "shard", pa.array([name] * lineage.num_rows, pa.string()))

@@ -175,9 +175,9 @@ def remove_stale_temps(run_dir: Path) -> int:
     for d in RUN_SUBDIRS:
         p = run_dir / d
         if p.is_dir() and not p.is_symlink():
-            stale += [f for f in p.rglob("*.tmp") if f.is_file() or f.is_symlink()]
+            stale += [f for f in p.rglob("*.tmp") if f.is_file()]
     stale += [f for name in RUN_FILES for f in (*run_dir.glob(f".{name}.*.tmp"), run_dir / f"{name}.tmp")
-              if f.is_file() or f.is_symlink()]
+              if f.is_file()]
     for f in stale:
         f.unlink()
     return len(stale)
