@@ -12,9 +12,11 @@ file that changed since it was processed (see ``curate.runner``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,36 +28,31 @@ def _tmp(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
-def _unlink_quietly(tmp: Path) -> None:
-    try:
-        tmp.unlink()
-    except OSError:
-        pass
+@contextlib.contextmanager
+def _atomic(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield the temporary name to write ``path`` under; rename it into place on success, delete it on failure.
 
-
-def _failed_write(e: BaseException, tmp: Path, path: Path) -> BaseException:
-    """Clean up after a failed write; an ``OSError`` without a file name (a failed flush) gets ``path``'s."""
-    _unlink_quietly(tmp)
-    if isinstance(e, OSError) and e.filename is None and e.errno is not None:
-        return OSError(e.errno, e.strerror, str(path))
-    return e
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    An ``OSError`` without a file name (a failed flush on a full disk) is re-raised naming ``path``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp(path)
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
         os.replace(tmp, path)
     except BaseException as e:
-        err = _failed_write(e, tmp, path)
-        if err is e:
-            raise
-        raise err from e
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if isinstance(e, OSError) and e.filename is None and e.errno is not None:
+            raise OSError(e.errno, e.strerror, str(path)) from e
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with _atomic(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -68,18 +65,9 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 def atomic_write_parquet(path: str | os.PathLike, table: pa.Table, **kwargs: Any) -> None:
     """Write ``table`` to ``path`` atomically (zstd-compressed unless told otherwise)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp(path)
     kwargs.setdefault("compression", "zstd")
-    try:
+    with _atomic(path) as tmp:
         pq.write_table(table, tmp, **kwargs)
-        os.replace(tmp, path)
-    except BaseException as e:
-        err = _failed_write(e, tmp, path)
-        if err is e:
-            raise
-        raise err from e
 
 
 def sha256_file(path: str | os.PathLike, *, chunk: int = 1 << 22) -> str:

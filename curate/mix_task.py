@@ -279,7 +279,8 @@ def write_shard(payload: dict[str, Any], run_dir: str, i: int) -> dict:
                     p = int(pid[j])
                     if p not in maps:
                         f = run_dir / "work" / "parts" / f"p{p:06d}.tok"
-                        maps[p] = np.memmap(f, dtype=tok_dtype, mode="r") if f.stat().st_size else np.zeros(0, tok_dtype)
+                        maps[p] = (np.memmap(f, dtype=tok_dtype, mode="r") if f.stat().st_size
+                                   else np.zeros(0, tok_dtype))
                     pieces.append(maps[p][off[j]:off[j] + ntok[j]])
                 flat = np.concatenate(pieces) if pieces else np.zeros(0, tok_dtype)
                 writer.add_batch(flat, ntok[s:s + batch], eos_id=plan["eos_id"])

@@ -102,7 +102,7 @@ _TEMP = re.compile(r"^\.?(?P<name>.+?)(?:\.\d+)?\.tmp$")
 
 
 def _final_name(name: str) -> str:
-    """The final name a file of curate's stands for: ``.x.json.4242.tmp`` and ``x.bin.tmp`` → ``x.json``, ``x.bin``."""
+    """The final name a file of curate's stands for: ``.x.json.4242.tmp`` → ``x.json``, ``x.bin.tmp`` → ``x.bin``."""
     m = _TEMP.match(name)
     return m.group("name") if m else name
 
@@ -125,7 +125,8 @@ def _remove_matching(folder: Path, pattern: re.Pattern, *, first: str | None = N
     then the folder itself if that left it empty. Symlinked folders are not entered."""
     if not folder.is_dir() or folder.is_symlink():
         return
-    files = [f for f in folder.iterdir() if (f.is_file() or f.is_symlink()) and pattern.fullmatch(_final_name(f.name))]
+    files = [f for f in folder.iterdir()
+             if (f.is_file() or f.is_symlink()) and pattern.fullmatch(_final_name(f.name))]
     files.sort(key=lambda f: (not (first and f.name.endswith(first)), f.name))
     for f in files:
         f.unlink()

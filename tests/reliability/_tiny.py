@@ -55,3 +55,24 @@ def cli_on_session(ray_session, *args: str) -> subprocess.CompletedProcess:
 
 def run_args(recipe: Path, out: Path, *extra: str) -> list[str]:
     return ["run", str(recipe), "--out", str(out), "--quiet", "--no-audit", *extra]
+
+
+def tiny_with_clean(root: Path, n: int = 60) -> tuple[Path, Path]:
+    """A tiny recipe over ``n`` records, and a clean, uninterrupted run of it (in this process's Ray)."""
+    from curate.recipe import load_recipe
+    from curate.runner import run
+
+    recipe = write_recipe(root, [str(write_jsonl(root / "docs.jsonl", n))])
+    run(load_recipe(recipe), out=str(root / "clean"), quiet=True)
+    return recipe, root / "clean"
+
+
+def wait_until(proc: subprocess.Popen, ready, log: Path, *, timeout: float = 240) -> None:
+    """Poll ``ready()`` every 10 ms while ``proc`` runs; fail if it ends or ``timeout`` passes first."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert proc.poll() is None, f"the run ended first:\n{log.read_text()[-3000:]}"
+        assert time.monotonic() < deadline, f"not reached in {timeout}s:\n{log.read_text()[-3000:]}"
+        time.sleep(0.01)

@@ -11,16 +11,16 @@ import os
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
 from curate.lock import LockError, RunLock
 from curate.recipe import load_recipe
 from curate.runner import run
-from tests.reliability._tiny import cli, cli_on_session, run_args, write_jsonl, write_recipe
-from tests.test_reliability import (RUN_TIMEOUT, assert_same_outputs, kill_session, output_hashes,
-                                    private_ray_tmp, run_env, start_run, wait_ok)
+from tests.reliability._tiny import (cli, cli_on_session, run_args, tiny_with_clean, wait_until, write_jsonl,
+                                    write_recipe)
+from tests.test_reliability import (assert_same_outputs, kill_session, output_hashes, private_ray_tmp, run_env,
+                                    start_run, wait_ok)
 
 
 def test_lock_excludes_a_second_holder_and_is_removed_on_release_08(tmp_path) -> None:
@@ -70,19 +70,13 @@ def test_stale_lock_of_a_dead_run_is_taken_over_08(ray_session, tmp_path, capsys
 def test_two_runs_on_one_directory_08(ray_session, tmp_path) -> None:
     """The issue's reproduction: a second ``curate run`` while the first is writing. The second is refused
     before it deletes anything; the first finishes byte-identical to a run that was never disturbed."""
-    data = write_jsonl(tmp_path / "docs.jsonl", 60)
-    recipe = write_recipe(tmp_path, [str(data)])
-    run(load_recipe(recipe), out=str(tmp_path / "clean"), quiet=True)
+    recipe, clean = tiny_with_clean(tmp_path)
     out = tmp_path / "run"
     log = tmp_path / "first.log"
     with private_ray_tmp() as ray_tmp:
         first = start_run(recipe, out, run_env(ray_tmp), log)
         try:
-            deadline = time.monotonic() + RUN_TIMEOUT
-            while not (out / "run.json").exists():
-                assert first.poll() is None, log.read_text()[-3000:]
-                assert time.monotonic() < deadline
-                time.sleep(0.01)
+            wait_until(first, (out / "run.json").exists, log)
             owner = json.loads((out / ".lock").read_text())
             res = cli_on_session(ray_session, *run_args(recipe, out))
             still_running = first.poll() is None
@@ -92,4 +86,4 @@ def test_two_runs_on_one_directory_08(ray_session, tmp_path) -> None:
     assert still_running, "the first run ended before the second was started: nothing was tested"
     assert res.returncode == 1, res.stderr
     assert f"is in use by another curate run (pid {owner['pid']} on host {owner['host']}" in res.stderr
-    assert_same_outputs(output_hashes(out), output_hashes(tmp_path / "clean"))
+    assert_same_outputs(output_hashes(out), output_hashes(clean))
