@@ -198,18 +198,16 @@ def input_records(parts: list[Partition]) -> dict[str, dict]:
     """What each partition's done marker records about its input, by partition key (one stat and hash per file)."""
     from curate.recipe import HF_PREFIX
 
-    by_path: dict[str, dict] = {}
+    from curate.sources import hf
+
+    cache: dict[str, dict] = {}  # by file, or by dataset for the shards of an hf:// dataset
     out = {}
     for p in parts:
-        if p.path not in by_path:
-            if p.path.startswith(HF_PREFIX):
-                from curate.sources import hf
-
-                by_path[p.path] = hf.revision(p.path)
-            else:
-                by_path[p.path] = file_identity(p.path)
-        rec = {"path": p.path, "row_groups": list(p.row_groups) if p.row_groups else None, **by_path[p.path]}
-        out[p.key] = rec
+        is_hf = p.path.startswith(HF_PREFIX)
+        key = hf.parse(p.path).base if is_hf else p.path
+        if key not in cache:
+            cache[key] = hf.revision(key) if is_hf else file_identity(p.path)
+        out[p.key] = {"path": p.path, "row_groups": list(p.row_groups) if p.row_groups else None, **cache[key]}
     return out
 
 

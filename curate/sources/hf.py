@@ -168,9 +168,11 @@ def revision(path: str) -> dict[str, Any]:
                 st = os.stat(full)
                 h.update(f"{os.path.relpath(full, local)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
         return {"revision": f"mirror:{h.hexdigest()}"}
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return {"revision": None}
     try:
         from huggingface_hub import HfApi
 
-        return {"revision": HfApi().dataset_info(ref.repo).sha}
+        return {"revision": HfApi().dataset_info(ref.repo, timeout=10).sha}
     except Exception:  # noqa: BLE001 - offline, unreachable or unknown: the revision is simply not known
         return {"revision": None}

@@ -120,3 +120,24 @@ def test_downstream_never_outlives_a_pending_partition_01(tmp_path) -> None:
     assert notes == ["outputs left from before an interrupted invalidation were deleted"]
     assert not [f for f in leftovers if f.exists()]
     assert all(f.exists() for f in mine)
+
+
+def test_hf_dataset_revision_is_part_of_the_identity_01(tmp_path, monkeypatch) -> None:
+    """An ``hf://`` input is identified by its revision: a local mirror's file list (names, sizes, mtimes)."""
+    from curate.runner import input_records
+    from curate.sources.base import Partition
+    from curate.sources.hf import MIRROR_ENV, revision
+
+    repo = tmp_path / "mirror" / "org" / "name"
+    write_jsonl(repo / "data" / "train.jsonl", 5)
+    monkeypatch.setenv(MIRROR_ENV, str(tmp_path / "mirror"))
+    path = "hf://datasets/org/name"
+    first = revision(path)
+    assert first["revision"].startswith("mirror:") and revision(path) == first
+    part = Partition(pid=0, source="s", subset="", format="jsonl", path=path)
+    assert input_records([part])["p000000"] == {"path": path, "row_groups": None, **first}
+    write_jsonl(repo / "data" / "train.jsonl", 6)
+    assert revision(path) != first
+    monkeypatch.delenv(MIRROR_ENV)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert revision(path) == {"revision": None}, "offline with no mirror the revision is unknown, not an error"
