@@ -2,7 +2,9 @@
 
 Exit codes: 0 success; 1 a run failure or an audit violation; 2 a usage or recipe error; 3 ``audit`` of an
 incomplete run (without ``--partial``). Errors curate raises on purpose (``CurateError``) print as one message
-that says where and how to fix; only genuine bugs print a traceback.
+that says where and how to fix; so does an output that cannot be written (disk full, read-only folder:
+``curate.errors.output_error``), and another run holding the run directory (``curate.lock``). Only genuine bugs
+print a traceback.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import argparse
 import json
 import sys
 
-from curate.errors import CurateError
+from curate.errors import CurateError, output_error
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,7 +31,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", metavar="RUN_DIR", nargs="?", const="", default=None,
                    help="resume a run (finished partitions and shards are skipped); rerunning into the same "
                         "--out does the same")
-    r.add_argument("--force", action="store_true", help="delete the run directory's outputs and start over")
+    r.add_argument("--force", action="store_true",
+                   help="delete the outputs of the curate run in the run directory and start over (a folder "
+                        "holding no curate run is refused even so)")
+    r.add_argument("--verify", action="store_true",
+                   help="on resume, also check each finished shard's sha256 against its marker (reads every "
+                        "shard); a damaged shard is rewritten")
     r.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.add_argument("--no-audit", action="store_true", help="skip the closing audit table")
@@ -85,7 +92,7 @@ def _cmd_run(args) -> int:
                   "drop --resume to start a new run there", file=sys.stderr)
             return 2
     res = run(recipe, out=out, ray_address=args.ray_address, force=args.force, num_cpus=args.num_cpus,
-              quiet=args.quiet)
+              quiet=args.quiet, verify=args.verify)
     print(f"wrote {res.manifest['tokens']:,} tokens in {len(res.manifest['shards'])} shard(s) to {res.run_dir} "
           f"in {res.seconds:.1f}s")
     if args.no_audit:
@@ -143,6 +150,12 @@ def main(argv: list[str] | None = None) -> int:
     except CurateError as e:
         print(f"curate {args.cmd}: error: {e}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:
+        err = output_error(e)
+        if err is None:
+            raise
+        print(f"curate {args.cmd}: error: {err}", file=sys.stderr)
+        return err.exit_code
     return 2
 
 

@@ -9,11 +9,16 @@ The CLI turns any :class:`CurateError` into a one-paragraph message and exit cod
 - ``InputError``: an input file cannot be read (corrupt, truncated, wrong encoding).
 - ``ShardError``: an output shard is missing, truncated or corrupt.
 - ``LedgerError``: a stage broke conservation (in != out + dropped + quarantined).
-- ``ResumeError``: a run directory belongs to another recipe (fingerprint mismatch).
+- ``ResumeError``: a run directory belongs to another recipe (fingerprint mismatch), or holds no curate run.
+- ``OutputError``: the run directory cannot be written (disk full, read-only, no permission); see
+  :func:`output_error`. Every write is atomic, so rerunning the same command once fixed resumes.
+- ``LockError`` (in ``curate.lock``): another run holds the run directory.
 - ``RetryableError``: transient; Ray retries the task.
 """
 
 from __future__ import annotations
+
+import errno
 
 
 class CurateError(Exception):
@@ -84,3 +89,22 @@ class ResumeError(CurateError):
 
 class RetryableError(CurateError):
     """A transient failure; the task is retried."""
+
+
+class OutputError(CurateError):
+    """A file of the run directory cannot be written: disk full, read-only file system, no permission."""
+
+
+#: ``errno`` values that mean "the output cannot be written here", not a bug: reported in one line.
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG})
+
+
+def output_error(e: BaseException) -> OutputError | None:
+    """The :class:`OutputError` for an ``OSError`` of :data:`WRITE_ERRNOS`, else None."""
+    if not isinstance(e, OSError) or e.errno not in WRITE_ERRNOS:
+        return None
+    what = f"cannot write {e.filename}" if e.filename else "cannot write the run directory"
+    code = errno.errorcode.get(e.errno, str(e.errno))
+    msg = (f"{what}: {e.strerror or e} ({code}); free space or make the output writable (or choose another "
+           "--out), then rerun the same command: finished work is kept and the run resumes")
+    return OutputError(msg)

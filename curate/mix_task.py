@@ -18,8 +18,10 @@ file per shard. A balanced member (``balance:``, :mod:`curate.balance`) is selec
 ``write_shard`` (one Ray task per shard) gathers the token ids from the partitions' memory-mapped ``.tok``
 files and writes the shard in every format of ``shards.format`` (``shards/<name>_NNNNN.{bin,idx}`` for Megatron,
 the others' files as :mod:`curate.shard_formats` lays them out), ``.lineage.parquet`` and ``.json`` (the shard's
-manifest entry with a ``formats`` entry per format, written last: its presence means the shard is complete).
-``write_documents`` writes the final status of every input record of a partition to ``documents/<key>.parquet``.
+manifest entry with a ``formats`` entry per format, written last: its presence means the shard is complete; it
+records the size and sha256 of every file of every format, and ``lineage_bytes``, against which a resume checks
+them and rewrites a damaged shard). ``write_documents`` writes the final status of every input record of a
+partition to ``documents/<key>.parquet``.
 """
 
 from __future__ import annotations
@@ -382,26 +384,35 @@ def write_shard(payload: dict[str, Any], run_dir: str, i: int) -> dict:
     ntok = order["ntok"].to_numpy()
     meta = order.select(["doc_id", "source", "subset"])
     batch = 4096
-    with ShardWriters(formats, shard_dir, name, vocab_size=plan["vocab_size"], tokenizer=plan["tokenizer"]) as ws:
-        for s in range(0, order.num_rows, batch):
-            pieces = []
-            for j in range(s, min(s + batch, order.num_rows)):
-                p = int(pid[j])
-                if p not in maps:
-                    f = run_dir / "work" / "parts" / f"p{p:06d}.tok"
-                    maps[p] = np.memmap(f, dtype=tok_dtype, mode="r") if f.stat().st_size else np.zeros(0, tok_dtype)
-                pieces.append(maps[p][off[j]:off[j] + ntok[j]])
-            flat = np.concatenate(pieces) if pieces else np.zeros(0, tok_dtype)
-            ws.add(SeqBatch(flat, ntok[s:s + batch], eos_id=plan["eos_id"], vocab_size=plan["vocab_size"],
-                            meta=meta.slice(s, batch), where=f"shard {shard_dir / name}", first_seq=s))
-        fentries = ws.finalize()
+    # on an error (disk full) every format's writer deletes its temporary files: a failed task leaves nothing behind
+    try:
+        with ShardWriters(formats, shard_dir, name, vocab_size=plan["vocab_size"],
+                          tokenizer=plan["tokenizer"]) as ws:
+            for s in range(0, order.num_rows, batch):
+                pieces = []
+                for j in range(s, min(s + batch, order.num_rows)):
+                    p = int(pid[j])
+                    if p not in maps:
+                        f = run_dir / "work" / "parts" / f"p{p:06d}.tok"
+                        maps[p] = (np.memmap(f, dtype=tok_dtype, mode="r") if f.stat().st_size
+                                   else np.zeros(0, tok_dtype))
+                    pieces.append(maps[p][off[j]:off[j] + ntok[j]])
+                flat = np.concatenate(pieces) if pieces else np.zeros(0, tok_dtype)
+                ws.add(SeqBatch(flat, ntok[s:s + batch], eos_id=plan["eos_id"], vocab_size=plan["vocab_size"],
+                                meta=meta.slice(s, batch), where=f"shard {shard_dir / name}", first_seq=s))
+            fentries = ws.finalize()
+    except OSError as e:
+        if e.filename is None and e.errno is not None:  # a failed flush: name the shard for the error message
+            raise OSError(e.errno, e.strerror, f"{shard_dir / name}") from e
+        raise
     mega = ws.get("megatron")
     # with Megatron among the formats the entry keeps its .bin/.idx keys; else the counts the formats agree on
     info = mega.info if mega is not None else {k: fentries[formats[0]][k] for k in ("sequences", "tokens")}
     lineage = order.select(["seq", "source", "subset", "group", "doc_id", "uid", "tokens", "epoch", "chunk", "lang",
                             "license"] + (["balance"] if "balance" in order.column_names else []))
     lineage = lineage.add_column(0, "shard", pa.array([name] * lineage.num_rows, pa.string()))
-    atomic_write_parquet(run_dir / "shards" / f"{name}.lineage.parquet", lineage)
+    lineage_path = run_dir / "shards" / f"{name}.lineage.parquet"
+    atomic_write_parquet(lineage_path, lineage)
 
     def agg(keys: list[str]) -> list[dict]:
         if lineage.num_rows == 0:
@@ -412,7 +423,8 @@ def write_shard(payload: dict[str, Any], run_dir: str, i: int) -> dict:
 
     files = {"bin": f"{name}.bin", "idx": f"{name}.idx"} if "megatron" in fentries else {}
     entry = {"name": name, "index": i, **files,
-             "lineage": f"{name}.lineage.parquet", **info, "formats": fentries,
+             "lineage": f"{name}.lineage.parquet", "lineage_bytes": lineage_path.stat().st_size, **info,
+             "formats": fentries,
              "by_group": agg(["group"]), "by_source": agg(["source", "subset"]),
              "by_license": [{k: r[k] for k in ("source", "subset", "group", "license", "tokens")}
                             for r in agg(["source", "subset", "group", "license"])]}

@@ -32,6 +32,9 @@ from curate.errors import RecipeError
 
 FILTERS_DIR = Path(os.environ.get("CURATE_FILTERS", Path(__file__).resolve().parent.parent / "filters"))
 HF_PREFIX = "hf://"
+#: Token counts are int64 in every table and array: a count must stay below this (checked in the recipe, so
+#: ``plan`` refuses it too, instead of an OverflowError deep in the mix).
+INT64_LIMIT = 2**63
 
 
 class _Model(BaseModel):
@@ -171,7 +174,7 @@ class GroupConfig(_Model):
 class ShardsConfig(_Model):
     #: one format or a list: every format is written from the same mix (see curate.shard_formats)
     format: ShardFormat | list[ShardFormat] = "megatron"
-    max_tokens: int = Field(default=50_000_000, gt=0)
+    max_tokens: int = Field(default=50_000_000, gt=0, lt=INT64_LIMIT)
     single_file: bool = False
     ctx_len: int | None = Field(default=None, gt=0)
     name: str = "mix"
@@ -242,11 +245,11 @@ class Recipe(_Model):
     seed: int = 0
     output: str | None = None
     tokenizer: Literal["rwkv-world"] | HfTokenizer = "rwkv-world"
-    budget_tokens: int = Field(gt=0)
+    budget_tokens: int = Field(gt=0, lt=INT64_LIMIT)
     max_epochs: float = Field(default=4.0, ge=1.0)
     tolerance_pp: float = Field(default=0.1, gt=0.0)
     on_shortfall: OnShortfall = "error"
-    max_doc_tokens: int | None = Field(default=None, gt=0)
+    max_doc_tokens: int | None = Field(default=None, gt=0, lt=INT64_LIMIT)
     max_drop_share: float = Field(default=0.9, ge=0.0, le=1.0)
     sources: dict[str, SourceConfig]
     dedup: DedupConfig | None = None

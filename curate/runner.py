@@ -14,14 +14,34 @@ Phases (each resumable; a file's presence means it is complete, see ``curate.io_
                configs (megatron_data_args.{txt,json}, olmo_mixture.yaml, mds_streams.yaml, shards/mds/index.json)
 
 The driver only schedules work and merges small JSON files; it never holds documents or tokens.
+
+Run directory safety (see ``curate.lock`` and the README's run-directory section):
+
+- **lock**: the whole run holds ``RUN_DIR/.lock`` (``curate.lock.RunLock``); a second run on the directory is
+  refused naming the owner, a dead owner's lock is taken over. ``--force`` cleaning and stale-temp cleanup
+  happen only under it.
+- **input identity**: each partition's done marker records its input (path, row-group range, and the file's
+  size, mtime and xxh64 of its first and last 64 KiB, or an ``hf://`` dataset's revision). A resume compares
+  them with the inputs now: a partition whose file changed (or whose number now names another file) is
+  reprocessed, a partition that no longer exists is deleted, and in both cases everything downstream of the
+  partitions (dedup, mix, shards, documents, ledger, manifest) is deleted and redone, so the result is byte for
+  byte that of a fresh run on the new inputs. More generally, downstream outputs never survive while a
+  partition still has to be processed.
+- **repair**: a resume checks each finished shard's files against its ``.json`` marker (sizes; sha256 too with
+  ``verify``) and rewrites a missing or damaged shard.
+- **--force** deletes only a curate run's own files (``run.json`` must be there; see :func:`clean_run_dir`).
+
 Determinism: every output depends only on its inputs (partition contents, the recipe, the seed), never on
 which worker ran it or in which order, so 1 or N workers give byte-identical shards, lineage and ledger.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +50,9 @@ from typing import Any
 import pyarrow as pa
 
 from curate import __version__
-from curate.errors import CurateError, LedgerError, ResumeError
-from curate.io_utils import atomic_write_json, read_json
+from curate.errors import CurateError, LedgerError, ResumeError, output_error
+from curate.io_utils import atomic_write_json, file_identity, read_json, sha256_file
+from curate.lock import LOCK_NAME, RunLock
 from curate.ledger import Ledger
 from curate.recipe import Recipe
 from curate.sources.base import Partition
@@ -66,13 +87,12 @@ def prepare_run_dir(recipe: Recipe, run_dir: Path, *, force: bool) -> bool:
                    "delete that run's outputs and start over")
             raise ResumeError(msg)
         clean_run_dir(run_dir)
-    elif run_dir.exists() and any(run_dir.iterdir()):
-        if not force:
-            msg = (f"{run_dir} exists, is not empty and is not a curate run directory (no run.json); "
-                   "choose an empty or new --out")
-            raise ResumeError(msg)
-        # --force on a foreign folder still deletes only what curate writes
-        clean_run_dir(run_dir)
+    elif run_dir.exists() and any(p.name != LOCK_NAME for p in run_dir.iterdir()):
+        # --force deletes a curate run's outputs, never a folder that holds no curate run (`--out ~ --force`)
+        msg = (f"{run_dir} exists, is not empty and holds no curate run (no run.json); "
+               f"{'--force deletes only the files of a curate run, so it refuses here too; ' if force else ''}"
+               "choose an empty or new --out")
+        raise ResumeError(msg)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run_json, {"fingerprint": fp, "name": recipe.name, "curate_version": __version__,
                                  "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
@@ -80,17 +100,70 @@ def prepare_run_dir(recipe: Recipe, run_dir: Path, *, force: bool) -> bool:
     return False
 
 
+#: Names of the files curate writes in ``documents/`` and ``quarantine/`` (one per partition).
+PART_TABLE = re.compile(r"p\d{6}\.parquet")
+_TEMP = re.compile(r"^\.?(?P<name>.+?)(?:\.\d+)?\.tmp$")
+
+
+def _final_name(name: str) -> str:
+    """The final name a file of curate's stands for: ``.x.json.4242.tmp`` → ``x.json``, ``x.bin.tmp`` → ``x.bin``."""
+    m = _TEMP.match(name)
+    return m.group("name") if m else name
+
+
+def shard_file_pattern(shard_name: str | None) -> re.Pattern:
+    """File names of the shards of a run whose ``shards.name`` is ``shard_name`` (any name when None)."""
+    prefix = re.escape(shard_name) if shard_name else r"[^/]+"
+    return re.compile(rf"{prefix}_\d{{5}}\.(?:bin|idx|lineage\.parquet|json)")
+
+
+def _previous_shard_name(run_dir: Path) -> str | None:
+    try:
+        return read_json(run_dir / "recipe.json")["recipe"]["shards"]["name"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _remove_matching(folder: Path, pattern: re.Pattern, *, first: str | None = None) -> None:
+    """Delete the files of ``folder`` whose (final) name matches ``pattern``, those ending in ``first`` first;
+    then the folder itself if that left it empty. Symlinked folders are not entered."""
+    if not folder.is_dir() or folder.is_symlink():
+        return
+    files = [f for f in folder.iterdir()
+             if (f.is_file() or f.is_symlink()) and pattern.fullmatch(_final_name(f.name))]
+    files.sort(key=lambda f: (not (first and f.name.endswith(first)), f.name))
+    for f in files:
+        f.unlink()
+    if not any(folder.iterdir()):
+        folder.rmdir()
+
+
 def clean_run_dir(run_dir: Path) -> None:
-    """Delete what a curate run writes, and nothing else (never outside ``run_dir``)."""
+    """Delete what a curate run wrote in ``run_dir``, identified by name, and nothing else (never outside it).
+
+    Only a curate run directory (one with ``run.json``) is cleaned: ``work/`` (curate's scratch) whole; in
+    ``shards/`` the files named like the previous run's shards (``<shards.name>_NNNNN.{bin,idx,lineage.parquet,
+    json}``, by ``recipe.json``); in ``documents/`` and ``quarantine/`` the ``pNNNNNN.parquet`` tables; the
+    top-level files of :data:`RUN_FILES`; the temporary files of all these; ``reports/`` when empty. A folder
+    left empty is removed; anything else, e.g. a user's ``documents/thesis.txt``, stays.
+    """
     run_dir = run_dir.resolve()
-    for d in RUN_SUBDIRS:
-        p = (run_dir / d).resolve()
-        if p.parent == run_dir and p.is_dir():
-            shutil.rmtree(p)
-    for f in RUN_FILES:
-        p = run_dir / f
-        if p.is_file():
-            p.unlink()
+    if not (run_dir / "run.json").is_file():
+        msg = f"{run_dir} holds no curate run (no run.json): refusing to delete anything in it"
+        raise ResumeError(msg)
+    work = run_dir / "work"
+    if work.is_dir() and not work.is_symlink():
+        shutil.rmtree(work)
+    _remove_matching(run_dir / "shards", shard_file_pattern(_previous_shard_name(run_dir)), first=".json")
+    for d in ("documents", "quarantine"):
+        _remove_matching(run_dir / d, PART_TABLE)
+    _remove_matching(run_dir / "reports", re.compile(r"(?!)"))
+    # run.json last: until it goes, a killed clean can be redone
+    top = re.compile("|".join(re.escape(f) for f in RUN_FILES if f != "run.json"))
+    for f in run_dir.iterdir():
+        if f.is_file() and top.fullmatch(_final_name(f.name)):
+            f.unlink()
+    (run_dir / "run.json").unlink()
 
 
 def remove_stale_temps(run_dir: Path) -> int:
@@ -98,8 +171,9 @@ def remove_stale_temps(run_dir: Path) -> int:
 
     Every write goes to a temporary name (``*.tmp``) and is renamed into place, so a process killed in between
     leaves its temporary file behind. Nothing reads one (a file counts only under its final name), but it would
-    stay in ``shards/`` for good. Only one run uses a run directory at a time, so at start-up every temporary
-    file in curate's folders is stale. At the top level only curate's own names are touched.
+    stay in ``shards/`` for good. Only one run uses a run directory at a time (the caller holds the run lock,
+    see ``curate.lock``), so at start-up every temporary file in curate's folders is stale. At the top level
+    only curate's own names are touched.
     """
     run_dir = run_dir.resolve()
     stale = []
@@ -112,6 +186,117 @@ def remove_stale_temps(run_dir: Path) -> int:
     for f in stale:
         f.unlink()
     return len(stale)
+
+
+# ---------------------------------------------------------------------------- input identity and invalidation
+#: Top-level files that summarize a whole run: stale as soon as any partition or shard is redone.
+SUMMARY_FILES = ("manifest.json", "audit.json", "ledger.json", "LICENSES.md", "licenses.json")
+
+
+def notice(msg: str) -> None:
+    """A one-line note on stderr about something a resume did on its own (shown even with ``--quiet``)."""
+    print(f"curate run: note: {msg}", file=sys.stderr, flush=True)
+
+
+def input_records(parts: list[Partition]) -> dict[str, dict]:
+    """What each partition's done marker records about its input, by partition key (one stat and hash per file)."""
+    from curate.recipe import HF_PREFIX
+
+    from curate.sources import hf
+
+    cache: dict[str, dict] = {}  # by file, or by dataset for the shards of an hf:// dataset
+    out = {}
+    for p in parts:
+        is_hf = p.path.startswith(HF_PREFIX)
+        key = hf.parse(p.path).base if is_hf else p.path
+        if key not in cache:
+            cache[key] = hf.revision(key) if is_hf else file_identity(p.path)
+        out[p.key] = {"path": p.path, "row_groups": list(p.row_groups) if p.row_groups else None, **cache[key]}
+    return out
+
+
+def _why_changed(old: dict | None, new: dict) -> str:
+    if not old:
+        return "its marker records no input identity (an older curate wrote it)"
+    if old.get("path") != new["path"] or old.get("row_groups") != new["row_groups"]:
+        return f"it now reads {new['path']} (was {old.get('path')}): the set of input files changed"
+    diff = [f"{k} {old.get(k)} -> {new[k]}" for k in ("size", "mtime_ns", "xxh64", "revision")
+            if k in new and old.get(k) != new[k]]
+    return f"{new['path']} changed since it was processed ({', '.join(diff)})"
+
+
+def remove_downstream(run_dir: Path) -> bool:
+    """Delete every output that depends on all partitions: dedup, mix, shards, documents and the summaries.
+
+    The summaries go first (the run stops looking complete), then the done markers of the global steps, then
+    their other files, so a kill in between leaves a state a resume handles the same way. Returns whether
+    anything was there.
+    """
+    found = False
+    for f in SUMMARY_FILES:
+        if (run_dir / f).is_file():
+            (run_dir / f).unlink()
+            found = True
+    for marker in (run_dir / "work" / "mix" / "plan.json", run_dir / "work" / "dedup" / "done.json"):
+        if marker.is_file():
+            marker.unlink()
+            found = True
+    for d in ("mix", "dedup"):
+        if (run_dir / "work" / d).is_dir():
+            shutil.rmtree(run_dir / "work" / d)
+            found = True
+    for d, pattern in (("shards", shard_file_pattern(_previous_shard_name(run_dir))), ("documents", PART_TABLE)):
+        folder = run_dir / d
+        if folder.is_dir() and any(pattern.fullmatch(_final_name(f.name)) for f in folder.iterdir()):
+            found = True
+        _remove_matching(folder, pattern, first=".json")
+    return found
+
+
+def invalidate_changed_inputs(run_dir: Path, parts: list[Partition], inputs: dict[str, dict]) -> list[str]:
+    """Forget the partitions whose input changed since they were processed; return one note per partition.
+
+    A finished partition's marker must record the same input (path, row-group range, identity) as
+    ``inputs``; work files of a partition key the plan no longer has are orphans. Either way the partition's
+    files (``work/parts/<key>.*``, ``quarantine/<key>.parquet``, ``documents/<key>.parquet``) are deleted, and
+    with them everything downstream (see :func:`remove_downstream`), since dedup and the mix read all
+    partitions. Then, whenever a partition is still to be processed, downstream outputs are deleted too: they
+    can only be left over from before an invalidation that a kill interrupted.
+    """
+    base = run_dir / "work" / "parts"
+    keys = {p.key for p in parts}
+    notes, stale = [], []
+    for p in parts:
+        done = part_paths(run_dir, p)["done"]
+        if not done.is_file():
+            continue
+        try:
+            old = read_json(done).get("input")
+        except ValueError:
+            old = None
+        new = json.loads(json.dumps(inputs[p.key]))
+        if old != new:
+            stale.append(p.key)
+            notes.append(f"partition {p.key} is processed again: {_why_changed(old, new)}")
+    orphans = sorted({f.name.split(".", 1)[0] for f in base.glob("p*.*")} - keys) if base.is_dir() else []
+    if orphans:
+        notes.append(f"{len(orphans)} partition(s) no longer in the plan (the set of input files changed): "
+                     f"{', '.join(orphans[:5])}{' ...' if len(orphans) > 5 else ''} deleted")
+    pending = any(not part_paths(run_dir, p)["done"].is_file() for p in parts)
+    if stale or orphans or pending:
+        if remove_downstream(run_dir) and not (stale or orphans):
+            notes.append("outputs left from before an interrupted invalidation were deleted")
+    for k in (*stale, *orphans):
+        done = base / f"{k}.done"
+        if done.is_file():
+            done.unlink()  # the marker first: a kill after this leaves a partition that is simply not done
+        for f in base.glob(f"{k}.*"):
+            f.unlink()
+        for d in ("quarantine", "documents"):
+            f = run_dir / d / f"{k}.parquet"
+            if f.is_file():
+                f.unlink()
+    return notes
 
 
 # ---------------------------------------------------------------------------- Ray
@@ -135,11 +320,18 @@ def init_ray(ray_address: str | None, *, num_cpus: int | None = None):
 
 
 def _unwrap(e: Exception) -> Exception:
-    """Return the CurateError inside a Ray task error, so users see our message, not a remote traceback."""
-    cause = getattr(e, "cause", None)
-    while cause is not None and not isinstance(cause, CurateError) and getattr(cause, "cause", None) is not None:
-        cause = cause.cause
-    return cause if isinstance(cause, CurateError) else e
+    """Return the CurateError inside a Ray task error, so users see our message, not a remote traceback.
+
+    A task that could not write its output (disk full, read-only folder) gives the matching ``OutputError``.
+    """
+    cause = e
+    while cause is not None:
+        if isinstance(cause, CurateError):
+            return cause
+        if (err := output_error(cause)) is not None:
+            return err
+        cause = getattr(cause, "cause", None)
+    return e
 
 
 def _ray_get(ray, refs):
@@ -157,7 +349,8 @@ def _cpus(ray) -> int:
 
 
 # ---------------------------------------------------------------------------- phases
-def run_parts(ray, recipe: Recipe, run_dir: Path, parts: list[Partition], progress) -> None:
+def run_parts(ray, recipe: Recipe, run_dir: Path, parts: list[Partition], progress,
+              inputs: dict[str, dict] | None = None) -> None:
     todo = [p for p in parts if not part_paths(run_dir, p)["done"].exists()]
     total_bytes = sum(p.nbytes for p in parts)
     done_bytes = sum(p.nbytes for p in parts if p not in todo)
@@ -171,8 +364,8 @@ def run_parts(ray, recipe: Recipe, run_dir: Path, parts: list[Partition], progre
         def __init__(self, payload: dict, run_dir: str) -> None:
             self.proc = PartitionProcessor(payload, run_dir, num_threads=1)
 
-        def process(self, part: Partition) -> dict:
-            return self.proc.process(part)
+        def process(self, part: Partition, input_record: dict | None = None) -> dict:
+            return self.proc.process(part, input_record)
 
     n = min(len(todo), _cpus(ray))
     actors = [PartitionActor.remote(payload, str(run_dir)) for _ in range(n)]
@@ -188,7 +381,7 @@ def run_parts(ray, recipe: Recipe, run_dir: Path, parts: list[Partition], progre
             while queue and free:
                 a = free.pop()
                 part = queue.pop(0)
-                pending[a.process.remote(part)] = (part, a)
+                pending[a.process.remote(part, (inputs or {}).get(part.key))] = (part, a)
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:
                 part, a = pending.pop(ref)
@@ -241,7 +434,31 @@ def run_mix(ray, recipe: Recipe, run_dir: Path, parts: list[Partition], progress
     return read_json(plan_path)
 
 
-def run_shards(ray, recipe: Recipe, run_dir: Path, plan: dict, progress) -> list[dict]:
+def shard_damage(run_dir: Path, entry: dict, *, verify: bool = False) -> str | None:
+    """What is wrong with a finished shard's files against its ``.json`` marker, or None when nothing is.
+
+    Checks that every file of every format (``curate.shard_formats.shard_formats``) and the ``.lineage.parquet``
+    exist with the sizes the marker records and, with ``verify``, that each format's files have its sha256
+    (reads the whole shard).
+    """
+    from curate.shard_formats import shard_formats
+
+    d = run_dir / "shards"
+    files = [(x["path"], x.get("bytes"), x.get("sha256")) for f in shard_formats(entry).values() for x in f["files"]]
+    for rel, want, _ in [*files, (entry["lineage"], entry.get("lineage_bytes"), None)]:
+        f = d / rel
+        if not f.is_file():
+            return f"{rel} is missing"
+        if want is not None and f.stat().st_size != want:
+            return f"{rel} is {f.stat().st_size:,} bytes, its marker says {want:,}"
+    if verify:
+        for rel, _, digest in files:
+            if digest is not None and sha256_file(d / rel) != digest:
+                return f"{rel} does not have the sha256 its marker records"
+    return None
+
+
+def run_shards(ray, recipe: Recipe, run_dir: Path, plan: dict, progress, *, verify: bool = False) -> list[dict]:
     from curate.mix_task import shard_json_path, write_shard
 
     n = plan["n_shards"]
@@ -249,9 +466,16 @@ def run_shards(ray, recipe: Recipe, run_dir: Path, plan: dict, progress) -> list
     remote = ray.remote(num_cpus=1, max_retries=3)(write_shard)
     refs = []
     for i in range(n):
-        if shard_json_path(run_dir, recipe, i).exists():
-            progress.update(task, advance=1)
-            continue
+        marker = shard_json_path(run_dir, recipe, i)
+        if marker.exists():
+            damage = shard_damage(run_dir, read_json(marker), verify=verify)
+            if damage is None:
+                progress.update(task, advance=1)
+                continue
+            notice(f"shard {marker.stem} is rewritten: {damage}")
+            for f in SUMMARY_FILES[:2]:  # the run is no longer complete until the shard is back
+                (run_dir / f).unlink(missing_ok=True)
+            marker.unlink()
         refs.append(remote.remote(payload_for(recipe), str(run_dir), i))
     t0, toks = time.time(), 0
     while refs:
@@ -357,13 +581,13 @@ def finalize(recipe: Recipe, run_dir: Path, parts: list[Partition], plan: dict, 
 
 # ---------------------------------------------------------------------------- entry point
 def run(recipe: Recipe, *, out: str | None = None, ray_address: str | None = None, force: bool = False,
-        num_cpus: int | None = None, quiet: bool = False) -> RunResult:
+        num_cpus: int | None = None, quiet: bool = False, verify: bool = False) -> RunResult:
     """Run ``recipe`` end to end on Ray and return the run's manifest and ledger.
 
-    Rerunning into the same directory resumes: finished partitions and shards are skipped.
+    Rerunning into the same directory resumes: finished partitions and shards are skipped, unless a
+    partition's input changed (it is redone, and everything after it) or a shard's files do not match its
+    marker (it is rewritten; ``verify`` also compares sha256). The whole run holds the run-directory lock.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from curate.sources import plan_partitions
 
     from curate.worker import import_plugins
@@ -372,13 +596,28 @@ def run(recipe: Recipe, *, out: str | None = None, ray_address: str | None = Non
     import_plugins(recipe)
     run_dir = recipe.output_dir(out)
     parts = plan_partitions(recipe)  # validates globs again: a path emptied since `plan` is an error here
+    inputs = input_records(parts)  # before the lock and before reading: a file changed later is noticed next time
+    with RunLock(run_dir) as lock:
+        if lock.took_over:
+            notice(lock.took_over)
+        return _run_locked(recipe, run_dir, parts, inputs, ray_address=ray_address, force=force,
+                           num_cpus=num_cpus, quiet=quiet, verify=verify, t0=t0)
+
+
+def _run_locked(recipe: Recipe, run_dir: Path, parts: list[Partition], inputs: dict[str, dict], *,
+                ray_address: str | None, force: bool, num_cpus: int | None, quiet: bool, verify: bool,
+                t0: float) -> RunResult:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     prepare_run_dir(recipe, run_dir, force=force)
     remove_stale_temps(run_dir)
+    for note in invalidate_changed_inputs(run_dir, parts, inputs):
+        notice(note)
     atomic_write_json(run_dir / "work" / "partitions.json", [p.__dict__ for p in parts])
     ray = init_ray(ray_address, num_cpus=num_cpus)
     columns = [TextColumn("{task.description:<60}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, disable=quiet, transient=False) as progress:
-        run_parts(ray, recipe, run_dir, parts, progress)
+        run_parts(ray, recipe, run_dir, parts, progress, inputs)
         try:
             run_dedup(ray, recipe, run_dir, parts, progress)
             plan = run_mix(ray, recipe, run_dir, parts, progress)
@@ -386,7 +625,7 @@ def run(recipe: Recipe, *, out: str | None = None, ray_address: str | None = Non
             # keep what the filters recorded, so `curate audit` can say where a source went missing
             collect_ledger(run_dir, parts).write(run_dir / "ledger.json")
             raise
-        shards = run_shards(ray, recipe, run_dir, plan, progress)
+        shards = run_shards(ray, recipe, run_dir, plan, progress, verify=verify)
         run_documents(ray, recipe, run_dir, parts, progress)
     manifest, led = finalize(recipe, run_dir, parts, plan, shards)
     return RunResult(run_dir=run_dir, manifest=manifest, ledger=led, seconds=time.time() - t0)
@@ -396,4 +635,5 @@ def load_run_recipe(run_dir: Path) -> Recipe:
     return recipe_from_payload(read_json(run_dir / "recipe.json"))
 
 
-__all__ = ["RunResult", "clean_run_dir", "load_run_recipe", "prepare_run_dir", "remove_stale_temps", "run"]
+__all__ = ["RunResult", "clean_run_dir", "input_records", "invalidate_changed_inputs", "load_run_recipe",
+           "prepare_run_dir", "remove_downstream", "remove_stale_temps", "run", "shard_damage"]

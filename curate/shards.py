@@ -278,7 +278,10 @@ class IndexedDatasetWriter:
         if self._done:
             return
         self._done = True
-        self._f.close()
+        try:
+            self._f.close()
+        except OSError:  # the disk that failed the write fails the close's flush too; the file goes anyway
+            pass
         for p in (self._bin_tmp, self._idx_tmp):
             p.unlink(missing_ok=True)
 

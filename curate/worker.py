@@ -19,7 +19,9 @@ file                content
 ``<key>.tok``       raw little-endian token ids of the kept documents, concatenated (uint16 when the vocab
                     fits, else uint32); memory-mapped by the shard writer.
 ``<key>.ledger``    JSON ledger counters of this partition (see ``curate.ledger``).
-``<key>.done``      completion record, written last; a resumed run skips partitions that have it.
+``<key>.done``      completion record, written last: counts and ``input`` (the input file's path, row-group
+                    range and identity, see ``curate.runner.input_records``); a resumed run skips a partition
+                    whose marker exists and records the input as it is now.
 =================== ==========================================================================================
 
 Why one fused pass per partition: each stage is still its own small class over Arrow tables, but running
@@ -144,7 +146,7 @@ class PartitionProcessor:
         return self._tokenizer
 
     # -------------------------------------------------------------- the work
-    def process(self, part: Partition) -> dict[str, Any]:
+    def process(self, part: Partition, input_record: dict | None = None) -> dict[str, Any]:
         from curate.dedup import band_keys, content_hash, minhash_signatures
         from curate.sources import read_partition
 
@@ -257,7 +259,7 @@ class PartitionProcessor:
                                      {"uid": pa.array([], pa.int64()), "text": pa.array([], pa.large_string())}))
         ledger.write(paths["ledger"])
         summary = {"pid": part.pid, "records": records, "bytes": in_bytes,
-                   "kept": sum(x.num_rows for x in kept_tables), "tokens": tok_offset}
+                   "kept": sum(x.num_rows for x in kept_tables), "tokens": tok_offset, "input": input_record}
         summary["tokenizer_engine"] = tok.engine.engine  # the library that encoded this partition
         atomic_write_json(paths["done"], summary)
         return summary

@@ -284,6 +284,8 @@ def test_changed_recipe_is_refused_unless_force_10(ray_session, tmp_path) -> Non
 
 
 def test_force_on_a_foreign_directory_keeps_foreign_files_10(tmp_path) -> None:
+    """A folder with no run.json is no curate run: cleaning it is refused, nothing is deleted (issue 22 item 2)."""
+    from curate.errors import ResumeError
     from curate.runner import clean_run_dir
 
     d = tmp_path / "mine"
@@ -293,9 +295,10 @@ def test_force_on_a_foreign_directory_keeps_foreign_files_10(tmp_path) -> None:
     (d / "ledger.json").write_text("{}")
     outside = tmp_path / "outside.txt"
     outside.write_text("x")
-    clean_run_dir(d)
-    assert sorted(p.name for p in d.iterdir()) == ["data.csv"]
-    assert outside.exists()
+    with pytest.raises(ResumeError, match="no run.json"):
+        clean_run_dir(d)
+    assert sorted(p.name for p in d.iterdir()) == ["data.csv", "ledger.json", "shards"]
+    assert (d / "shards" / "x.bin").exists() and outside.exists()
 
 
 def test_resume_removes_only_stale_temporary_files_10(tmp_path) -> None:

@@ -146,3 +146,33 @@ def count(path: str) -> int:
     if first is not None:
         ds = ds.select_columns([first])
     return sum(t.num_rows for t in ds.with_format("arrow").iter(batch_size=65536))
+
+
+def revision(path: str) -> dict[str, Any]:
+    """What identifies the version of the dataset behind ``path``, for a resume to notice a changed dataset.
+
+    A local mirror: an xxh64 over the relative path, size and mtime of every file of the mirrored repository.
+    The Hub: the repository's commit sha (``huggingface_hub.dataset_info``). Offline with no mirror the
+    revision cannot be known: ``{"revision": None}``, and a resume trusts what it processed before.
+    """
+    import xxhash
+
+    ref = parse(path)
+    local = local_copy(ref)
+    if local is not None:
+        h = xxhash.xxh64()
+        for root, dirs, files in os.walk(local):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for name in sorted(files):
+                full = os.path.join(root, name)
+                st = os.stat(full)
+                h.update(f"{os.path.relpath(full, local)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        return {"revision": f"mirror:{h.hexdigest()}"}
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return {"revision": None}
+    try:
+        from huggingface_hub import HfApi
+
+        return {"revision": HfApi().dataset_info(ref.repo, timeout=10).sha}
+    except Exception:  # noqa: BLE001 - offline, unreachable or unknown: the revision is simply not known
+        return {"revision": None}
