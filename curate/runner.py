@@ -182,16 +182,19 @@ def run_parts(ray, recipe: Recipe, run_dir: Path, parts: list[Partition], progre
 
     @ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=-1)
     class PartitionActor:
-        def __init__(self, payload: dict, run_dir: str, decont_index=None) -> None:
-            # decont_index arrives resolved from the object store (numpy arrays read zero-copy)
-            self.proc = PartitionProcessor(payload, run_dir, num_threads=1, decont_index=decont_index)
+        def __init__(self, payload: dict, run_dir: str, decont_refs: list) -> None:
+            # the index comes from the object store (its numpy arrays are read zero-copy); the reference is passed
+            # inside a list so that a restarted actor fetches it again from the driver's copy, which lives as long
+            # as the run does
+            index = ray.get(decont_refs[0]) if decont_refs else None
+            self.proc = PartitionProcessor(payload, run_dir, num_threads=1, decont_index=index)
 
         def process(self, part: Partition) -> dict:
             return self.proc.process(part)
 
     n = min(len(todo), _cpus(ray))
-    decont_ref = ray.put(decont) if decont is not None else None  # once per run, shared by every actor
-    actors = [PartitionActor.remote(payload, str(run_dir), decont_ref) for _ in range(n)]
+    decont_refs = [ray.put(decont)] if decont is not None else []  # once per run, shared by every actor
+    actors = [PartitionActor.remote(payload, str(run_dir), decont_refs) for _ in range(n)]
     pending: dict[Any, tuple[Partition, Any]] = {}  # object ref → (partition, actor)
     queue = list(todo)
     t0 = time.time()
