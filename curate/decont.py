@@ -40,16 +40,19 @@ newline (a list field, e.g. MMLU ``choices``, is joined first). Then:
 
 Boilerplate: an n-gram that occurs in more than ``max_items_per_ngram`` (default 10) distinct items of all eval
 sets together is dropped from the index (counted as ``ngrams_frequent``). On the four sets in
-../shared/data/evals (GSM8K, MATH, MMLU-STEM, HumanEval test; 9,501 items) the 13-grams above that threshold are
-the repeated instructions of MMLU's question templates and HumanEval's doctest scaffolding; no GSM8K or MATH
-item loses all of its n-grams to it (the real-data test checks that every test item still matches its copy).
+../shared/data/evals (GSM8K, MATH, MMLU-STEM, HumanEval test; 9,501 items) that is 120 of 855k 13-grams, all from
+MATH: the Asymptote plot preamble its figures share and stock sentences ("the sum of an arithmetic series is equal
+to the average of the first and last term"); no item loses all of its n-grams to it (the real-data test checks
+that every test item still matches its copy). An n-gram without a word of two letters or more (counting runs,
+hex digits, plot coordinates; :data:`MIN_WORDY`) is not indexed either (``ngrams_uninformative``).
 
 The index (:class:`DecontIndex`): a sorted ``uint64`` array of n-gram hashes with the ``int32`` item of each
-(the first item holding it), the short items by length, and the item ids and eval names; 12 bytes per indexed
-n-gram (12 MB per million, measured by ``bench/bench_decontaminate.py``). It is built once per run on the driver
-and sent to every actor through the Ray object store (``ray.put``; numpy arrays are read zero-copy there).
+(the first item holding it) and a screen bit array of about 16 bits per key (:class:`KeySet`), the short items by
+length, and the item ids and eval names: 14.5 MB per million indexed n-grams (12.4 MB for the 855k 13-grams of the
+four sets above; ``bench/bench_decontaminate.py``). It is built once per run on the driver (1.4 CPU-s for those
+sets) and sent to every actor through the Ray object store (``ray.put``; numpy arrays are read zero-copy there).
 
-Matching (:func:`match`): per block of ~1 MB of text, every window hash of the batch is looked up with
+Matching (:func:`match`): per block of ~1 MB of text, every window hash of the batch is screened and looked up with
 ``numpy.searchsorted`` in the sorted keys; per document the result is the eval set with most distinct matched
 n-grams (ties: recipe order), the item of that set with most of them (ties: first item), and the count.
 """
