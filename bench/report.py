@@ -187,7 +187,9 @@ def _decontaminate(d: dict[str, Any] | None) -> list[str]:
             f"({ix['screen_bytes'] / 1e6:.1f} MB) |",
             f"| bytes per million indexed n-grams | {ix['bytes_per_million_ngrams'] / 1e6:.1f} MB |",
             f"| pickled size (what `ray.put` stores once per run) | {ix['pickled_bytes'] / 1e6:.1f} MB |",
-            f"| index build on the driver | {ix['build_cpu_s']} CPU-s |", ""]
+            f"| index build on the driver | {ix['build_cpu_s']} CPU-s |", "",
+            "The stage's own time is the firmer figure of its cost: the two phase totals come from separate runs, "
+            "and on a loaded machine their difference moves by more than the stage takes.", ""]
     if d.get("dropped"):
         out += ["Dropped: " + "; ".join(f"{s}: " + ", ".join(f"{k} {v}" for k, v in r.items())
                                         for s, r in d["dropped"].items()), ""]

@@ -92,6 +92,12 @@ def test_ledger_and_audit_table(decont_run) -> None:
     assert ("decontamination_drop_share", "decontaminate/math") in kinds  # max_drop_share 0 flags any loss
     idx = result["decontamination"]["index"]
     assert idx["items"] == 4 and idx["ngrams"] > 0 and idx["index_bytes"] > 0
+    from rich.console import Console
+
+    con = Console(record=True, width=200)
+    audit_mod.render_table(result, console=con)
+    text = con.export_text()
+    assert "decontamination (drop, 13-grams)" in text and "absent" in text
 
 
 def test_html_report_shows_the_table(decont_run, tmp_path) -> None:
