@@ -157,7 +157,7 @@ def _cpus(ray) -> int:
 def decont_index(recipe: Recipe, run_dir: Path, parts: list[Partition]):
     """Build the eval-set index on the driver when the recipe decontaminates and a partition is left to do.
 
-    Small (eval sets only: ~10 MB for GSM8K + MATH + MMLU-STEM + HumanEval); its statistics go to
+    Small (eval sets only: 12.4 MB for GSM8K + MATH + MMLU-STEM + HumanEval); its statistics go to
     ``work/decontaminate/index.json`` for the audit. Bad eval files fail here, before any actor starts.
     """
     if recipe.decontaminate is None or all(part_paths(run_dir, p)["done"].exists() for p in parts):
