@@ -297,3 +297,34 @@ def test_real_planted_cases_in_a_book(real_index, real_data) -> None:
     out = _stage(idx).process(pa.table({"text": [verbatim, shouted, edited, near, para]}))
     assert out["drop_reason"].to_pylist() == ["contaminated:gsm8k"] * 3 + [None, None]
     assert out["decont_item"].to_pylist()[:3] == [gsm.ids[100]] * 3
+
+
+def test_hf_zstd_and_text_eval_inputs(tmp_path, monkeypatch) -> None:
+    import zstandard
+
+    root = tmp_path / "mirror"
+    d = root / "org" / "bench" / "data"
+    d.mkdir(parents=True)
+    pq.write_table(pa.table({"question": ["Pick one"], "choices": [ITEM_B.split(" in ")], "idx": [5]}),
+                   d / "train-00000-of-00001.parquet")
+    monkeypatch.setenv("CURATE_HF_MIRROR", str(root))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import datasets.config
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    hf = D.read_eval_set("h", EvalSetConfig(paths=["hf://datasets/org/bench"], fields=["question", "choices"],
+                                            id_field="idx"), ["hf://datasets/org/bench"])
+    assert hf.texts == ["Pick one\n" + ITEM_B.replace(" in ", "\n")] and hf.ids == ["5"]
+    z = tmp_path / "e.jsonl.zst"
+    z.write_bytes(zstandard.ZstdCompressor().compress((json.dumps({"q": ITEM_A}) + "\n").encode()))
+    zs = D.read_eval_set("z", EvalSetConfig(paths=[str(z)], fields=["q"]), [str(z)])
+    assert zs.texts == [ITEM_A] and zs.ids == ["e.jsonl.zst:1"]
+    txt = tmp_path / "passage.txt"
+    txt.write_text(ITEM_A)
+    ts = D.read_eval_set("t", EvalSetConfig(paths=[str(txt)]), [str(txt)])
+    assert ts.texts == [ITEM_A] and ts.ids == ["passage.txt"]
+    idx = D.build_index([hf, zs, ts])
+    out = _stage(idx).process(pa.table({"text": ["pick one: " + ITEM_B.replace(" in ", ", "), ITEM_A]}))
+    assert out["decont_eval"].to_pylist() == ["h", "z"]  # ties go to the first eval set in recipe order
