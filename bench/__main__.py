@@ -9,7 +9,7 @@ command     what it measures (defaults fit ``make bench`` in < 30 min on a 2-cor
 pipeline    curate vs datatrove end to end, GPT-NeoX tokenizer on both sides, mixed and prose corpora
             (``--size-mb``, default 50); curate alone with RWKV World on the mixed corpus (``--rwkv-mb``,
             default 500).  ``pipeline.json``
-stages      the existing stage benches (ingest, langid, quality, dedup, tokenize) at small settings, each in a
+stages      the existing stage benches (ingest, langid, quality, dedup, decontaminate, tokenize) at small settings, each in a
             subprocess with a time limit; their own JSON files plus ``stages.json`` (status, seconds)
 scaling     curate (RWKV World) at ``--sizes`` (default 100, 250, 500 MB, 2 cores) and at the smallest size
             with 1 core: seconds per MB and 1 vs 2 worker speed-up.  ``scaling.json``
@@ -53,6 +53,7 @@ STAGE_BENCHES: list[tuple[str, list[str], int, str | None]] = [
     ("quality", ["bench.bench_quality", "--docs", "300", "--repeats", "2", "--out", "{out}"], 400, None),
     ("dedup", ["bench.bench_dedup", "--docs", "5000", "--partitions", "4", "--datasketch-docs", "500",
                "--repeats", "2", "--out", "{out}"], 500, None),
+    ("decontaminate", ["bench.bench_decontaminate", "--repeats", "2", "--out", "{out}"], 600, None),
     ("tokenize_rwkv", ["bench.bench_tokenize", "--tokenizer", "rwkv-world", "--threads", "1", "--repeats", "2",
                        "--limit-mb", "20"], 300, "tokenize_rwkv_bench.json"),
     ("tokenize_neox", ["bench.bench_tokenize", "--tokenizer", str(bp.NEOX), "--threads", "1", "--repeats", "2",

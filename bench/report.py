@@ -7,6 +7,7 @@ Inputs (each optional; a missing file gives a "not measured" line, never an inve
 ``scaling.json``, ``memory.json``  ``python -m bench scaling|memory``
 ``profile.json``                 :func:`bench.pipeline.profile_parts`
 ``stages.json``                  exit status of each stage bench; their own ``*_bench.json`` files
+``decontaminate_bench.json``     ``python -m bench.bench_decontaminate`` (the stage's cost, index memory)
 ``analysis.md``                  hand-written interpretation of the numbers (kept next to the raw data,
                                  included verbatim so the text and the numbers are versioned together)
 ================================ ======================================================================
@@ -139,6 +140,12 @@ def _stages(results: Path) -> list[str]:
             out.append(f"| dedup end to end (signatures → LSH → clusters) | {e['curate']['wall_s']} s | datatrove "
                        f"4-stage MinhashDedup {e['datatrove']['wall_s']} s | {e['speedup_vs_datatrove']:.1f}x | "
                        "`bench.bench_dedup` |")
+    dc = _load(results, "decontaminate_bench.json")
+    if dc:
+        out.append(f"| decontaminate (13-grams, {len(dc['evals'])} eval sets, real mix) | stage "
+                   f"{dc['stage_cpu_s']} CPU-s | parts phase without it {dc['parts_cpu_s']['without']} CPU-s | "
+                   f"overhead {100 * dc['overhead']:.1f}% (stage alone {100 * dc['stage_share']:.1f}%; target "
+                   f"<= {100 * dc['target_overhead']:.0f}%) | `bench.bench_decontaminate` |")
     for name in ("rwkv", "neox"):
         t = _load(results, f"tokenize_{name}_bench.json")
         if t:
@@ -159,6 +166,39 @@ def _stages(results: Path) -> list[str]:
         out += ["", "Failed or timed out (their rows above are missing or from an earlier run): "
                 + ", ".join(f"{k} ({v['rc']})" for k, v in failed.items())]
     return [*out, ""]
+
+
+def _decontaminate(d: dict[str, Any] | None) -> list[str]:
+    out = ["## Decontamination", ""]
+    if not d:
+        return [*out, "Not measured (run `python -m bench.bench_decontaminate`).", ""]
+    ix = d["index"]
+    rows = f"first {d['max_rows']} rows of each file" if d.get("max_rows") else "every row"
+    out += [f"`bench.bench_decontaminate`: the real mix ({d['input_mb']} MB of text, {rows}) through the parts phase "
+            f"in one process and one thread, with and without `decontaminate:` against {', '.join(d['evals'])} "
+            f"(least CPU time of {d['repeats']} interleaved runs; load average {d['load_before'][0]:.1f} before, "
+            f"{d['load_after'][0]:.1f} after, on {d['nproc']} cores{' shared with other jobs' if d['load_before'][0] > 1.5 else ''}; "
+            f"{d['date']} UTC).", "",
+            "| measure | value |", "|---|---:|",
+            f"| parts phase without the stage | {d['parts_cpu_s']['without']} CPU-s |",
+            f"| parts phase with the stage | {d['parts_cpu_s']['with']} CPU-s |",
+            f"| overhead (with / without - 1; target <= {100 * d['target_overhead']:.0f}%) | {100 * d['overhead']:.1f}% |",
+            f"| the stage's own `process` time | {d['stage_cpu_s']} CPU-s ({100 * d['stage_share']:.1f}% of the phase; "
+            f"{d['stage_mb_per_cpu_s']} MB per CPU-s) |",
+            f"| eval items / indexed 13-grams | {ix['items']:,} / {ix['ngrams']:,} |",
+            f"| n-grams left out: in > 10 items / without a word | {ix['ngrams_frequent']:,} / "
+            f"{ix['ngrams_uninformative']:,} |",
+            f"| index arrays (of which the screen bit array) | {ix['index_bytes'] / 1e6:.1f} MB "
+            f"({ix['screen_bytes'] / 1e6:.1f} MB) |",
+            f"| bytes per million indexed n-grams | {ix['bytes_per_million_ngrams'] / 1e6:.1f} MB |",
+            f"| pickled size (what `ray.put` stores once per run) | {ix['pickled_bytes'] / 1e6:.1f} MB |",
+            f"| index build on the driver | {ix['build_cpu_s']} CPU-s |", "",
+            "The stage's own time is the firmer figure of its cost: the two phase totals come from separate runs, "
+            "and on a loaded machine their difference moves by more than the stage takes.", ""]
+    if d.get("dropped"):
+        out += ["Dropped: " + "; ".join(f"{s}: " + ", ".join(f"{k} {v}" for k, v in r.items())
+                                        for s, r in d["dropped"].items()), ""]
+    return out
 
 
 def _scaling(s: dict[str, Any] | None) -> list[str]:
@@ -313,6 +353,7 @@ def render(results: Path) -> str:
         out += [analysis.read_text().strip(), ""]
     out += _pipeline(p)
     out += _stages(results)
+    out += _decontaminate(_load(results, "decontaminate_bench.json"))
     out += _scaling(s)
     out += _memory(m)
     out += _soak(_load(results, "soak.json"))

@@ -22,6 +22,9 @@ Result (``--json``)::
      "balance": {scope: {value: {"supply_tokens", "target", "actual", "epochs", "target_tokens", "tokens",
                                  "deviation_pp", "capped"}}},                  # shares of the scope's tokens
      "balance_dropped": {scope: [{"value", "supply", "reason"}]},
+     "decontamination": {"mode", "ngram", "evals", "table": {eval: {source: {docs, tokens, matched}}},
+                         "sources": {source: {docs_in, docs_removed, tokens_removed, share_removed}},
+                         "index": {...}},                                   # only with `decontaminate:`
      "flags": [...], "violations": [{"kind", "where", "message"}], "trainer_view": {...}}
 
 Flag kinds include ``high_drop_share``, ``stream_composition``, ``empty_input_file``, ``duplicate_doc_ids``,
@@ -577,6 +580,57 @@ def ledger_flags(led: Ledger, recipe: Recipe, fun: dict) -> tuple[list[dict], li
     return flags, violations
 
 
+def decontamination(led: Ledger, recipe: Recipe, run_dir: Path) -> tuple[dict[str, Any] | None, list[dict]]:
+    """Benchmark × source table of what the ``decontaminate`` stage removed (or, with ``annotate``, matched).
+
+    Returns ``({"mode", "evals", "table": {eval: {source: {docs, tokens, matched}}}, "sources": {source:
+    {docs_in, docs_removed, tokens_removed, share_removed}}, "index": {...}}, flags)``; None without the block.
+    Flags: ``decontamination_expected`` (an eval set named in ``expect`` matched nothing where expected) and
+    ``decontamination_drop_share`` (a source lost more than ``decontaminate.max_drop_share`` of its documents).
+    """
+    d = recipe.decontaminate
+    if d is None:
+        return None, []
+    from curate.stages.decontaminate import REASON_PREFIX
+
+    by_src = led.by_source("decontaminate")
+    table: dict[str, dict[str, dict[str, int]]] = {e: {} for e in d.evals}
+    sources: dict[str, dict[str, Any]] = {}
+    flags: list[dict] = []
+    for src in recipe.sources:
+        c = by_src.get(src)
+        if c is None:
+            continue
+        removed = tokens = 0
+        for e in d.evals:
+            n = c.dropped.get(REASON_PREFIX + e, 0)
+            t = c.dropped_tokens.get(REASON_PREFIX + e, 0)
+            table[e][src] = {"docs": n, "tokens": t, "matched": c.counters.get(f"matched:{e}", 0)}
+            removed += n
+            tokens += t
+        share = removed / c.docs_in if c.docs_in else 0.0
+        sources[src] = {"docs_in": c.docs_in, "docs_removed": removed, "tokens_removed": tokens,
+                        "share_removed": share}
+        if share > d.max_drop_share:
+            flags.append({"kind": "decontamination_drop_share", "where": f"decontaminate/{src}",
+                          "message": f"{src}: decontamination removed {share:.1%} of its documents ({removed:,}; "
+                                     f"limit decontaminate.max_drop_share {d.max_drop_share:.0%}): the source holds "
+                                     "benchmark copies, or an eval set indexes boilerplate"})
+    for src, evs in d.expected(list(recipe.sources)).items():
+        for e in evs:
+            where = list(sources) if src == "*" else [src]
+            hits = sum(table[e].get(s, {}).get("matched", 0) for s in where)
+            if hits == 0:
+                scope = "any source" if src == "*" else src
+                flags.append({"kind": "decontamination_expected", "where": f"decontaminate/{e}",
+                              "message": f"eval set {e!r} matched nothing in {scope}, which the recipe expects to "
+                                         "contain it (`decontaminate.expect`): check its paths and fields"})
+    p = run_dir / "work" / "decontaminate" / "index.json"
+    index = read_json(p) if p.exists() else None
+    return {"mode": d.mode, "ngram": d.ngram, "evals": list(d.evals), "table": table, "sources": sources,
+            "index": index}, flags
+
+
 def dedup_matrix(run_dir: Path) -> dict[str, dict[str, int]]:
     p = run_dir / "work" / "dedup" / "done.json"
     try:
@@ -692,6 +746,8 @@ def audit(run_dir: str | Path, *, verify: bool = False, consumed_tokens: int | N
     flags.extend(duplicate_id_flags(led))
     hygiene, hygiene_flags = text_hygiene(led)
     flags.extend(hygiene_flags)
+    decont, decont_flags = decontamination(led, recipe, run_dir)
+    flags.extend(decont_flags)
 
     tol = (recipe.tolerance_pp if complete else STREAM_TOLERANCE_PP) / 100.0
     tolerance = {"applied_pp": tol * 100, "recipe_pp": recipe.tolerance_pp, "partial": not complete,
@@ -748,6 +804,8 @@ def audit(run_dir: str | Path, *, verify: bool = False, consumed_tokens: int | N
                               "dedup_matrix": dedup_matrix(run_dir), "text_hygiene": hygiene,
                               "balance": bal, "balance_dropped": bal_dropped, "flags": flags,
                               "violations": violations}
+    if decont is not None:
+        result["decontamination"] = decont
     if manifest and "rwkv" in manifest:
         result["rwkv"] = manifest["rwkv"]
     if consumed_tokens is not None:
@@ -929,6 +987,18 @@ def render_table(result: dict, console=None) -> None:
             t.add_column(c, justify="right")
         for src, row in sorted(result["dedup_matrix"].items()):
             t.add_row(src, *[f"{row.get(c, 0):,}" if row.get(c) else "" for c in cols])
+        console.print(t)
+    dc = result.get("decontamination")
+    if dc:
+        t = Table(title=f"decontamination ({dc['mode']}, {dc['ngram']}-grams): documents / tokens removed "
+                        "(matched)", title_justify="left")
+        srcs = list(dc["sources"])
+        t.add_column("benchmark")
+        for c in srcs:
+            t.add_column(c, justify="right")
+        for ev, row in dc["table"].items():
+            t.add_row(ev, *[f"{row[c]['docs']:,} / {row[c]['tokens']:,} ({row[c]['matched']:,})" if c in row else "-"
+                            for c in srcs])
         console.print(t)
     if result.get("licenses"):
         console.print("licenses: " + ", ".join(f"{k} {v:,}" for k, v in list(result["licenses"].items())[:8]))

@@ -8,7 +8,7 @@ membership, presets, tokenizer files, and that every path glob matches at least 
 Schema (see docs/recipes.md for every key)::
 
     name, seed, output, tokenizer, budget_tokens, max_epochs, tolerance_pp, on_shortfall,
-    max_doc_tokens, max_drop_share, sources{...}, dedup{...}, mixture{...}, shards{...}, langid{...},
+    max_doc_tokens, max_drop_share, sources{...}, dedup{...}, decontaminate{...}, mixture{...}, shards{...}, langid{...},
     plugins[...]
 
 Paths are relative to the recipe file's folder, or absolute, or ``hf://datasets/ORG/NAME[/CONFIG]``.
@@ -27,7 +27,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from curate._typing import CODE_FORMATS, Format, OnError, OnShortfall, ShardFormat, UnknownLicense
+from curate._typing import CODE_FORMATS, DecontMode, EvalFormat, Format, OnError, OnShortfall, ShardFormat, \
+    UnknownLicense
 from curate.errors import RecipeError
 
 FILTERS_DIR = Path(os.environ.get("CURATE_FILTERS", Path(__file__).resolve().parent.parent / "filters"))
@@ -84,6 +85,8 @@ class SourceConfig(_Model):
     # ledger guard: a stage that removes more than this share of the source is flagged
     max_drop_share: float | None = Field(default=None, ge=0.0, le=1.0)
     allow_drop_all: bool = False
+    # benchmark decontamination (the recipe's `decontaminate:` block) runs on this source unless false
+    decontaminate: bool = True
 
     @property
     def is_code(self) -> bool:
@@ -155,6 +158,31 @@ class MemberEntry(_Model):
 
     weight: float = Field(default=1.0, ge=0.0)
     balance: BalanceConfig | None = None
+class EvalSetConfig(_Model):
+    """One entry of ``decontaminate.evals``: the files of an eval set and the fields holding its text."""
+
+    paths: list[str]
+    fields: list[str] = Field(default_factory=list)
+    id_field: str | None = None  # default id: <file name>:<line> (JSON lines) or <file name>:<row>
+    format: EvalFormat = "auto"
+
+
+class DecontaminateConfig(_Model):
+    """``decontaminate:``: drop documents sharing an n-gram with an eval set (see curate/decont.py)."""
+
+    ngram: int = Field(default=13, ge=1, le=64)
+    min_words: int = Field(default=8, ge=1, description="shortest eval item that can match (whole sequence)")
+    max_items_per_ngram: int = Field(default=10, ge=1, description="n-grams in more eval items are boilerplate")
+    evals: dict[str, EvalSetConfig]
+    mode: DecontMode = "drop"
+    expect: list[str] | dict[str, list[str]] = Field(default_factory=list)
+    max_drop_share: float = Field(default=0.05, ge=0.0, le=1.0)
+
+    def expected(self, sources: list[str]) -> dict[str, list[str]]:
+        """``expect`` as ``{source: [eval, ...]}`` (a plain list: every eval set is expected somewhere)."""
+        if isinstance(self.expect, dict):
+            return {s: list(v) for s, v in self.expect.items()}
+        return {"*": list(self.expect)} if self.expect else {}
 
 
 class GroupConfig(_Model):
@@ -253,6 +281,7 @@ class Recipe(_Model):
     max_drop_share: float = Field(default=0.9, ge=0.0, le=1.0)
     sources: dict[str, SourceConfig]
     dedup: DedupConfig | None = None
+    decontaminate: DecontaminateConfig | None = None
     mixture: dict[str, GroupConfig]
     shards: ShardsConfig = Field(default_factory=ShardsConfig)
     langid: LangIdConfig = Field(default_factory=LangIdConfig)
@@ -609,6 +638,10 @@ def _check(r: Recipe, *, recipe_file: str | None, check_paths: bool) -> None:
             if src not in r.sources:
                 fail(f"unknown source {src!r}; must be one of {sorted(r.sources)}", f"dedup.keep_priority[{i}]")
 
+    # --- decontaminate
+    if r.decontaminate:
+        _check_decontaminate(r, fail, recipe_file=recipe_file, check_paths=check_paths)
+
     # --- tokenizer
     if isinstance(r.tokenizer, HfTokenizer):
         tp = Path(r.resolve_path(r.tokenizer.hf))
@@ -647,3 +680,35 @@ def _check_balance(r: Recipe, g: str, gc: GroupConfig, fail) -> None:
             if sub or not (s.subsets or s.subset_by):
                 fail(f"`by: subset` needs a whole source with subsets (`subsets:` or `subset_by:`); {e!r} "
                      "has one subset at most", f"{where}.by")
+def _check_decontaminate(r: Recipe, fail: Any, *, recipe_file: str | None, check_paths: bool) -> None:
+    d = r.decontaminate
+    assert d is not None
+    if not d.evals:
+        fail("name at least one eval set under `evals`", "decontaminate.evals")
+    for name, ev in d.evals.items():
+        where = f"decontaminate.evals.{name}"
+        if not name or any(c.isspace() for c in name) or ":" in name:
+            fail(f"eval set names are used in drop reasons (contaminated:<name>): no spaces or ':', got {name!r}",
+                 where)
+        if not ev.paths:
+            fail("an eval set needs `paths`", f"{where}.paths")
+        if ev.format != "text" and not ev.fields and not all(
+                p.lower().endswith((".txt", ".text", ".md", ".txt.gz", ".txt.zst")) for p in ev.paths):
+            fail("name the text fields of the eval items (`fields: [question, answer]`)", f"{where}.fields")
+        if check_paths:
+            expand_globs(r, "", "", ev.paths, recipe_file=recipe_file, yaml_path=f"{where}.paths")
+    if isinstance(d.expect, dict):
+        for src, evs in d.expect.items():
+            if src not in r.sources:
+                fail(f"unknown source {src!r}; must be one of {sorted(r.sources)}", f"decontaminate.expect.{src}")
+            for i, e in enumerate(evs):
+                if e not in d.evals:
+                    fail(f"unknown eval set {e!r}; must be one of {sorted(d.evals)}",
+                         f"decontaminate.expect.{src}[{i}]")
+            if not r.sources[src].decontaminate:
+                fail(f"source {src!r} sets `decontaminate: false`, so nothing can be expected of it",
+                     f"decontaminate.expect.{src}")
+    else:
+        for i, e in enumerate(d.expect):
+            if e not in d.evals:
+                fail(f"unknown eval set {e!r}; must be one of {sorted(d.evals)}", f"decontaminate.expect[{i}]")

@@ -1,8 +1,9 @@
 """``curate audit --html FILE``: a self-contained HTML report (inline SVG; no scripts, no network).
 
 Plots: target vs actual share per group and per source, the per-source funnel (documents after each stage),
-each group's share along the token stream (the interleaving, from the lineage), tokens per license, and a table
-per balanced scope (``balance:``).
+each group's share along the token stream (the interleaving, from the lineage), tokens per license, a table
+per balanced scope (``balance:``), and the decontamination table (benchmark × source) when the recipe
+decontaminates.
 Violations are listed first, in red, so a reviewer cannot miss them.
 """
 
@@ -156,6 +157,7 @@ def render_html(result: dict[str, Any]) -> str:
             f"<td>{st[x]['docs_out']:,}</td>" if x in st else "<td>-</td>" for x in STAGES) + "</tr>")
     parts.append("</table>")
     parts.append(balance_tables(result))
+    parts.append(_decontamination(result.get("decontamination")))
     parts.append("</body></html>")
     return "".join(parts)
 
@@ -175,6 +177,20 @@ def balance_tables(result: dict[str, Any]) -> str:
         out.append("</table>")
         out += [f"<p>{html.escape(scope)}: value {html.escape(repr(d['value']))} dropped: "
                 f"{html.escape(d['reason'])}</p>" for d in (result.get("balance_dropped") or {}).get(scope, [])]
+def _decontamination(dc: dict[str, Any] | None) -> str:
+    """Benchmark × source: documents / tokens removed by the decontaminate stage (matched, in parentheses)."""
+    if not dc:
+        return ""
+    srcs = list(dc["sources"])
+    out = [f"<h2>Decontamination ({html.escape(dc['mode'])}, {dc['ngram']}-grams): documents / tokens removed "
+           "(documents matched)</h2><table><tr><th>benchmark</th>" +
+           "".join(f"<th>{html.escape(s)}</th>" for s in srcs) + "</tr>"]
+    for ev, row in dc["table"].items():
+        out.append(f"<tr><td>{html.escape(ev)}</td>" + "".join(
+            f"<td>{row[s]['docs']:,} / {row[s]['tokens']:,} ({row[s]['matched']:,})</td>" if s in row else "<td>-</td>"
+            for s in srcs) + "</tr>")
+    out.append("<tr><td>share of documents removed</td>" + "".join(
+        f"<td>{dc['sources'][s]['share_removed']:.2%}</td>" for s in srcs) + "</tr></table>")
     return "".join(out)
 
 

@@ -22,7 +22,7 @@ meta        string       JSON object with the native fields later stages or user
 nbytes      int64        UTF-8 byte length of ``text``
 =========== ============ ==============================================================
 
-Stages add columns (``lang_score``, ``license``, ``q_*`` scores, ...) and a ``drop_reason`` column
+Stages add columns (``lang_score``, ``license``, ``q_*`` scores, ``decont_eval``/``decont_item``/``decont_ngrams``, ...) and a ``drop_reason`` column
 (null = keep). The runner moves dropped rows to the documents table and never loses one.
 
 A quarantine record (``QUARANTINE_SCHEMA``) is written for every input record that could not be turned
@@ -69,7 +69,7 @@ QUARANTINE_SCHEMA = pa.schema(
 DROP_REASON = "drop_reason"
 
 #: Ledger stage names, in pipeline order. ``audit --json`` uses these keys in ``funnel``.
-STAGES = ("ingest", "license", "langid", "quality", "dedup", "mix")
+STAGES = ("ingest", "license", "langid", "quality", "decontaminate", "dedup", "mix")
 
 
 def empty_docs() -> pa.Table:

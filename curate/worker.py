@@ -1,4 +1,4 @@
-"""Partition processing: ingest → license → langid → quality → tokenize, one partition at a time.
+"""Partition processing: ingest → license → langid → quality → decontaminate → tokenize, one partition at a time.
 
 A :class:`PartitionProcessor` holds the stages and the tokenizer, built from the recipe and set up once
 (models load once per Ray actor; the runner wraps it in an actor). ``process(part)`` streams the
@@ -9,7 +9,7 @@ file                content
 =================== ==========================================================================================
 ``<key>.docs``      Parquet, one row per input document (no text): ``uid, doc_id, native_id, source, subset,
                     url, nbytes, status`` (``kept`` / ``dropped``), ``stage``, ``reason`` and every annotation
-                    a stage added (``lang, lang_score, license, license_raw, q_*``). Quarantined records are
+                    a stage added (``lang, lang_score, license, license_raw, q_*, decont_*``). Quarantined records are
                     in ``<run>/quarantine/<key>.parquet`` instead.
 ``<key>.kept``      Parquet, one row per surviving document: ``uid, doc_id, source, subset, nbytes, ntok``
                     (tokens without the end-of-document token), ``tok_offset`` (into ``<key>.tok``),
@@ -87,13 +87,16 @@ def import_plugins(recipe: Recipe) -> None:
             raise RecipeError(msg, path=f"plugins[{i}]") from None
 
 
-def build_stages(recipe: Recipe, source: str) -> list:
-    """The per-document stages a source runs, in pipeline order (license, langid, quality).
+def build_stages(recipe: Recipe, source: str, *, decont_index: Any = None) -> list:
+    """The per-document stages a source runs, in pipeline order (license, langid, quality, decontaminate).
 
     The license stage always runs: with no ``license:`` policy it only annotates the normalized license
     for lineage. Language ID annotates every non-code document; it filters only with a ``langid:`` policy.
-    Quality runs only when the source names presets.
+    Quality runs only when the source names presets. Decontamination runs on every source of a recipe with a
+    ``decontaminate:`` block unless the source sets ``decontaminate: false``; ``decont_index`` is the index
+    the runner built once and shipped through the object store (None: the stage builds it in ``setup``).
     """
+    from curate.stages.decontaminate import DecontaminateStage
     from curate.stages.langid import LangIdStage
     from curate.stages.license import LicenseStage
     from curate.stages.quality import QualityStage
@@ -108,14 +111,18 @@ def build_stages(recipe: Recipe, source: str) -> list:
     q = QualityStage.from_source(source, src, recipe)
     if q is not None:
         stages.append(q)
+    dc = DecontaminateStage.from_source(source, src, recipe, index=decont_index)
+    if dc is not None:
+        stages.append(dc)
     return stages
 
 
 class PartitionProcessor:
     """Runs every per-document stage of one partition; one instance per Ray actor."""
 
-    def __init__(self, payload: dict[str, Any], run_dir: str, *, num_threads: int = 1) -> None:
+    def __init__(self, payload: dict[str, Any], run_dir: str, *, num_threads: int = 1, decont_index: Any = None) -> None:
         self.payload = payload
+        self.decont_index = decont_index
         self.run_dir = Path(run_dir)
         self.num_threads = num_threads
         self._recipe: Recipe | None = None
@@ -131,7 +138,7 @@ class PartitionProcessor:
 
     def stages(self, source: str) -> list:
         if source not in self._stages:
-            stages = build_stages(self.recipe, source)
+            stages = build_stages(self.recipe, source, decont_index=self.decont_index)
             for st in stages:
                 st.setup()
             self._stages[source] = stages
@@ -204,8 +211,23 @@ class PartitionProcessor:
                     reasons = t[DROP_REASON]
                     keep = pc.is_null(reasons)
                     dropped = t.filter(pc.invert(keep))
+                    if getattr(st, "match_counts", None) is not None:
+                        c = ledger.get(st.name, part.source, part.subset).counters
+                        for k, v in st.match_counts(t).items():
+                            c[f"matched:{k}"] = c.get(f"matched:{k}", 0) + v
                     if dropped.num_rows:
-                        ledger.record_table(st.name, dropped, what="dropped", reason_col=DROP_REASON)
+                        tokens_col = None
+                        if getattr(st, "count_dropped_tokens", False):
+                            # few rows (contaminated documents): their tokens tell the audit what the stage cost
+                            _, n = tok.encode_batch(dropped["text"].to_pylist(), num_threads=self.num_threads)
+                            n = np.asarray(n, dtype=np.int64)
+                            dropped = dropped.append_column("ntok", pa.array(n)).append_column(
+                                "tokens", pa.array(sequence_tokens(n, recipe.max_doc_tokens)))
+                            tokens_col = "tokens"
+                        ledger.record_table(st.name, dropped, what="dropped", reason_col=DROP_REASON,
+                                            tokens_col=tokens_col)
+                        if tokens_col:
+                            dropped = dropped.drop_columns([tokens_col])
                         if hasattr(st, "fail_counts"):
                             c = ledger.get(st.name, part.source, part.subset).counters
                             for k, v in st.fail_counts(t).items():

@@ -92,3 +92,18 @@ def test_memory_append_keeps_rows_at_other_sizes(tmp_path):
     assert [r["memory"]["max_one_mb"]["ray_worker"] for r in replaced["rows"]] == [1000.0, 999.0, 1150.0]
     fresh = cmd_memory(tmp_path, Runs({100.0: run(100, 1000, 1000.0)}), sizes=[100], cores=2)
     assert [r["size_mb"] for r in fresh["rows"]] == [100]
+
+
+def test_decontaminate_bench_smoke(real_data, tmp_path):
+    from bench import bench_decontaminate as bd
+    from bench import report
+
+    if not (real_data.parent / "evals" / "PROVENANCE.md").is_file():
+        pytest.skip("eval sets not found next to the real samples")
+    r = bd.run(real_data, real_data.parent / "evals", max_rows=20, repeats=1)
+    assert r["index"]["ngrams"] > 500_000 and r["index"]["bytes_per_million_ngrams"] < 20e6
+    assert r["parts_cpu_s"]["with"] > r["stage_cpu_s"] > 0
+    assert "refinedweb" not in r["dropped"] and "wikipedia" not in r["dropped"]
+    (tmp_path / "decontaminate_bench.json").write_text(json.dumps(r))
+    text = report.render(tmp_path)
+    assert "## Decontamination" in text and "bytes per million indexed n-grams" in text

@@ -1,7 +1,7 @@
 """A recipe over the real samples in ../shared/data/real, end to end on Ray (issue 2).
 
-Every source in its native schema goes through ingest → license → langid → quality → dedup → mix → shards,
-and the audit must pass. Skipped (with the reason) where ../shared is absent.
+Every source in its native schema goes through ingest → license → langid → quality → decontaminate (GSM8K and
+MATH test, when ../shared/data/evals is there) → dedup → mix → shards, and the audit must pass. Skipped (with the reason) where ../shared is absent.
 """
 
 from __future__ import annotations
@@ -50,7 +50,14 @@ def real_recipe(real, out) -> dict:
 
 
 def test_real_recipe_end_to_end(real_data, tmp_path, ray_session) -> None:
-    recipe = parse_recipe(real_recipe(real_data, tmp_path / "run"), base_dir=tmp_path)
+    data = real_recipe(real_data, tmp_path / "run")
+    evals = real_data.parent / "evals"
+    if (evals / "PROVENANCE.md").is_file():  # issue 18: the GSM8K/MATH test leak in open-web-math
+        data["decontaminate"] = {"evals": {
+            "gsm8k": {"paths": [str(evals / "gsm8k_test.jsonl")], "fields": ["question", "answer"], "id_field": "idx"},
+            "math": {"paths": [str(evals / "math_test.jsonl")], "fields": ["problem", "solution"], "id_field": "idx"}},
+            "expect": {"math": ["gsm8k", "math"]}}
+    recipe = parse_recipe(data, base_dir=tmp_path)
     res = run(recipe, quiet=True)
     result = audit_mod.audit(res.run_dir, verify=True)
     assert result["violations"] == [], result["violations"]
@@ -62,6 +69,14 @@ def test_real_recipe_end_to_end(real_data, tmp_path, ray_session) -> None:
     assert fun["gutenberg"]["license"]["dropped"] == {"license:LicenseRef-PG-copyrighted": 2}
     assert fun["refinedweb"]["dedup"]["dropped"].get("exact_duplicate", 0) > 0  # 569 rows share their content
     assert fun["culturax"]["langid"]["docs_out"] > 1500
+    if recipe.decontaminate is not None:
+        # every test item, plus 12 GSM8K train problems that share a 13-gram with a test item; nothing elsewhere
+        assert fun["math"]["decontaminate"]["dropped"] == {"contaminated:gsm8k": 1330, "contaminated:math": 5001}
+        assert all(not fun[s]["decontaminate"]["dropped"] for s in fun if s != "math")
+        dc = result["decontamination"]
+        assert dc["table"]["math"]["math"]["docs"] == 5001 and dc["table"]["math"]["math"]["tokens"] > 0
+        kinds = {f["kind"] for f in result["flags"]}
+        assert "decontamination_drop_share" in kinds and "decontamination_expected" not in kinds
     # shards read back with the independent reader match lineage and manifest
     total = 0
     for s in res.manifest["shards"]:

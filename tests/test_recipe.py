@@ -56,6 +56,8 @@ def test_issue_recipe_validates(tmp_path: Path) -> None:
     r = parse_recipe(yaml.safe_load(text), base_dir=tmp_path, check_paths=False)
     assert set(r.mixture) == {"code", "multilingual", "soup"}
     assert r.dedup.minhash.bands * r.dedup.minhash.rows == 112
+    assert list(r.decontaminate.evals) == ["gsm8k", "math", "mmlu_stem", "humaneval"]
+    assert r.decontaminate.expected(list(r.sources)) == {"math": ["math"]}
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,8 @@
 A stage is a small class with one job over an Arrow table of documents (``curate.schema.DOC_SCHEMA``
 plus columns earlier stages added):
 
-- ``name`` is its ledger name (one of ``curate.schema.STAGES``: ``license``, ``langid``, ``quality``).
+- ``name`` is its ledger name (one of ``curate.schema.STAGES``: ``license``, ``langid``, ``quality``,
+  ``decontaminate``).
 - ``required_columns`` are checked by the runner before the first batch.
 - ``added_columns`` are the columns ``process`` adds or overwrites (besides ``drop_reason``).
 - ``setup()`` loads models; it runs once per Ray actor, never in ``__init__``, so a stage pickles
