@@ -177,6 +177,9 @@ def balance_tables(result: dict[str, Any]) -> str:
         out.append("</table>")
         out += [f"<p>{html.escape(scope)}: value {html.escape(repr(d['value']))} dropped: "
                 f"{html.escape(d['reason'])}</p>" for d in (result.get("balance_dropped") or {}).get(scope, [])]
+    return "".join(out)
+
+
 def _decontamination(dc: dict[str, Any] | None) -> str:
     """Benchmark × source: documents / tokens removed by the decontaminate stage (matched, in parentheses)."""
     if not dc:
