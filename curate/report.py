@@ -362,7 +362,8 @@ def scores_chart(hist: pl.DataFrame, thr: pl.DataFrame):
     for (src, score), d in hist.group_by(["source", "score"], maintain_order=True):
         t = thr.filter((pl.col("source") == src) & (pl.col("score") == score))
         scale = alt.Scale(type="symlog") if d["scale"][0] == "symlog" else alt.Scale(zero=False)
-        x = alt.X("x0:Q", title=None, scale=scale, axis=alt.Axis(tickCount=4, labelFlush=True))
+        x = alt.X("x0:Q", title=None, scale=scale,
+                  axis=alt.Axis(tickCount=4, labelFlush=True, labelOverlap="greedy", format="~g"))
         bars = alt.Chart(d).mark_bar(color="#4e79a7").encode(
             x=x, x2="x1:Q", y=alt.Y("docs:Q", title=None, axis=alt.Axis(tickCount=3)), y2=alt.datum(0),
             tooltip=[alt.Tooltip("x0:Q", format=".3g", title="from"), alt.Tooltip("x1:Q", format=".3g", title="to"),
@@ -539,7 +540,10 @@ Promise.all(Object.entries(SPECS).map(([id, spec]) => vegaEmbed('#' + id, spec, 
   .then(() => { document.getElementById(id).dataset.rendered = 'ok'; })
   .catch(err => { const el = document.getElementById(id); el.dataset.rendered = 'error';
                   el.textContent = 'chart could not be drawn: ' + err; })))
-  .then(() => { document.body.dataset.charts = 'done'; });
+  .then(() => {
+    // every resource the page fetched (scripts, data, fonts, images): none, since everything is inline
+    document.body.dataset.resources = JSON.stringify(performance.getEntriesByType('resource').map(e => e.name));
+    document.body.dataset.charts = 'done'; });
 """
 
 
@@ -723,3 +727,65 @@ def write_run_report(run_dir: str | Path) -> Path:
     out = run_dir / "report.html"
     write_html(audit(run_dir), out)
     return out
+
+
+# ---------------------------------------------------------------------------- headless browser
+def find_chromium() -> str | None:
+    import shutil
+
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def chromium(page: str | Path, *, profile: str | Path, screenshot: str | Path | None = None, width: int = 1280,
+             height: int = 2400, timeout: float = 180) -> str:
+    """Load ``page`` in headless Chromium with the network cut off; return the DOM after the charts are drawn.
+
+    Every request would fail: a proxy on a closed port and a host resolver that resolves nothing. With
+    ``screenshot`` a second load writes a PNG of ``width`` x ``height`` pixels.
+    """
+    import subprocess
+
+    exe = find_chromium()
+    if exe is None:
+        msg = "chromium is not installed (apt-get install chromium)"
+        raise FileNotFoundError(msg)
+    base = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--hide-scrollbars", f"--user-data-dir={profile}",
+            "--proxy-server=127.0.0.1:9", "--host-resolver-rules=MAP * ~NOTFOUND", "--virtual-time-budget=30000"]
+    url = Path(page).resolve().as_uri()
+    dom = subprocess.run([*base, "--dump-dom", url], capture_output=True, text=True, timeout=timeout, check=True)
+    if screenshot is not None:
+        subprocess.run([*base, f"--screenshot={screenshot}", f"--window-size={width},{height}", url],
+                       capture_output=True, text=True, timeout=timeout, check=True)
+    return dom.stdout
+
+
+def screenshot_png(page: str | Path, png: str | Path, *, width: int = 1280, height: int = 3000,
+                   colors: int = 128) -> Path:
+    """A small PNG of the top of the report (for the README): Chromium screenshot, quantized to ``colors``."""
+    import tempfile
+
+    from PIL import Image
+
+    png = Path(png)
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "raw.png"
+        chromium(page, profile=Path(tmp) / "profile", screenshot=raw, width=width, height=height)
+        img = Image.open(raw).convert("RGB")
+        png.parent.mkdir(parents=True, exist_ok=True)
+        img.quantize(colors=colors, method=Image.Quantize.MEDIANCUT).save(png, optimize=True)
+    return png
+
+
+if __name__ == "__main__":
+    import argparse
+
+    ap = argparse.ArgumentParser(description="write RUN_DIR/report.html, or screenshot a report for the README")
+    ap.add_argument("run_dir")
+    ap.add_argument("--png", help="also write a screenshot of the report to this PNG")
+    ap.add_argument("--height", type=int, default=3000)
+    a = ap.parse_args()
+    page = write_run_report(a.run_dir)
+    print(page)
+    if a.png:
+        print(screenshot_png(page, a.png, height=a.height))
