@@ -485,17 +485,37 @@ def generic_section(value: Any) -> str:
     return f"<pre>{html.escape(s[:20_000])}</pre>"
 
 
-def _samples_html(df: pl.DataFrame) -> str:
+def reason_counts(result: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """Documents per drop reason per source, over all stages (from the funnel)."""
+    out: dict[str, dict[str, int]] = {}
+    for src, stages in (result.get("funnel") or {}).items():
+        c = out.setdefault(src, {})
+        for st in stages.values():
+            for r, n in (st.get("dropped") or {}).items():
+                c[r] = c.get(r, 0) + n
+    return out
+
+
+def _samples_html(df: pl.DataFrame, counts: dict[str, dict[str, int]], *, top: int = TOP_REASONS) -> str:
+    """Sample cards per source: up to ``top`` drop reasons, then kept documents."""
     if df.is_empty():
         return ""
     out = []
     for (src,), d in df.sort(["source", "reason"]).group_by(["source"], maintain_order=True):
-        reasons = d["reason"].unique(maintain_order=True).to_list()
-        reasons = [r for r in reasons if r != "kept"] + (["kept"] if "kept" in reasons else [])
-        out.append(f"<details class='src' open><summary>{html.escape(src)} — {len(reasons)} reason(s)</summary>")
+        n = counts.get(src, {})
+        # in pipeline order (the filters first, then dedup and mix), the most frequent first within a stage
+        stage_of = dict(zip(d["reason"].to_list(), d["stage"].to_list()))
+        rank = {st: i for i, st in enumerate(STAGES)}
+        drops = sorted((r for r in stage_of if r != "kept"),
+                       key=lambda r: (rank.get(stage_of[r] or "", len(rank)), -n.get(r, 0), r))
+        reasons = drops[:top] + (["kept"] if "kept" in d["reason"].to_list() else [])
+        more = f"; {len(drops) - top} rarer reasons: see <code>curate inspect</code>" if len(drops) > top else ""
+        out.append(f"<details class='src' open><summary>{html.escape(src)} — {len(drops)} drop reason(s)"
+                   f"{more}</summary>")
         for r in reasons:
             cls = "kept" if r == "kept" else "dropped"
-            out.append(f"<div class='reason {cls}' data-reason='{html.escape(r)}'><h4>{html.escape(r)}</h4>")
+            label = f"{r} ({_fmt(n[r])} documents)" if r in n else r
+            out.append(f"<div class='reason {cls}' data-reason='{html.escape(r)}'><h4>{html.escape(label)}</h4>")
             for row in d.filter(pl.col("reason") == r).iter_rows(named=True):
                 scores = json.loads(row.get("scores") or "{}")
                 sc = " · ".join(f"{k.removeprefix('q_')} {_fmt(v)}" for k, v in scores.items())
@@ -694,7 +714,7 @@ def render_html(result: dict[str, Any]) -> str:
             size = (f"<p class='note'>Sample: {_fmt(info.get('rows'))} documents, {_fmt(info.get('bytes'))} bytes "
                     f"(k = {info.get('k')} per source and reason); showing {SAMPLES_PER_REASON} per reason. "
                     "<code>curate inspect RUN_DIR</code> prints them in a terminal.</p>") if info else ""
-            content = size + _samples_html(sm)
+            content = size + _samples_html(sm, reason_counts(result))
     section("samples", content, err or "no partition has finished yet (or the run predates document samples)")
     # sections other audits add
     for key in ("balance", "decontamination"):
