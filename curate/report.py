@@ -360,8 +360,12 @@ def scores_chart(hist: pl.DataFrame, thr: pl.DataFrame):
     alt = _alt()
     charts = []
     for (src, score), d in hist.group_by(["source", "score"], maintain_order=True):
-        t = thr.filter((pl.col("source") == src) & (pl.col("score") == score))
-        scale = alt.Scale(type="symlog") if d["scale"][0] == "symlog" else alt.Scale(zero=False)
+        t = thr.filter((pl.col("source") == src) & (pl.col("score") == score)).select(["bound", "value"])
+        scale_type = d["scale"][0]
+        # per chart only what it draws, at 4 significant digits: hundreds of these charts stay small
+        d = d.select([pl.col("x0").map_elements(_sig4, return_dtype=pl.Float64),
+                      pl.col("x1").map_elements(_sig4, return_dtype=pl.Float64), "docs"])
+        scale = alt.Scale(type="symlog") if scale_type == "symlog" else alt.Scale(zero=False)
         x = alt.X("x0:Q", title=None, scale=scale,
                   axis=alt.Axis(tickCount=4, labelFlush=True, labelOverlap="greedy", format="~g"))
         bars = alt.Chart(d).mark_bar(color="#4e79a7").encode(
@@ -377,6 +381,10 @@ def scores_chart(hist: pl.DataFrame, thr: pl.DataFrame):
     if not charts:
         return None
     return alt.concat(*charts, columns=4)
+
+
+def _sig4(x: float) -> float:
+    return float(f"{x:.4g}")
 
 
 def dedup_chart(df: pl.DataFrame):

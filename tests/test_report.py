@@ -192,3 +192,42 @@ def test_report_mid_run_draws_what_is_known_20(audit_run, tmp_path) -> None:
         assert "Not yet available" in sec[sid], sid
     assert "Run in progress" in page
     assert "quality:" in sec["samples"] and "license:" in sec["samples"]
+
+
+def test_report_stays_bounded_on_a_big_run_20(tmp_path) -> None:
+    """A synthetic audit of a big run (many sources, subsets, reasons, rules, languages): the page stays small."""
+    import numpy as np
+    import pyarrow as pa
+
+    from curate.samples import SAMPLE_K, SAMPLE_SCHEMA, TEXT_CHARS
+
+    rng = np.random.default_rng(0)
+    srcs = [f"src{i}" for i in range(10)]
+    reasons = [f"quality:rule{j}" for j in range(100)] + [f"lang:l{j}" for j in range(100)]
+    entry = {"target": 0.1, "actual": 0.1, "tokens": 10**9}
+    funnel = {s: {"ingest": {"docs_in": 10**7, "docs_out": 10**7, "dropped": {}, "quarantined": {}},
+                  "quality": {"docs_in": 10**7, "docs_out": 5 * 10**6, "quarantined": {},
+                              "dropped": {r: int(rng.integers(1, 10**5)) for r in reasons}}} for s in srcs}
+    scores = {"hist": {s: {f"q_rule{j}": {"buckets": {f"{v:.2g}": 1 for v in rng.lognormal(0, 3, 3000)},
+                                           "null": 0} for j in range(30)} for s in srcs},
+              "thresholds": {s: {f"q_rule{j}": {"min": 0.5, "max": 100.0} for j in range(30)} for s in srcs}}
+    result = {"run": {"run_dir": str(tmp_path), "name": "big", "complete": True, "shards_done": 4000},
+              "total_tokens": 10**10, "groups": {f"g{i}": entry for i in range(10)},
+              "sources": {s: entry for s in srcs}, "subsets": {f"src0/sub{i}": entry for i in range(500)},
+              "languages": {f"l{i}": 10**6 + i for i in range(200)},
+              "licenses": {f"lic{i}": 10**6 + i for i in range(300)}, "funnel": funnel, "scores": scores,
+              "dedup_matrix": {a: {b: 10 for b in srcs} for a in srcs}, "violations": [], "flags": [],
+              "timings": [{"phase": "parts", "wall_s": 1.0, "driver_cpu_s": 0.1, "worker_cpu_s": 2.0}],
+              "samples": {"rows": 0, "bytes": 0, "k": SAMPLE_K}}
+    n = len(srcs) * len(reasons) * SAMPLE_K
+    rows = {"source": np.repeat(srcs, len(reasons) * SAMPLE_K).tolist(),
+            "subset": [""] * n, "stage": ["quality"] * n, "reason": np.tile(np.repeat(reasons, SAMPLE_K), 10).tolist(),
+            "doc_id": [f"d{i}" for i in range(n)], "uid": list(range(n)), "hash": list(range(n)),
+            "nbytes": [5000] * n, "lang": ["en"] * n, "text": ["<&> é " * (TEXT_CHARS // 6)] * n,
+            "scores": [json.dumps({f"q_rule{j}": 0.5 for j in range(30)})] * n}
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table(rows, schema=SAMPLE_SCHEMA), tmp_path / "samples.parquet")
+    page = render_html(result)
+    assert len(page.encode()) < MAX_BYTES / 2, len(page.encode())
+    assert "188 rarer reasons" in page  # 200 per source, 12 shown
