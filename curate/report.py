@@ -366,8 +366,10 @@ def scores_chart(hist: pl.DataFrame, thr: pl.DataFrame):
         d = d.select([pl.col("x0").map_elements(_sig4, return_dtype=pl.Float64),
                       pl.col("x1").map_elements(_sig4, return_dtype=pl.Float64), "docs"])
         scale = alt.Scale(type="symlog") if scale_type == "symlog" else alt.Scale(zero=False)
+        # counts and lengths on the symlog axis read best in SI units (2k, 10k); ratios keep Vega's own format
+        fmt = {"format": "~s"} if scale_type == "symlog" else {}
         x = alt.X("x0:Q", title=None, scale=scale,
-                  axis=alt.Axis(tickCount=4, labelFlush=True, labelOverlap="greedy", format="~g"))
+                  axis=alt.Axis(tickCount=4, labelFlush=True, labelOverlap="greedy", **fmt))
         bars = alt.Chart(d).mark_bar(color="#4e79a7").encode(
             x=x, x2="x1:Q", y=alt.Y("docs:Q", title=None, axis=alt.Axis(tickCount=3)), y2=alt.datum(0),
             tooltip=[alt.Tooltip("x0:Q", format=".3g", title="from"), alt.Tooltip("x1:Q", format=".3g", title="to"),
