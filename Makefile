@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench clean readers
+.PHONY: demo test test-fast bench clean readers report-screenshot
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -44,6 +44,10 @@ demo: $(STAMP)
 	$(BIN)/python -m curate.demo --out demo_data
 	# `curate run` ends with the audit table (and exits 1 on a violation)
 	$(BIN)/curate run recipes/demo.yaml --force
+
+# the README's picture of the audit report: the demo run's RUN_DIR/report.html in headless chromium
+report-screenshot: demo
+	$(BIN)/python -m curate.report runs/demo --png docs/report.png --height 2600
 
 test: $(STAMP) readers
 	$(BIN)/python -m pytest -q -rs

@@ -25,6 +25,9 @@ Result (``--json``)::
      "decontamination": {"mode", "ngram", "evals", "table": {eval: {source: {docs, tokens, matched}}},
                          "sources": {source: {docs_in, docs_removed, tokens_removed, share_removed}},
                          "index": {...}},                                   # only with `decontaminate:`
+     "tolerance_pp": f, "members": [{key, group, source, subset, share, available, target, epochs}],
+     "timings": [{phase, wall_s, driver_cpu_s, worker_cpu_s}], "scores": {"hist": ..., "thresholds": ...},
+     "samples": {rows, bytes, k, ...} | None,                                 # see report_sections
      "flags": [...], "violations": [{"kind", "where", "message"}], "trainer_view": {...}}
 
 Flag kinds include ``high_drop_share``, ``stream_composition``, ``empty_input_file``, ``duplicate_doc_ids``,
@@ -639,6 +642,23 @@ def dedup_matrix(run_dir: Path) -> dict[str, dict[str, int]]:
         return {}  # not written yet, or damaged: the matrix is informative only
 
 
+def report_sections(run_dir: Path, plan: dict | None, tolerance_pp: float) -> dict[str, Any]:
+    """What the report draws besides the composition (each key is empty or None until the run produces it).
+
+    ``tolerance_pp`` (the share tolerance applied), ``members`` (per mixture member: key, group, source,
+    subset, share, available and target tokens, epochs; from the mix plan), ``timings`` (per phase: wall and CPU
+    seconds, ``RUN_DIR/stats.json``), ``scores`` (per source and score column: a two-significant-digit
+    histogram and the thresholds, see ``curate.samples``), ``samples`` (rows, bytes and k of the merged document
+    sample, None before finalize).
+    """
+    from curate.samples import load_scores, samples_info
+    from curate.timings import read_timings
+
+    members = ((plan or {}).get("members") or {}).get("members") or []
+    return {"tolerance_pp": tolerance_pp, "members": members, "timings": read_timings(run_dir),
+            "scores": load_scores(run_dir), "samples": samples_info(run_dir)}
+
+
 # ---------------------------------------------------------------------------- trainer views
 def _stream_index(lineage: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     """Cumulative token ends of sequences in stream order (shards by index, then seq)."""
@@ -806,6 +826,7 @@ def audit(run_dir: str | Path, *, verify: bool = False, consumed_tokens: int | N
                               "violations": violations}
     if decont is not None:
         result["decontamination"] = decont
+    result.update(report_sections(run_dir, plan, tol * 100))
     if manifest and "rwkv" in manifest:
         result["rwkv"] = manifest["rwkv"]
     if consumed_tokens is not None:

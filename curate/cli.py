@@ -1,4 +1,4 @@
-"""The ``curate`` command line: ``plan``, ``run``, ``audit``, ``quality train``.
+"""The ``curate`` command line: ``plan``, ``run``, ``audit``, ``inspect``, ``quality train``.
 
 Exit codes: 0 success; 1 a run failure or an audit violation; 2 a usage or recipe error; 3 ``audit`` of an
 incomplete run (without ``--partial``). Errors curate raises on purpose (``CurateError``) print as one message
@@ -58,6 +58,13 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--rwkv-magic-prime", type=int, help="RWKV-LM sampling view (with --ctx-len and --samples)")
     a.add_argument("--samples", type=int)
     a.add_argument("--against", metavar="OTHER_RUN_DIR", help="diff compositions with another run")
+
+    i = sub.add_parser("inspect", help="print the run's sampled documents per source and drop reason")
+    i.add_argument("run_dir")
+    i.add_argument("--source", help="only this source")
+    i.add_argument("--reason", help="only this reason (exact, or a prefix ending in ':', e.g. quality:)")
+    i.add_argument("-n", type=int, default=3, help="documents per source and reason (default 3)")
+    i.add_argument("--kept", action="store_true", help="only kept documents (the contrast to the drops)")
 
     q = sub.add_parser("quality", help="quality-classifier tools")
     qs = q.add_subparsers(dest="qcmd", required=True)
@@ -134,6 +141,40 @@ def _cmd_audit(args) -> int:
     return audit_mod.exit_code(result, partial=args.partial)
 
 
+def _cmd_inspect(args) -> int:
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.panel import Panel
+    from rich.text import Text
+
+    from curate.samples import load_samples, select_samples
+
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "recipe.json").exists():
+        print(f"curate inspect: error: {run_dir} is not a curate run directory (no recipe.json)", file=sys.stderr)
+        return 2
+    t = select_samples(load_samples(run_dir), source=args.source, reason=args.reason, n=max(args.n, 1),
+                       kept=True if args.kept else None)
+    console = Console()
+    if t.num_rows == 0:
+        what = ", ".join(f"{k} {v}" for k, v in (("source", args.source), ("reason", args.reason)) if v)
+        console.print(f"no sampled documents{' for ' + what if what else ''} in {run_dir}")
+        return 1
+    for r in t.to_pylist():
+        scores = json.loads(r["scores"] or "{}")
+        sc = "  ".join(f"{k.removeprefix('q_')}={v:.4g}" if isinstance(v, float) else f"{k.removeprefix('q_')}={v}"
+                       for k, v in scores.items())
+        style = "green" if r["reason"] == "kept" else "red"
+        head = Text(f"{r['source']} · {r['reason']}", style=f"bold {style}")
+        head.append(f"  {r['doc_id']}")
+        console.print(head, soft_wrap=True)
+        console.print(Text(f"stage {r['stage'] or '-'} · {r['nbytes']:,} bytes · lang {r['lang'] or '-'}"
+                           + (f" · {sc}" if sc else ""), style="dim"), soft_wrap=True)
+        console.print(Panel(Text(r["text"] or ""), border_style=style))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -143,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_run(args)
         if args.cmd == "audit":
             return _cmd_audit(args)
+        if args.cmd == "inspect":
+            return _cmd_inspect(args)
         if args.cmd == "quality":
             from curate.quality.fasttext_clf import cli_train
 

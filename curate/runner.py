@@ -39,6 +39,7 @@ which worker ran it or in which order, so 1 or N workers give byte-identical sha
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -57,12 +58,18 @@ from curate.lock import LOCK_NAME, RunLock
 from curate.ledger import Ledger
 from curate.recipe import Recipe
 from curate.sources.base import Partition
+from curate.samples import write_run_samples
+from curate.timings import PhaseTimer
 from curate.worker import PartitionProcessor, part_paths, payload_for, recipe_from_payload
+
+log = logging.getLogger(__name__)
 
 RUN_SUBDIRS = ("work", "shards", "documents", "quarantine", "reports")
 RUN_FILES = ("run.json", "recipe.json", "ledger.json", "manifest.json", "LICENSES.md", "licenses.json", "audit.json",
              # the trainer configs derived from the manifest (curate.shard_formats.write_run_files)
-             "megatron_data_args.txt", "megatron_data_args.json", "olmo_mixture.yaml", "mds_streams.yaml")
+             "megatron_data_args.txt", "megatron_data_args.json", "olmo_mixture.yaml", "mds_streams.yaml",
+             # the report's data and the report (curate.timings, curate.samples, curate.report)
+             "stats.json", "samples.parquet", "scores.json", "report.html")
 
 
 @dataclass
@@ -368,13 +375,14 @@ def decont_index(recipe: Recipe, run_dir: Path, parts: list[Partition]):
 
 
 def run_parts(ray, recipe: Recipe, run_dir: Path, parts: list[Partition], progress,
-              inputs: dict[str, dict] | None = None, decont=None) -> None:
+              inputs: dict[str, dict] | None = None, decont=None) -> float | None:
+    """Process every unfinished partition; return the CPU seconds the workers reported (None: none ran)."""
     todo = [p for p in parts if not part_paths(run_dir, p)["done"].exists()]
     total_bytes = sum(p.nbytes for p in parts)
     done_bytes = sum(p.nbytes for p in parts if p not in todo)
     task = progress.add_task("parts", total=len(parts), completed=len(parts) - len(todo), unit="docs")
     if not todo:
-        return
+        return None
     payload = payload_for(recipe)
 
     @ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=-1)
@@ -396,6 +404,7 @@ def run_parts(ray, recipe: Recipe, run_dir: Path, parts: list[Partition], progre
     queue = list(todo)
     t0 = time.time()
     docs = 0
+    cpu = 0.0
     # largest first keeps the tail short; the output does not depend on this order
     queue.sort(key=lambda p: -p.nbytes)
     free = list(actors)
@@ -416,6 +425,7 @@ def run_parts(ray, recipe: Recipe, run_dir: Path, parts: list[Partition], progre
                     # free CPU to be placed; an idle actor holding the last one would leave the run hanging.
                     ray.kill(a)
                 docs += summary["records"]
+                cpu += summary.get("cpu_s", 0.0)
                 done_bytes += part.nbytes
                 dt = max(time.time() - t0, 1e-6)
                 progress.update(task, advance=1,
@@ -425,6 +435,7 @@ def run_parts(ray, recipe: Recipe, run_dir: Path, parts: list[Partition], progre
         # also on failure: a run that raises must not leave actors holding the cluster's CPUs
         for a in actors:
             ray.kill(a)
+    return round(cpu, 3)
 
 
 def run_dedup(ray, recipe: Recipe, run_dir: Path, parts: list[Partition], progress) -> None:
@@ -640,19 +651,42 @@ def _run_locked(recipe: Recipe, run_dir: Path, parts: list[Partition], inputs: d
     decont = decont_index(recipe, run_dir, parts)
     ray = init_ray(ray_address, num_cpus=num_cpus)
     columns = [TextColumn("{task.description:<60}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    timer = PhaseTimer(run_dir)
     with Progress(*columns, disable=quiet, transient=False) as progress:
-        run_parts(ray, recipe, run_dir, parts, progress, inputs, decont)
+        with timer.phase("parts") as ph:
+            ph["worker_cpu_s"] = run_parts(ray, recipe, run_dir, parts, progress, inputs, decont)
+        refresh_report(run_dir, "parts")
         try:
-            run_dedup(ray, recipe, run_dir, parts, progress)
-            plan = run_mix(ray, recipe, run_dir, parts, progress)
+            with timer.phase("dedup"):
+                run_dedup(ray, recipe, run_dir, parts, progress)
+            refresh_report(run_dir, "dedup")
+            with timer.phase("mix"):
+                plan = run_mix(ray, recipe, run_dir, parts, progress)
         except CurateError:
             # keep what the filters recorded, so `curate audit` can say where a source went missing
             collect_ledger(run_dir, parts).write(run_dir / "ledger.json")
+            refresh_report(run_dir, "failed")
             raise
-        shards = run_shards(ray, recipe, run_dir, plan, progress, verify=verify)
-        run_documents(ray, recipe, run_dir, parts, progress)
-    manifest, led = finalize(recipe, run_dir, parts, plan, shards)
+        with timer.phase("shards"):
+            shards = run_shards(ray, recipe, run_dir, plan, progress, verify=verify)
+        refresh_report(run_dir, "shards")
+        with timer.phase("documents"):
+            run_documents(ray, recipe, run_dir, parts, progress)
+    with timer.phase("finalize"):
+        manifest, led = finalize(recipe, run_dir, parts, plan, shards)
+        write_run_samples(run_dir)
+    refresh_report(run_dir, "finalize")
     return RunResult(run_dir=run_dir, manifest=manifest, ledger=led, seconds=time.time() - t0)
+
+
+def refresh_report(run_dir: Path, phase: str) -> None:
+    """Rewrite ``RUN_DIR/report.html`` from the audit of the run so far; a report failure never fails the run."""
+    try:
+        from curate.report import write_run_report
+
+        write_run_report(run_dir)
+    except Exception as e:  # noqa: BLE001 - the report is a view; the run's outputs do not depend on it
+        log.warning("curate run: report.html not refreshed after phase %s: %s: %s", phase, type(e).__name__, e)
 
 
 def load_run_recipe(run_dir: Path) -> Recipe:

@@ -19,6 +19,9 @@ file                content
 ``<key>.tok``       raw little-endian token ids of the kept documents, concatenated (uint16 when the vocab
                     fits, else uint32); memory-mapped by the shard writer.
 ``<key>.ledger``    JSON ledger counters of this partition (see ``curate.ledger``).
+``<key>.samples``   Parquet, a bounded deterministic sample of dropped (per reason) and kept documents with
+                    their first characters and scores, and ``<key>.stats.json`` the histograms of every score a
+                    stage added (see ``curate.samples``).
 ``<key>.done``      completion record, written last: counts and ``input`` (the input file's path, row-group
                     range and identity, see ``curate.runner.input_records``); a resumed run skips a partition
                     whose marker exists and records the input as it is now.
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +63,8 @@ def part_paths(run_dir: Path, part: Partition) -> dict[str, Path]:
         "tok": base / f"{k}.tok",
         "ledger": base / f"{k}.ledger.json",
         "done": base / f"{k}.done",
+        "samples": base / f"{k}.samples.parquet",
+        "stats": base / f"{k}.stats.json",
         "quarantine": run_dir / "quarantine" / f"{k}.parquet",
     }
 
@@ -155,7 +161,10 @@ class PartitionProcessor:
     # -------------------------------------------------------------- the work
     def process(self, part: Partition, input_record: dict | None = None) -> dict[str, Any]:
         from curate.dedup import band_keys, content_hash, minhash_signatures
+        from curate.samples import PartitionProfile
         from curate.sources import read_partition
+
+        cpu0 = time.process_time()
 
         paths = part_paths(self.run_dir, part)
         for p in paths.values():
@@ -178,6 +187,7 @@ class PartitionProcessor:
         kept_tables: list[pa.Table] = []
         text_tables: list[pa.Table] = []  # only for dedup.minhash.verify_jaccard: true Jaccard needs the text
         quarantine: list[pa.Table] = []
+        profile = PartitionProfile(part.source)
         tok_offset = 0
         records = 0
         in_bytes = 0
@@ -208,6 +218,7 @@ class PartitionProcessor:
                     st.check_columns(t, where=part.path)
                     ledger.record_table(st.name, t, what="in")
                     t = st.process(t)
+                    profile.scored(st, t)
                     reasons = t[DROP_REASON]
                     keep = pc.is_null(reasons)
                     dropped = t.filter(pc.invert(keep))
@@ -233,11 +244,13 @@ class PartitionProcessor:
                             for k, v in st.fail_counts(t).items():
                                 c[f"fail:{k}"] = c.get(f"fail:{k}", 0) + v
                         docs_tables.append(_docs_rows(dropped, status="dropped", stage=st.name))
+                        profile.dropped(st.name, dropped, dropped[DROP_REASON])
                     t = t.filter(keep).drop_columns([DROP_REASON])
                     ledger.record_table(st.name, t, what="out")
                 if t.num_rows == 0:
                     continue
                 # survivors: tokenize, hash, sign
+                profile.kept(t)
                 texts = t["text"].to_pylist()
                 flat, lengths = tok.encode_batch(texts, num_threads=self.num_threads)
                 if flat.size and int(flat.max()) > np.iinfo(tok_dtype).max:
@@ -279,9 +292,11 @@ class PartitionProcessor:
             atomic_write_parquet(paths["kept"].with_name(f"{part.key}.text.parquet"),
                                  _concat(text_tables) if text_tables else pa.table(
                                      {"uid": pa.array([], pa.int64()), "text": pa.array([], pa.large_string())}))
+        profile.write(paths["samples"], paths["stats"])
         ledger.write(paths["ledger"])
         summary = {"pid": part.pid, "records": records, "bytes": in_bytes,
-                   "kept": sum(x.num_rows for x in kept_tables), "tokens": tok_offset, "input": input_record}
+                   "kept": sum(x.num_rows for x in kept_tables), "tokens": tok_offset, "input": input_record,
+                   "cpu_s": round(time.process_time() - cpu0, 3)}
         summary["tokenizer_engine"] = tok.engine.engine  # the library that encoded this partition
         atomic_write_json(paths["done"], summary)
         return summary

@@ -199,7 +199,7 @@ def test_html_report(base_run, tmp_path) -> None:
                           capture_output=True, text=True, check=False).returncode
     assert code == 0
     html = out.read_text()
-    assert html.count("<svg") >= 4 and "polyline" in html and "No violations" in html
+    assert html.count("class='chart'") >= 6 and "vegaEmbed" in html and "No violations" in html
 
 
 def test_recipe_error_exit_code(tmp_path) -> None:

@@ -161,7 +161,8 @@ def test_one_and_two_workers_write_identical_bytes(tmp_path, ray_session) -> Non
     def digests(d: Path) -> dict[str, str]:
         return {str(p.relative_to(d)): hashlib.sha256(p.read_bytes()).hexdigest()
                 for sub in ("shards", "documents") for p in sorted((d / sub).iterdir())} | {
-                    "ledger.json": hashlib.sha256((d / "ledger.json").read_bytes()).hexdigest()}
+                    f: hashlib.sha256((d / f).read_bytes()).hexdigest()
+                    for f in ("ledger.json", "samples.parquet", "scores.json")}
 
     assert digests(tmp_path / "a") == digests(tmp_path / "b")
 
