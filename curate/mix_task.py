@@ -402,7 +402,7 @@ def write_shard(payload: dict[str, Any], run_dir: str, i: int) -> dict:
                                 meta=meta.slice(s, batch), where=f"shard {shard_dir / name}", first_seq=s))
             fentries = ws.finalize()
     except OSError as e:
-        if e.filename is None and e.errno is not None:  # a failed flush: name the shard for the error message
+        if e.filename is None and e.errno is not None:  # not a writer's (they name their file): name the shard
             raise OSError(e.errno, e.strerror, f"{shard_dir / name}") from e
         raise
     mega = ws.get("megatron")

@@ -45,6 +45,8 @@ paths, dtype and a one-source ``source_mixture``), ``mds_streams.yaml`` (a ``str
 
 from __future__ import annotations
 
+import contextlib
+
 import gzip
 import hashlib
 import io
@@ -140,6 +142,8 @@ class ShardFormatWriter:
     format: ClassVar[str]
     #: glob under ``shards/`` that finds this format's shards (audit: files not in the manifest)
     glob: ClassVar[str]
+    #: the shard's token data file, relative to ``shards/`` (``{name}`` is the shard name): named in write errors
+    data_file: ClassVar[str]
 
     def __init__(self, shard_dir: Path, name: str, *, vocab_size: int, tokenizer: str) -> None:
         self.shard_dir, self.name, self.vocab_size, self.tokenizer = Path(shard_dir), name, vocab_size, tokenizer
@@ -204,6 +208,7 @@ class MegatronWriter(ShardFormatWriter):
     """``<name>.bin``/``.idx`` through :class:`curate.shards.IndexedDatasetWriter` (byte-identical to before)."""
 
     format = "megatron"
+    data_file = "{name}.bin"
     glob = "*.idx"
 
     def __init__(self, shard_dir: Path, name: str, *, vocab_size: int, tokenizer: str) -> None:
@@ -249,6 +254,7 @@ class OlmoNpyWriter(ShardFormatWriter):
     """``olmo/<name>.npy`` (raw ids) + ``olmo/<name>.csv.gz`` (start,end,id,source per sequence)."""
 
     format = "olmo-npy"
+    data_file = "olmo/{name}.npy"
     glob = "olmo/*.npy"
 
     def __init__(self, shard_dir: Path, name: str, *, vocab_size: int, tokenizer: str) -> None:
@@ -319,6 +325,7 @@ class DatatroveWriter(ShardFormatWriter):
     """``datatrove/<name>.ds`` + ``.ds.index`` (uint64 ends) + ``.ds.metadata``, as datatrove's TokenizedFile."""
 
     format = "datatrove"
+    data_file = "datatrove/{name}.ds"
     glob = "datatrove/*.ds"
 
     def __init__(self, shard_dir: Path, name: str, *, vocab_size: int, tokenizer: str) -> None:
@@ -416,6 +423,7 @@ class MdsWriter(ShardFormatWriter):
     """
 
     format = "mds"
+    data_file = "mds/{name}.mds"
     glob = "mds/*.mds"
 
     def __init__(self, shard_dir: Path, name: str, *, vocab_size: int, tokenizer: str) -> None:
@@ -509,6 +517,17 @@ class MdsWriter(ShardFormatWriter):
 
 
 # ---------------------------------------------------------------------------- a shard, all formats
+@contextlib.contextmanager
+def _names_the_file(w: ShardFormatWriter):
+    """An OSError without a file name (a failed flush: disk full) gets the writer's data file as its name."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is None and e.errno is not None:
+            raise OSError(e.errno, e.strerror, str(w.shard_dir / w.data_file.format(name=w.name))) from e
+        raise
+
+
 class ShardWriters:
     """Every format's writer of one shard, as one: :meth:`add` feeds each the same batch, :meth:`finalize`
     checks that their counts agree (one mix, one stream). Used as a context manager, an exception aborts every
@@ -528,10 +547,14 @@ class ShardWriters:
 
     def add(self, batch: SeqBatch) -> None:
         for w in self.writers:
-            w.add(batch)
+            with _names_the_file(w):
+                w.add(batch)
 
     def finalize(self) -> dict[str, dict]:
-        entries = {w.format: w.finalize() for w in self.writers}
+        entries = {}
+        for w in self.writers:
+            with _names_the_file(w):
+                entries[w.format] = w.finalize()
         counts = {f: (e["sequences"], e["tokens"]) for f, e in entries.items()}
         if len(set(counts.values())) > 1:
             msg = f"shard {self.name}: the formats disagree on (sequences, tokens): {counts}"
