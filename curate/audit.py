@@ -26,7 +26,8 @@ Result (``--json``)::
                          "sources": {source: {docs_in, docs_removed, tokens_removed, share_removed}},
                          "index": {...}},                                   # only with `decontaminate:`
      "tolerance_pp": f, "members": [{key, group, source, subset, share, available, target, epochs}],
-     "timings": [{phase, wall_s, driver_cpu_s, worker_cpu_s}], "scores": {"hist": ..., "thresholds": ...},
+     "timings": [{phase, wall_s, driver_cpu_s, worker_cpu_s}],
+     "stages": [{stage, cpu_s, docs_in, docs_out, bytes_in, bytes_out, tokens_in, tokens_out}], "scores": {"hist": ..., "thresholds": ...},
      "samples": {rows, bytes, k, ...} | None,                                 # see report_sections
      "flags": [...], "violations": [{"kind", "where", "message"}], "trainer_view": {...}}
 
@@ -652,10 +653,11 @@ def report_sections(run_dir: Path, plan: dict | None, tolerance_pp: float) -> di
     sample, None before finalize).
     """
     from curate.samples import load_scores, samples_info
-    from curate.timings import read_timings
+    from curate.timings import read_stage_rows, read_timings
 
     members = ((plan or {}).get("members") or {}).get("members") or []
     return {"tolerance_pp": tolerance_pp, "members": members, "timings": read_timings(run_dir),
+            "stages": read_stage_rows(run_dir),
             "scores": load_scores(run_dir), "samples": samples_info(run_dir)}
 
 

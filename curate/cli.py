@@ -102,6 +102,11 @@ def _cmd_run(args) -> int:
               quiet=args.quiet, verify=args.verify)
     print(f"wrote {res.manifest['tokens']:,} tokens in {len(res.manifest['shards'])} shard(s) to {res.run_dir} "
           f"in {res.seconds:.1f}s")
+    if not args.quiet:
+        from curate.timings import read_stage_rows, read_timings, render_stages, render_timings
+
+        render_timings(read_timings(res.run_dir))
+        render_stages(read_stage_rows(res.run_dir))
     if args.no_audit:
         return 0
     result = audit_mod.audit(res.run_dir)

@@ -57,7 +57,8 @@ SECTIONS = {  # id: (title, one-line explanation)
     "stream": ("Composition along the token stream", "Each group's share in a window of the token stream a trainer "
                "reads (the audit's window, at 100 positions); shaded: its overall share ± 1 pp, dashed: the recipe's "
                "target."),
-    "timings": ("Timings", "Wall-clock and CPU seconds of each phase of the run (RUN_DIR/stats.json)."),
+    "timings": ("Timings", "Wall-clock and CPU seconds of each phase of the run, then CPU seconds, documents, "
+                           "bytes and tokens of each stage (RUN_DIR/stats.json)."),
     "samples": ("Document samples", "A few documents per drop reason of every source, and kept ones as a contrast: "
                 "id, the first characters and the scores (a deterministic sample by id hash, never a re-read)."),
 }
@@ -714,6 +715,9 @@ def render_html(result: dict[str, Any]) -> str:
     if tf is not None and not tf.is_empty():
         ch, err = _safe(timings_chart, tf)
         content = (chart("c-timings", ch) if ch is not None else "") + _table(tf.to_dicts())
+        if result.get("stages"):  # per-partition steps (CPU summed over partitions) and the global ones
+            content += "<p class='note'>Per stage: CPU seconds summed over the partitions, documents, bytes and " \
+                       "tokens in and out (RUN_DIR/stats.json).</p>" + _table(result["stages"])
     section("timings", content, err or "no phase has finished yet (or the run predates RUN_DIR/stats.json)")
     # samples
     content, err = None, None

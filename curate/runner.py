@@ -59,7 +59,7 @@ from curate.ledger import Ledger
 from curate.recipe import Recipe
 from curate.sources.base import Partition
 from curate.samples import write_run_samples
-from curate.timings import PhaseTimer
+from curate.timings import PhaseTimer, stage_rows, write_stage_rows
 from curate.worker import PartitionProcessor, part_paths, payload_for, recipe_from_payload
 
 log = logging.getLogger(__name__)
@@ -571,6 +571,15 @@ def _engines_used(run_dir: Path, parts: list[Partition], decided: dict | None) -
     return {**(decided or {}), "partitions": dict(sorted(used.items()))}
 
 
+def _stage_cpu(run_dir: Path, parts: list[Partition]) -> dict[str, float]:
+    """CPU seconds per per-partition step, summed over the partitions' ``.done`` summaries."""
+    out: dict[str, float] = {}
+    for p in parts:
+        for k, v in (read_json(part_paths(run_dir, p)["done"]).get("stage_cpu_s") or {}).items():
+            out[k] = out.get(k, 0.0) + float(v)
+    return out
+
+
 def finalize(recipe: Recipe, run_dir: Path, parts: list[Partition], plan: dict, shards: list[dict]) -> tuple[dict, Ledger]:
     from curate.licenses import write_licenses_report
     from curate.shard_formats import write_run_files
@@ -675,6 +684,7 @@ def _run_locked(recipe: Recipe, run_dir: Path, parts: list[Partition], inputs: d
     with timer.phase("finalize"):
         manifest, led = finalize(recipe, run_dir, parts, plan, shards)
         write_run_samples(run_dir)
+    write_stage_rows(run_dir, stage_rows(led, _stage_cpu(run_dir, parts)))
     refresh_report(run_dir, "finalize")
     return RunResult(run_dir=run_dir, manifest=manifest, ledger=led, seconds=time.time() - t0)
 

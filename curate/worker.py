@@ -193,9 +193,18 @@ class PartitionProcessor:
         in_bytes = 0
         tmp_tok = paths["tok"].with_name(paths["tok"].name + f".{os.getpid()}.tmp")
         ctx = ReadContext(resolve_path=recipe.resolve_path)
+        # CPU seconds per step of this partition (curate.timings): reading counts as "ingest"
+        cpu = dict.fromkeys(("ingest", *[st.name for st in stages], "tokenize", "sign", "write"), 0.0)
+        clock = time.process_time
         with open(tmp_tok, "wb") as tok_f:
             ingest_counters = ledger.get("ingest", part.source, part.subset).counters
-            for batch in read_partition(part, src, ctx):
+            batches = iter(read_partition(part, src, ctx))
+            while True:
+                c0 = clock()
+                batch = next(batches, None)
+                cpu["ingest"] += clock() - c0
+                if batch is None:
+                    break
                 records += batch.records
                 for k, v in batch.counters.items():
                     if v:
@@ -217,7 +226,9 @@ class PartitionProcessor:
                         break
                     st.check_columns(t, where=part.path)
                     ledger.record_table(st.name, t, what="in")
+                    c0 = clock()
                     t = st.process(t)
+                    cpu[st.name] += clock() - c0
                     profile.scored(st, t)
                     reasons = t[DROP_REASON]
                     keep = pc.is_null(reasons)
@@ -251,6 +262,7 @@ class PartitionProcessor:
                     continue
                 # survivors: tokenize, hash, sign
                 profile.kept(t)
+                c0 = clock()
                 texts = t["text"].to_pylist()
                 flat, lengths = tok.encode_batch(texts, num_threads=self.num_threads)
                 if flat.size and int(flat.max()) > np.iinfo(tok_dtype).max:
@@ -260,6 +272,8 @@ class PartitionProcessor:
                 lengths = np.asarray(lengths, dtype=np.int64)
                 offsets = tok_offset + np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
                 tok_offset += int(lengths.sum())
+                c1 = clock()
+                cpu["tokenize"] += c1 - c0
                 cols = {
                     "uid": t["uid"], "doc_id": t["doc_id"], "source": t["source"], "subset": t["subset"],
                     "nbytes": t["nbytes"], "ntok": pa.array(lengths), "tok_offset": pa.array(offsets),
@@ -277,11 +291,13 @@ class PartitionProcessor:
                         cols["band_keys"] = pa.FixedSizeListArray.from_arrays(
                             pa.array(keys.reshape(-1), type=pa.uint64()), mh.bands)
                 kept_tables.append(pa.table(cols))
+                cpu["sign"] += clock() - c1
                 if mh is not None and mh.verify_jaccard:
                     text_tables.append(pa.table({"uid": t["uid"], "text": t["text"]}))
                 docs_tables.append(_docs_rows(t.append_column("ntok", pa.array(lengths)), status="kept", stage=None))
         os.replace(tmp_tok, paths["tok"])
 
+        c0 = clock()
         docs_all = _concat(docs_tables)
         for (src_name, sub), n in duplicate_doc_ids(docs_all).items():
             ledger.get("ingest", src_name, sub).counters["duplicate_doc_ids"] = n
@@ -294,10 +310,12 @@ class PartitionProcessor:
                                      {"uid": pa.array([], pa.int64()), "text": pa.array([], pa.large_string())}))
         profile.write(paths["samples"], paths["stats"])
         ledger.write(paths["ledger"])
+        cpu["write"] += clock() - c0
         summary = {"pid": part.pid, "records": records, "bytes": in_bytes,
                    "kept": sum(x.num_rows for x in kept_tables), "tokens": tok_offset, "input": input_record,
                    "cpu_s": round(time.process_time() - cpu0, 3)}
         summary["tokenizer_engine"] = tok.engine.engine  # the library that encoded this partition
+        summary["stage_cpu_s"] = {k: round(v, 4) for k, v in cpu.items()}
         atomic_write_json(paths["done"], summary)
         return summary
 
