@@ -730,12 +730,15 @@ def render_html(result: dict[str, Any]) -> str:
                     "<code>curate inspect RUN_DIR</code> prints them in a terminal.</p>") if info else ""
             content = size + _samples_html(sm, reason_counts(result))
     section("samples", content, err or "no partition has finished yet (or the run predates document samples)")
-    # sections other audits add
-    for key in ("balance", "decontamination"):
-        if result.get(key) is not None:
-            body.append(f"<section id='sec-{key}'><h2>{html.escape(key.capitalize())}</h2>"
-                        f"<p class='why'>The audit's <code>{key}</code> section, as reported.</p>"
-                        f"{generic_section(result[key])}</section>")
+    # the recipe's optional sections: language balance and benchmark decontamination
+    if result.get("balance"):
+        body.append("<section id='sec-balance'><p class='why'>Each balanced value's share of its scope (group or "
+                    "member): target from n<sup>α</sup> with caps, actual from the lineage.</p>"
+                    f"{balance_tables(result)}</section>")
+    if result.get("decontamination"):
+        body.append("<section id='sec-decontamination'><p class='why'>Documents and tokens the decontaminate stage "
+                    "removed, per benchmark and source.</p>"
+                    f"{_decontamination(result['decontamination'])}</section>")
 
     nav = "".join(f"<a href='#sec-{s}'>{html.escape(t)}</a>" for s, (t, _) in SECTIONS.items())
     total = result.get("total_tokens")
@@ -747,6 +750,41 @@ def render_html(result: dict[str, Any]) -> str:
             f"<title>curate audit — {html.escape(name)}</title><style>{CSS}</style>"
             f"<script>{_js_bundle()}</script></head><body>{head}<nav>{nav}</nav>{_status(result)}"
             + "".join(body) + f"<script>const SPECS = {specs_js};{EMBED_JS}</script></body></html>")
+
+
+def balance_tables(result: dict[str, Any]) -> str:
+    """One small table per balanced scope: supply, target and actual share of the scope, epochs, capped."""
+    out = []
+    for scope, values in (result.get("balance") or {}).items():
+        out.append(f"<h2>Balance: {html.escape(scope)} (shares of the scope)</h2><table><tr><th>value</th>"
+                   "<th>supply</th><th>target</th><th>actual</th><th>Δ pp</th><th>epochs</th><th>capped</th></tr>")
+        for v, e in values.items():
+            sup = f"{e['supply_tokens']:,}" if e["supply_tokens"] is not None else "-"
+            ep = f"{e['epochs']:.2f}" if e["epochs"] is not None else "-"
+            out.append(f"<tr><td>{html.escape(str(v))}</td><td>{sup}</td><td>{e['target']:.2%}</td>"
+                       f"<td>{e['actual']:.2%}</td><td>{e['deviation_pp']:+.3f}</td><td>{ep}</td>"
+                       f"<td>{'yes' if e['capped'] else ''}</td></tr>")
+        out.append("</table>")
+        out += [f"<p>{html.escape(scope)}: value {html.escape(repr(d['value']))} dropped: "
+                f"{html.escape(d['reason'])}</p>" for d in (result.get("balance_dropped") or {}).get(scope, [])]
+    return "".join(out)
+
+
+def _decontamination(dc: dict[str, Any] | None) -> str:
+    """Benchmark × source: documents / tokens removed by the decontaminate stage (matched, in parentheses)."""
+    if not dc:
+        return ""
+    srcs = list(dc["sources"])
+    out = [f"<h2>Decontamination ({html.escape(dc['mode'])}, {dc['ngram']}-grams): documents / tokens removed "
+           "(documents matched)</h2><table><tr><th>benchmark</th>" +
+           "".join(f"<th>{html.escape(s)}</th>" for s in srcs) + "</tr>"]
+    for ev, row in dc["table"].items():
+        out.append(f"<tr><td>{html.escape(ev)}</td>" + "".join(
+            f"<td>{row[s]['docs']:,} / {row[s]['tokens']:,} ({row[s]['matched']:,})</td>" if s in row else "<td>-</td>"
+            for s in srcs) + "</tr>")
+    out.append("<tr><td>share of documents removed</td>" + "".join(
+        f"<td>{dc['sources'][s]['share_removed']:.2%}</td>" for s in srcs) + "</tr></table>")
+    return "".join(out)
 
 
 def write_html(result: dict[str, Any], path: str | Path) -> None:

@@ -332,12 +332,16 @@ def _unwrap(e: Exception) -> Exception:
 
     A task that could not write its output (disk full, read-only folder) gives the matching ``OutputError``.
     """
+    from ray.exceptions import RayError
+
     cause = e
     while cause is not None:
-        if isinstance(cause, CurateError):
-            return cause
-        if (err := output_error(cause)) is not None:
-            return err
+        # a RayTaskError(SchemaError) is an instance of SchemaError too, but its message is Ray's header: look inside
+        if not isinstance(cause, RayError):
+            if isinstance(cause, CurateError):
+                return cause
+            if (err := output_error(cause)) is not None:
+                return err
         cause = getattr(cause, "cause", None)
     return e
 
