@@ -656,6 +656,7 @@ def _run_locked(recipe: Recipe, run_dir: Path, parts: list[Partition], inputs: d
                 t0: float) -> RunResult:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    _last_report[str(run_dir)] = time.monotonic()  # the first mid-run report waits REPORT_REFRESH_S from here
     prepare_run_dir(recipe, run_dir, force=force)
     remove_stale_temps(run_dir)
     for note in invalidate_changed_inputs(run_dir, parts, inputs):
@@ -678,7 +679,7 @@ def _run_locked(recipe: Recipe, run_dir: Path, parts: list[Partition], inputs: d
         except CurateError:
             # keep what the filters recorded, so `curate audit` can say where a source went missing
             collect_ledger(run_dir, parts).write(run_dir / "ledger.json")
-            refresh_report(run_dir, "failed")
+            refresh_report(run_dir, "failed", final=True)
             raise
         with timer.phase("shards"):
             shards = run_shards(ray, recipe, run_dir, plan, progress, verify=verify)
@@ -689,18 +690,35 @@ def _run_locked(recipe: Recipe, run_dir: Path, parts: list[Partition], inputs: d
         manifest, led = finalize(recipe, run_dir, parts, plan, shards)
         write_run_samples(run_dir)
     write_stage_rows(run_dir, stage_rows(led, _stage_cpu(run_dir, parts)))
-    refresh_report(run_dir, "finalize")
+    refresh_report(run_dir, "finalize", final=True)
     return RunResult(run_dir=run_dir, manifest=manifest, ledger=led, seconds=time.time() - t0)
 
 
-def refresh_report(run_dir: Path, phase: str) -> None:
-    """Rewrite ``RUN_DIR/report.html`` from the audit of the run so far; a report failure never fails the run."""
+#: a mid-run refresh of report.html is skipped when the last one is more recent than this (seconds): on a
+#: long run every phase's end still refreshes the page, on a short one only the final report is drawn
+#: (drawing it costs 3-5 s, most of a small run's time)
+REPORT_REFRESH_S = 30.0
+_last_report: dict[str, float] = {}
+
+
+def refresh_report(run_dir: Path, phase: str, *, final: bool = False) -> None:
+    """Rewrite ``RUN_DIR/report.html`` from the audit of the run so far; a report failure never fails the run.
+
+    A mid-run refresh happens when the previous one (or the start of this process's run) is at least
+    :data:`REPORT_REFRESH_S` old; ``final`` (the end of the run, or its failure) always draws.
+    """
+    key = str(run_dir)
+    now = time.monotonic()
+    if not final and now - _last_report.setdefault(key, now) < REPORT_REFRESH_S:
+        return
     try:
         from curate.report import write_run_report
 
         write_run_report(run_dir)
     except Exception as e:  # noqa: BLE001 - the report is a view; the run's outputs do not depend on it
         log.warning("curate run: report.html not refreshed after phase %s: %s: %s", phase, type(e).__name__, e)
+    finally:
+        _last_report[key] = time.monotonic()
 
 
 def load_run_recipe(run_dir: Path) -> Recipe:

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+# the report's Vega-Lite specs are checked against the schema in every test that draws one (runs skip it)
+os.environ.setdefault("CURATE_VALIDATE_CHARTS", "1")
 REAL = Path(os.environ.get("CURATE_REAL_DATA", REPO.parent / "shared" / "data" / "real"))
 TOKENIZERS = REAL.parent / "tokenizers"
 
