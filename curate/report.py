@@ -753,11 +753,12 @@ def render_html(result: dict[str, Any]) -> str:
     if result.get("balance"):
         body.append("<section id='sec-balance'><p class='why'>Each balanced value's share of its scope (group or "
                     "member): target from n<sup>α</sup> with caps, actual from the lineage.</p>"
-                    f"{balance_tables(result)}</section>")
+                    f"{_or_generic(balance_tables, result, result['balance'])}</section>")
     if result.get("decontamination"):
         body.append("<section id='sec-decontamination'><p class='why'>Documents and tokens the decontaminate stage "
                     "removed, per benchmark and source.</p>"
-                    f"{_decontamination(result['decontamination'])}</section>")
+                    f"{_or_generic(_decontamination, result['decontamination'], result['decontamination'])}"
+                    "</section>")
 
     nav = "".join(f"<a href='#sec-{s}'>{html.escape(t)}</a>" for s, (t, _) in SECTIONS.items())
     total = result.get("total_tokens")
@@ -804,6 +805,15 @@ def _decontamination(dc: dict[str, Any] | None) -> str:
     out.append("<tr><td>share of documents removed</td>" + "".join(
         f"<td>{dc['sources'][s]['share_removed']:.2%}</td>" for s in srcs) + "</tr></table>")
     return "".join(out)
+
+
+def _or_generic(fn, arg: Any, raw: Any) -> str:
+    """The dedicated table, or the generic rendering when the section's data has another shape (an older or
+    partial audit): the page never fails on one section."""
+    try:
+        return fn(arg)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return generic_section(raw)
 
 
 def write_html(result: dict[str, Any], path: str | Path) -> None:
