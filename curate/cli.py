@@ -109,7 +109,8 @@ def _cmd_run(args) -> int:
         render_stages(read_stage_rows(res.run_dir))
     if args.no_audit:
         return 0
-    result = audit_mod.audit(res.run_dir)
+    # the audit the final report was drawn from: the same call on the same finished run, so not made twice
+    result = res.audit if res.audit is not None else audit_mod.audit(res.run_dir)
     (res.run_dir / "reports").mkdir(exist_ok=True)
     from curate.io_utils import atomic_write_text
 

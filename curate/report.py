@@ -359,33 +359,83 @@ def funnel_chart(fates: pl.DataFrame, steps: pl.DataFrame):
     return alt.hconcat(stacked, lines).resolve_scale(color="independent")
 
 
+class Spec:
+    """A Vega-Lite spec assembled as a dict (from altair-built templates), with altair's ``to_dict`` interface.
+
+    ``to_dict(validate=True)`` (the tests' ``CURATE_VALIDATE_CHARTS=1``) checks it against the Vega-Lite schema
+    through altair's own ``kind.from_dict``.
+    """
+
+    def __init__(self, spec: dict[str, Any], kind: str) -> None:
+        self.spec, self.kind = spec, kind
+
+    def to_dict(self, validate: bool = False) -> dict[str, Any]:
+        if validate:
+            self.to_altair(validate=True)
+        return self.spec
+
+    def to_altair(self, *, validate: bool = False):
+        """The altair chart of this spec (slow for hundreds of panels: for a notebook, not for a run)."""
+        return getattr(_alt(), self.kind).from_dict(self.spec, validate=validate)
+
+    def _repr_mimebundle_(self, include=None, exclude=None):  # a notebook draws it as altair would
+        return self.to_altair()._repr_mimebundle_(include=include, exclude=exclude)
+
+
+def _score_template(alt, symlog: bool, with_threshold: bool) -> dict[str, Any]:
+    """One histogram panel as a Vega-Lite dict, its data the named placeholders ``hist`` and ``thr``."""
+    scale = alt.Scale(type="symlog") if symlog else alt.Scale(zero=False)
+    # counts and lengths on the symlog axis read best in SI units (2k, 10k); ratios keep Vega's own format
+    fmt = {"format": "~s"} if symlog else {}
+    x = alt.X("x0:Q", title=None, scale=scale, axis=alt.Axis(tickCount=4, labelFlush=True, labelOverlap="greedy", **fmt))
+    layers = [alt.Chart(alt.NamedData("hist")).mark_bar(color="#4e79a7").encode(
+        x=x, x2="x1:Q", y=alt.Y("docs:Q", title=None, axis=alt.Axis(tickCount=3)), y2=alt.datum(0),
+        tooltip=[alt.Tooltip("x0:Q", format=".3g", title="from"), alt.Tooltip("x1:Q", format=".3g", title="to"),
+                 alt.Tooltip("docs:Q", format=",")])]
+    if with_threshold:
+        layers.append(alt.Chart(alt.NamedData("thr")).mark_rule(color="#e15759", strokeWidth=2, strokeDash=[4, 2])
+                      .encode(x=alt.X("value:Q", scale=scale),
+                              tooltip=[alt.Tooltip("bound:N"), alt.Tooltip("value:Q", format=".4g")]))
+    spec = alt.layer(*layers).properties(width=190, height=90).to_dict(validate=False)
+    for k in ("$schema", "config", "datasets"):
+        spec.pop(k, None)
+    return spec
+
+
+def _fill(spec: dict[str, Any], values: dict[str, list]) -> None:
+    """Replace the named-data placeholders of ``spec`` (``{"name": k}``, wherever altair put them) by rows."""
+    for part in [spec, *spec.get("layer", [])]:
+        name = (part.get("data") or {}).get("name")
+        if name in values:
+            part["data"] = {"values": values[name]}
+
+
 def scores_chart(hist: pl.DataFrame, thr: pl.DataFrame):
+    """One small histogram per (source, score), the recipe's thresholds as red rules, four to a row.
+
+    The panels differ only in their data, title and scale type, so altair builds the two or four panel shapes
+    once and each panel is a copy with its rows filled in: building hundreds of altair objects took seconds.
+    """
     alt = _alt()
-    charts = []
+    templates: dict[tuple[bool, bool], dict[str, Any]] = {}
+    panels = []
     for (src, score), d in hist.group_by(["source", "score"], maintain_order=True):
         t = thr.filter((pl.col("source") == src) & (pl.col("score") == score)).select(["bound", "value"])
-        scale_type = d["scale"][0]
+        shape = (d["scale"][0] == "symlog", not t.is_empty())
+        if shape not in templates:
+            templates[shape] = _score_template(alt, *shape)
+        panel = json.loads(json.dumps(templates[shape]))
         # per chart only what it draws, at 4 significant digits: hundreds of these charts stay small
-        d = d.select([pl.col("x0").map_elements(_sig4, return_dtype=pl.Float64),
-                      pl.col("x1").map_elements(_sig4, return_dtype=pl.Float64), "docs"])
-        scale = alt.Scale(type="symlog") if scale_type == "symlog" else alt.Scale(zero=False)
-        # counts and lengths on the symlog axis read best in SI units (2k, 10k); ratios keep Vega's own format
-        fmt = {"format": "~s"} if scale_type == "symlog" else {}
-        x = alt.X("x0:Q", title=None, scale=scale,
-                  axis=alt.Axis(tickCount=4, labelFlush=True, labelOverlap="greedy", **fmt))
-        bars = alt.Chart(d).mark_bar(color="#4e79a7").encode(
-            x=x, x2="x1:Q", y=alt.Y("docs:Q", title=None, axis=alt.Axis(tickCount=3)), y2=alt.datum(0),
-            tooltip=[alt.Tooltip("x0:Q", format=".3g", title="from"), alt.Tooltip("x1:Q", format=".3g", title="to"),
-                     alt.Tooltip("docs:Q", format=",")])
-        layers = [bars]
-        if not t.is_empty():
-            layers.append(alt.Chart(t).mark_rule(color="#e15759", strokeWidth=2, strokeDash=[4, 2]).encode(
-                x=alt.X("value:Q", scale=scale), tooltip=["bound", alt.Tooltip("value:Q", format=".4g")]))
-        charts.append(alt.layer(*layers).properties(width=190, height=90, title=alt.Title(
-            f"{score}", subtitle=src, fontSize=11, subtitleFontSize=10)))
-    if not charts:
+        rows = d.select([pl.col("x0").map_elements(_sig4, return_dtype=pl.Float64),
+                         pl.col("x1").map_elements(_sig4, return_dtype=pl.Float64), "docs"]).to_dicts()
+        _fill(panel, {"hist": rows, "thr": t.to_dicts()})
+        panel["title"] = {"text": f"{score}", "subtitle": src, "fontSize": 11, "subtitleFontSize": 10}
+        panels.append(panel)
+    if not panels:
         return None
-    return alt.concat(*charts, columns=4)
+    base = alt.Chart().to_dict(validate=False)
+    return Spec({"$schema": base["$schema"], "config": base.get("config", {}), "concat": panels, "columns": 4},
+                "ConcatChart")
 
 
 def _sig4(x: float) -> float:
@@ -820,14 +870,19 @@ def write_html(result: dict[str, Any], path: str | Path) -> None:
     atomic_write_text(path, render_html(result))
 
 
-def write_run_report(run_dir: str | Path) -> Path:
-    """Audit ``run_dir`` (complete or not) and write ``RUN_DIR/report.html``; returns its path."""
+def run_report(run_dir: str | Path) -> dict[str, Any]:
+    """Audit ``run_dir`` (complete or not), write ``RUN_DIR/report.html`` and return the audit it shows."""
     from curate.audit import audit
 
-    run_dir = Path(run_dir)
-    out = run_dir / "report.html"
-    write_html(audit(run_dir), out)
-    return out
+    result = audit(Path(run_dir))
+    write_html(result, Path(run_dir) / "report.html")
+    return result
+
+
+def write_run_report(run_dir: str | Path) -> Path:
+    """Audit ``run_dir`` (complete or not) and write ``RUN_DIR/report.html``; returns its path."""
+    run_report(run_dir)
+    return Path(run_dir) / "report.html"
 
 
 # ---------------------------------------------------------------------------- headless browser

@@ -78,6 +78,8 @@ class RunResult:
     manifest: dict[str, Any]
     ledger: Ledger
     seconds: float
+    #: the audit of the finished run, as the final report drew it (None when the report could not be drawn)
+    audit: dict[str, Any] | None = None
 
 
 # ---------------------------------------------------------------------------- run directory
@@ -322,9 +324,58 @@ def init_ray(ray_address: str | None, *, num_cpus: int | None = None):
     if ray_address:
         ray.init(address=ray_address, runtime_env=env, log_to_driver=False)
     else:
-        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, runtime_env=env,
-                 log_to_driver=False)
+        cpus = num_cpus or os.cpu_count() or 1
+        # Ray keeps at most `num_workers_soft_limit` (default: the CPU count) worker processes around and kills
+        # the idle ones above it after a second. The partition actors hold that many, so the workers warmed for
+        # the steps after them (warm_workers) would be killed before their first task, and each global step
+        # would start with a fresh interpreter importing numpy/pyarrow/curate: seconds on a small run.
+        ray.init(num_cpus=cpus, include_dashboard=False, runtime_env=env, log_to_driver=False,
+                 _system_config={"num_workers_soft_limit": 2 * cpus})
     return ray
+
+
+#: what the tasks after the parts phase import (dedup, mix, shards, documents): imported once per worker
+#: process by :func:`warm_workers`, while the last partitions run
+WARM_MODULES = ("curate.dedup", "curate.mix_task", "curate.mixer", "curate.shards", "curate.shard_formats")
+
+
+def _import_modules(names: tuple[str, ...]) -> int:
+    import importlib
+
+    for n in names:
+        importlib.import_module(n)
+    return os.getpid()
+
+
+def warm_workers(ray, n: int) -> list:
+    """Start ``n`` zero-CPU tasks that import :data:`WARM_MODULES` in idle worker processes.
+
+    The dedup, mix and shard tasks then run in workers that have their imports done (the first wave of tasks in
+    a fresh worker took 1-3 s on the demo corpus, for milliseconds of work). Zero CPUs: they start at once,
+    next to the partition actors, and only ever cost an import (about a CPU-second each). The result (a pid) is
+    not needed. Without the raised ``num_workers_soft_limit`` of :func:`init_ray` (a cluster of its own
+    configuration) Ray may kill them idle; the tasks then start fresh workers, as without warming.
+    """
+    task = ray.remote(num_cpus=0, max_retries=0)(_import_modules)
+    return [task.remote(WARM_MODULES) for _ in range(n)]
+
+
+def preload_driver_modules() -> None:
+    """Import what the driver needs after the parts phase (dedup, mix, the report) in a background thread.
+
+    The driver waits on the actors during the parts phase; these imports (altair alone takes about a second)
+    would otherwise sit on the critical path after it. An import error here is ignored: the real import
+    raises it again where the module is used.
+    """
+    import threading
+
+    def load() -> None:
+        try:
+            _import_modules((*WARM_MODULES, "curate.report", "curate.audit"))
+        except Exception:  # noqa: BLE001, S110 - re-raised by the import that needs the module
+            pass
+
+    threading.Thread(target=load, name="curate-preload", daemon=True).start()
 
 
 def _unwrap(e: Exception) -> Exception:
@@ -663,9 +714,14 @@ def _run_locked(recipe: Recipe, run_dir: Path, parts: list[Partition], inputs: d
         notice(note)
     atomic_write_json(run_dir / "work" / "partitions.json", [p.__dict__ for p in parts])
     decont = decont_index(recipe, run_dir, parts)
-    ray = init_ray(ray_address, num_cpus=num_cpus)
-    columns = [TextColumn("{task.description:<60}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     timer = PhaseTimer(run_dir)
+    with timer.phase("ray_start"):  # 0 s when Ray was already up (a test session, a caller's own ray.init)
+        ray = init_ray(ray_address, num_cpus=num_cpus)
+    preload_driver_modules()
+    # worker processes for the steps after the parts phase start (and import) while the partitions run: a fresh
+    # one takes seconds to come up, longer than those steps take on a small run
+    warm_workers(ray, _cpus(ray))
+    columns = [TextColumn("{task.description:<60}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, disable=quiet, transient=False) as progress:
         with timer.phase("parts") as ph:
             ph["worker_cpu_s"] = run_parts(ray, recipe, run_dir, parts, progress, inputs, decont)
@@ -690,8 +746,9 @@ def _run_locked(recipe: Recipe, run_dir: Path, parts: list[Partition], inputs: d
         manifest, led = finalize(recipe, run_dir, parts, plan, shards)
         write_run_samples(run_dir)
     write_stage_rows(run_dir, stage_rows(led, _stage_cpu(run_dir, parts)))
-    refresh_report(run_dir, "finalize", final=True)
-    return RunResult(run_dir=run_dir, manifest=manifest, ledger=led, seconds=time.time() - t0)
+    with timer.phase("report"):
+        result = refresh_report(run_dir, "finalize", final=True)
+    return RunResult(run_dir=run_dir, manifest=manifest, ledger=led, seconds=time.time() - t0, audit=result)
 
 
 #: a mid-run refresh of report.html is skipped when the last one is more recent than this (seconds): on a
@@ -701,22 +758,24 @@ REPORT_REFRESH_S = 30.0
 _last_report: dict[str, float] = {}
 
 
-def refresh_report(run_dir: Path, phase: str, *, final: bool = False) -> None:
+def refresh_report(run_dir: Path, phase: str, *, final: bool = False) -> dict[str, Any] | None:
     """Rewrite ``RUN_DIR/report.html`` from the audit of the run so far; a report failure never fails the run.
 
     A mid-run refresh happens when the previous one (or the start of this process's run) is at least
-    :data:`REPORT_REFRESH_S` old; ``final`` (the end of the run, or its failure) always draws.
+    :data:`REPORT_REFRESH_S` old; ``final`` (the end of the run, or its failure) always draws. Returns the audit
+    the page was drawn from (``curate run`` prints that one instead of auditing again), None when not drawn.
     """
     key = str(run_dir)
     now = time.monotonic()
     if not final and now - _last_report.setdefault(key, now) < REPORT_REFRESH_S:
-        return
+        return None
     try:
-        from curate.report import write_run_report
+        from curate.report import run_report
 
-        write_run_report(run_dir)
+        return run_report(run_dir)
     except Exception as e:  # noqa: BLE001 - the report is a view; the run's outputs do not depend on it
         log.warning("curate run: report.html not refreshed after phase %s: %s: %s", phase, type(e).__name__, e)
+        return None
     finally:
         _last_report[key] = time.monotonic()
 

@@ -61,7 +61,12 @@ class PhaseTimer:
             self.data["phases"][name] = rec
             if name not in self.data["order"]:
                 self.data["order"].append(name)
-            atomic_write_json(self.path, self.data)
+            # keep what others added to the file meanwhile (write_stage_rows' ``stages``)
+            try:
+                extra = {k: v for k, v in read_json(self.path).items() if k not in self.data}
+            except (OSError, ValueError):
+                extra = {}
+            atomic_write_json(self.path, {**self.data, **extra})
 
 
 def read_timings(run_dir: str | Path) -> list[dict[str, Any]]:

@@ -8,7 +8,7 @@ from curate import runner
 
 def test_mid_run_report_refreshes_are_throttled_the_final_one_always_draws(tmp_path, monkeypatch) -> None:
     drawn: list[str] = []
-    monkeypatch.setattr(curate.report, "write_run_report", lambda d: drawn.append(str(d)))
+    monkeypatch.setattr(curate.report, "run_report", lambda d: drawn.append(str(d)))
     clock = [1000.0]
     monkeypatch.setattr(runner.time, "monotonic", lambda: clock[0])
     runner._last_report[str(tmp_path)] = clock[0]  # the run starts
@@ -24,6 +24,6 @@ def test_a_failing_report_never_fails_the_run(tmp_path, monkeypatch, caplog) -> 
     def boom(d):
         raise ValueError("no data")
 
-    monkeypatch.setattr(curate.report, "write_run_report", boom)
+    monkeypatch.setattr(curate.report, "run_report", boom)
     runner.refresh_report(tmp_path, "finalize", final=True)
     assert "report.html not refreshed after phase finalize" in caplog.text
