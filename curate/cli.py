@@ -37,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--verify", action="store_true",
                    help="on resume, also check each finished shard's sha256 against its marker (reads every "
                         "shard); a damaged shard is rewritten")
+    r.add_argument("--from", dest="reuse_from", metavar="OLD_RUN",
+                   help="remix: reuse OLD_RUN's processed partitions and dedup (identical processing settings "
+                        "only; each differing key is named), so only mix, shards, documents and audit run")
     r.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.add_argument("--no-audit", action="store_true", help="skip the closing audit table")
@@ -99,7 +102,7 @@ def _cmd_run(args) -> int:
                   "drop --resume to start a new run there", file=sys.stderr)
             return 2
     res = run(recipe, out=out, ray_address=args.ray_address, force=args.force, num_cpus=args.num_cpus,
-              quiet=args.quiet, verify=args.verify)
+              quiet=args.quiet, verify=args.verify, reuse_from=args.reuse_from)
     print(f"wrote {res.manifest['tokens']:,} tokens in {len(res.manifest['shards'])} shard(s) to {res.run_dir} "
           f"in {res.seconds:.1f}s")
     if not args.quiet:
