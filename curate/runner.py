@@ -31,6 +31,8 @@ Run directory safety (see ``curate.lock`` and the README's run-directory section
 - **repair**: a resume checks each finished shard's files against its ``.json`` marker (sizes; sha256 too with
   ``verify``) and rewrites a missing or damaged shard.
 - **--force** deletes only a curate run's own files (``run.json`` must be there; see :func:`clean_run_dir`).
+- **remix** (``reuse_from``, ``curate run --from OLD_RUN``): before the partitions phase, OLD_RUN's finished
+  partitions and dedup are hard-linked in (``curate.remix``); everything above then applies unchanged.
 
 Determinism: every output depends only on its inputs (partition contents, the recipe, the seed), never on
 which worker ran it or in which order, so 1 or N workers give byte-identical shards, lineage and ledger.
