@@ -144,3 +144,20 @@ def test_processing_diff_names_yaml_paths_and_ignores_the_mixture(runs) -> None:
     d = demo_recipe(tmp / "data", tmp / "x", **COMMON)
     d["sources"]["math"]["max_drop_share"] = 0.5
     assert processing_fingerprint(parse_recipe(d, base_dir=tmp)) == processing_fingerprint(base)
+
+
+def test_an_unfinished_or_missing_old_run_is_refused(runs, tmp_path) -> None:
+    tmp, _, new = runs
+    old = tmp_path / "old-parts-running"
+    old.mkdir()
+    for f in ("run.json", "recipe.json"):
+        shutil.copy(tmp / "old" / f, old / f)
+    shutil.copytree(tmp / "old" / "work", old / "work", copy_function=os.link)
+    (old / "work" / "parts" / "p000005.done").unlink()  # still being processed there
+    with pytest.raises(RemixError, match=r"1 of 12 partition\(s\) are not processed there yet \(p000005\)"):
+        run(new, out=str(tmp_path / "new"), quiet=True, reuse_from=old)
+    with pytest.raises(RemixError, match="not a curate run directory"):
+        run(new, out=str(tmp_path / "new"), quiet=True, reuse_from=tmp_path / "nothing")
+    with pytest.raises(RemixError, match="is the run directory itself"):
+        run(new, out=str(tmp / "remix"), quiet=True, reuse_from=tmp / "remix")
+    assert not (tmp_path / "new" / "run.json").exists()
