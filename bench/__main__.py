@@ -201,7 +201,7 @@ def cmd_smoke(results: Path | None = None, *, size_mb: float = 1) -> dict[str, A
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     ap.add_argument("command", nargs="+", choices=["all", "pipeline", "stages", "memory", "scaling", "profile",
-                                                   "soak", "report", "smoke"],
+                                                   "soak", "remix", "report", "smoke"],
                     help="one or more commands; scaling and memory share curate runs when given together")
     ap.add_argument("--size-mb", type=float, default=DEFAULTS["size_mb"],
                     help="curate vs datatrove corpus size (MB of text)")
@@ -241,6 +241,13 @@ def main(argv: list[str] | None = None) -> int:
         cmd_memory(res, runs, sizes=args.memory_sizes, cores=args.cores, append=args.append)
     if "profile" in cmds:
         cmd_profile(res)
+    if "remix" in cmds:
+        from bench.bench_remix import bench_remix
+
+        r = bench_remix(args.size_mb, cores=args.cores)
+        _save(res, "remix", r)
+        print(f"[remix] {args.size_mb} MB: full {r['full']['wall_s']:.1f} s, remix {r['remix']['wall_s']:.1f} s "
+              f"({r['ratio_wall']:.1%} of the full run; load {r['load_before'][0]:.1f})", flush=True)
     if "soak" in cmds:
         from bench import soak
 

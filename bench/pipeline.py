@@ -158,8 +158,11 @@ def _run_child(args: list[str], *, log: Path, timeout: float | None) -> tuple[in
 
 
 # ---------------------------------------------------------------------------- curate
-def _curate_child(recipe_path: str, out: str, cores: int, result: str) -> None:
-    """Child process body: start Ray, run the recipe with per-phase timers, write the timings as JSON."""
+def _curate_child(recipe_path: str, out: str, cores: int, result: str, reuse_from: str | None = None) -> None:
+    """Child process body: start Ray, run the recipe with per-phase timers, write the timings as JSON.
+
+    ``reuse_from``: a remix from that run directory (``curate run --from``, see ``curate.remix``).
+    """
     t0 = time.perf_counter()
     from curate import runner
     from curate.recipe import load_recipe
@@ -172,7 +175,7 @@ def _curate_child(recipe_path: str, out: str, cores: int, result: str) -> None:
     for name in ("run_parts", "run_dedup", "run_mix", "run_shards", "run_documents", "finalize"):
         setattr(runner, name, _timed(phases, name.removeprefix("run_"), getattr(runner, name), time.perf_counter))
     recipe = load_recipe(recipe_path)
-    res = runner.run(recipe, out=out, force=True, num_cpus=cores, quiet=True)
+    res = runner.run(recipe, out=out, force=True, num_cpus=cores, quiet=True, reuse_from=reuse_from)
     t_end = time.perf_counter()
     led = json.loads((Path(out) / "ledger.json").read_text())
     Path(result).write_text(json.dumps({
@@ -195,19 +198,24 @@ def _timed(acc: dict[str, float], name: str, fn: Any, clock: Any) -> Any:
     return wrapper
 
 
-def run_curate(recipe: Path, *, cores: int, work: Path, timeout: float | None = None) -> dict[str, Any]:
-    """Run curate on ``recipe`` in a child process; return wall/phase seconds and peak RSS."""
-    out = work / "curate_run"
+def run_curate(recipe: Path, *, cores: int, work: Path, timeout: float | None = None, name: str = "curate",
+               reuse_from: Path | None = None) -> dict[str, Any]:
+    """Run curate on ``recipe`` in a child process; return wall/phase seconds and peak RSS.
+
+    The run directory is ``work/<name>_run`` (``curate_run`` by default); ``reuse_from`` makes it a remix.
+    """
+    out = work / f"{name}_run"
     if out.exists():
         shutil.rmtree(out)
     work.mkdir(parents=True, exist_ok=True)
-    result = work / "curate_result.json"
+    result = work / f"{name}_result.json"
     result.unlink(missing_ok=True)
-    rc, wall, mem = _run_child(["_curate", str(recipe), str(out), str(cores), str(result)],
-                               log=work / "curate.log", timeout=timeout)
+    log = work / f"{name}.log"
+    rc, wall, mem = _run_child(["_curate", str(recipe), str(out), str(cores), str(result),
+                                *([str(reuse_from)] if reuse_from else [])], log=log, timeout=timeout)
     if rc != 0 or not result.exists():
-        tail = (work / "curate.log").read_text()[-3000:]
-        msg = f"curate run failed (exit {rc}); log {work / 'curate.log'}:\n{tail}"
+        tail = log.read_text()[-3000:]
+        msg = f"curate run failed (exit {rc}); log {log}:\n{tail}"
         raise RuntimeError(msg)
     r = json.loads(result.read_text())
     r.update({"wall_s": round(wall, 3), "memory": mem, "cores": cores})
@@ -632,7 +640,7 @@ def main(argv: list[str] | None = None) -> int:
     """Command line (also the child-process entry points ``_curate`` and ``_datatrove``)."""
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "_curate":
-        _curate_child(argv[1], argv[2], int(argv[3]), argv[4])
+        _curate_child(argv[1], argv[2], int(argv[3]), argv[4], *argv[5:6])
         return 0
     if argv and argv[0] == "_mix":
         _mix_child(argv[1], argv[2])

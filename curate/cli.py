@@ -1,4 +1,5 @@
-"""The ``curate`` command line: ``plan``, ``run``, ``audit``, ``inspect``, ``quality train``.
+"""The ``curate`` command line: ``plan``, ``run``, ``audit``, ``inspect``, ``sweep``, ``recipe-from-weights``,
+``quality train``.
 
 Exit codes: 0 success; 1 a run failure or an audit violation; 2 a usage or recipe error; 3 ``audit`` of an
 incomplete run (without ``--partial``). Errors curate raises on purpose (``CurateError``) print as one message
@@ -37,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--verify", action="store_true",
                    help="on resume, also check each finished shard's sha256 against its marker (reads every "
                         "shard); a damaged shard is rewritten")
+    r.add_argument("--from", dest="reuse_from", metavar="OLD_RUN",
+                   help="remix: reuse OLD_RUN's processed partitions and dedup (identical processing settings "
+                        "only; each differing key is named), so only mix, shards, documents and audit run")
     r.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.add_argument("--no-audit", action="store_true", help="skip the closing audit table")
@@ -65,6 +69,25 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--reason", help="only this reason (exact, or a prefix ending in ':', e.g. quality:)")
     i.add_argument("-n", type=int, default=3, help="documents per source and reason (default 3)")
     i.add_argument("--kept", action="store_true", help="only kept documents (the contrast to the drops)")
+
+    sw = sub.add_parser("sweep", help="draw K mixtures around the recipe (Dirichlet, RegMix style) and build each "
+                                      "from one processed corpus; writes mixtures.csv")
+    sw.add_argument("recipe")
+    sw.add_argument("--n", type=int, required=True, help="number of mixtures")
+    sw.add_argument("--concentration", type=float, default=10.0,
+                    help="Dirichlet alpha = concentration x base share (higher: closer to the recipe; default 10)")
+    sw.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
+    sw.add_argument("--out", required=True, help="sweep directory (mix-NNN.yaml, mix-NNN/, mixtures.csv)")
+    sw.add_argument("--max-redraws", type=int, help="infeasible draws allowed in all before giving up "
+                                                    "(default 25 per mixture)")
+    sw.add_argument("--ray-address")
+    sw.add_argument("--num-cpus", type=int)
+    sw.add_argument("--quiet", action="store_true")
+
+    fw = sub.add_parser("recipe-from-weights", help="write a recipe from an optimizer's member -> weight JSON")
+    fw.add_argument("weights", help="JSON object: member key (a mixtures.csv column) -> weight")
+    fw.add_argument("--base", required=True, help="the recipe whose hierarchy and settings to keep")
+    fw.add_argument("--out", help="recipe file to write (default: print it)")
 
     q = sub.add_parser("quality", help="quality-classifier tools")
     qs = q.add_subparsers(dest="qcmd", required=True)
@@ -99,7 +122,7 @@ def _cmd_run(args) -> int:
                   "drop --resume to start a new run there", file=sys.stderr)
             return 2
     res = run(recipe, out=out, ray_address=args.ray_address, force=args.force, num_cpus=args.num_cpus,
-              quiet=args.quiet, verify=args.verify)
+              quiet=args.quiet, verify=args.verify, reuse_from=args.reuse_from)
     print(f"wrote {res.manifest['tokens']:,} tokens in {len(res.manifest['shards'])} shard(s) to {res.run_dir} "
           f"in {res.seconds:.1f}s")
     if not args.quiet:
@@ -181,6 +204,29 @@ def _cmd_inspect(args) -> int:
     return 0
 
 
+def _cmd_sweep(args) -> int:
+    from curate.sweep import sweep
+
+    info = sweep(args.recipe, n=args.n, out=args.out, concentration=args.concentration, seed=args.seed,
+                 max_redraws=args.max_redraws, ray_address=args.ray_address, num_cpus=args.num_cpus,
+                 quiet=args.quiet)
+    failed = [m["id"] for m in info["mixtures"] if m["audit_exit"] != 0]
+    print(f"{len(info['mixtures'])} mixture(s) in {args.out} ({info['redraws']} infeasible draw(s) redrawn); "
+          f"mixtures.csv written" + (f"; audit failed for {', '.join(failed)}" if failed else "; every audit passed"))
+    return 1 if failed else 0
+
+
+def _cmd_recipe_from_weights(args) -> int:
+    from curate.sweep import read_weights, recipe_from_weights
+
+    text = recipe_from_weights(read_weights(args.weights), args.base, args.out)
+    if args.out:
+        print(f"wrote {args.out}")
+    else:
+        print(text, end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -192,6 +238,10 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_audit(args)
         if args.cmd == "inspect":
             return _cmd_inspect(args)
+        if args.cmd == "sweep":
+            return _cmd_sweep(args)
+        if args.cmd == "recipe-from-weights":
+            return _cmd_recipe_from_weights(args)
         if args.cmd == "quality":
             from curate.quality.fasttext_clf import cli_train
 

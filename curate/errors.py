@@ -12,6 +12,8 @@ The CLI turns any :class:`CurateError` into a one-paragraph message and exit cod
 - ``ResumeError``: a run directory belongs to another recipe (fingerprint mismatch), or holds no curate run.
 - ``OutputError``: the run directory cannot be written (disk full, read-only, no permission); see
   :func:`output_error`. Every write is atomic, so rerunning the same command once fixed resumes.
+- ``RemixError``: ``curate run --from`` cannot reuse that run's processed corpus (settings differ, parts not
+  done); names each differing key. ``SweepError``: ``curate sweep`` / ``recipe-from-weights`` cannot do it.
 - ``LockError`` (in ``curate.lock``): another run holds the run directory.
 - ``RetryableError``: transient; Ray retries the task.
 """
@@ -83,6 +85,18 @@ class LedgerError(CurateError):
 
 class ResumeError(CurateError):
     """The run directory was made by a different recipe; rerun with --force to start over."""
+
+    exit_code = 2
+
+
+class RemixError(CurateError):
+    """``--from RUN_DIR``: that run's processed corpus cannot be reused for this recipe (see ``curate.remix``)."""
+
+    exit_code = 2
+
+
+class SweepError(CurateError):
+    """A sweep cannot draw its mixtures, or a weights file does not fit the base recipe (``curate.sweep``)."""
 
     exit_code = 2
 

@@ -31,6 +31,8 @@ Run directory safety (see ``curate.lock`` and the README's run-directory section
 - **repair**: a resume checks each finished shard's files against its ``.json`` marker (sizes; sha256 too with
   ``verify``) and rewrites a missing or damaged shard.
 - **--force** deletes only a curate run's own files (``run.json`` must be there; see :func:`clean_run_dir`).
+- **remix** (``reuse_from``, ``curate run --from OLD_RUN``): before the partitions phase, OLD_RUN's finished
+  partitions and dedup are hard-linked in (``curate.remix``); everything above then applies unchanged.
 
 Determinism: every output depends only on its inputs (partition contents, the recipe, the seed), never on
 which worker ran it or in which order, so 1 or N workers give byte-identical shards, lineage and ledger.
@@ -679,8 +681,12 @@ def finalize(recipe: Recipe, run_dir: Path, parts: list[Partition], plan: dict, 
 
 # ---------------------------------------------------------------------------- entry point
 def run(recipe: Recipe, *, out: str | None = None, ray_address: str | None = None, force: bool = False,
-        num_cpus: int | None = None, quiet: bool = False, verify: bool = False) -> RunResult:
+        num_cpus: int | None = None, quiet: bool = False, verify: bool = False,
+        reuse_from: str | os.PathLike | None = None) -> RunResult:
     """Run ``recipe`` end to end on Ray and return the run's manifest and ledger.
+
+    ``reuse_from``: a remix, taking that run's processed partitions and dedup (``curate.remix``); refused with
+    a ``RemixError`` naming each processing key that differs.
 
     Rerunning into the same directory resumes: finished partitions and shards are skipped, unless a
     partition's input changed (it is redone, and everything after it) or a shard's files do not match its
@@ -695,21 +701,29 @@ def run(recipe: Recipe, *, out: str | None = None, ray_address: str | None = Non
     run_dir = recipe.output_dir(out)
     parts = plan_partitions(recipe)  # validates globs again: a path emptied since `plan` is an error here
     inputs = input_records(parts)  # before the lock and before reading: a file changed later is noticed next time
+    remix = None
+    if reuse_from is not None:
+        from curate.remix import check_remix
+
+        remix = (Path(reuse_from), check_remix(recipe, Path(reuse_from), run_dir, parts, inputs))
     with RunLock(run_dir) as lock:
         if lock.took_over:
             notice(lock.took_over)
         return _run_locked(recipe, run_dir, parts, inputs, ray_address=ray_address, force=force,
-                           num_cpus=num_cpus, quiet=quiet, verify=verify, t0=t0)
+                           num_cpus=num_cpus, quiet=quiet, verify=verify, t0=t0, remix=remix)
 
 
 def _run_locked(recipe: Recipe, run_dir: Path, parts: list[Partition], inputs: dict[str, dict], *,
                 ray_address: str | None, force: bool, num_cpus: int | None, quiet: bool, verify: bool,
-                t0: float) -> RunResult:
+                t0: float, remix: tuple[Path, dict] | None = None) -> RunResult:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     _last_report[str(run_dir)] = time.monotonic()  # the first mid-run report waits REPORT_REFRESH_S from here
     prepare_run_dir(recipe, run_dir, force=force)
     remove_stale_temps(run_dir)
+    from curate.remix import link_processed, record_run
+
+    record_run(run_dir, recipe, link_processed(recipe, remix[0], run_dir, parts, inputs, remix[1]) if remix else None)
     for note in invalidate_changed_inputs(run_dir, parts, inputs):
         notice(note)
     atomic_write_json(run_dir / "work" / "partitions.json", [p.__dict__ for p in parts])

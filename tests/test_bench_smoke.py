@@ -107,3 +107,17 @@ def test_decontaminate_bench_smoke(real_data, tmp_path):
     (tmp_path / "decontaminate_bench.json").write_text(json.dumps(r))
     text = report.render(tmp_path)
     assert "## Decontamination" in text and "bytes per million indexed n-grams" in text
+
+
+@pytest.mark.slow  # two curate child processes (a full run and a remix) on a 1 MB corpus: ~1-3 min
+def test_remix_bench_smoke(real_data, tmp_path):
+    from bench import report
+    from bench.bench_remix import bench_remix
+
+    r = bench_remix(1, cores=2, root=tmp_path / "corpus", work=tmp_path / "work")
+    assert r["remix"]["reused"]["parts"] > 0 and r["remix"]["reused"]["dedup"] == "reused"
+    assert r["remix"]["phases_s"]["parts"] < r["full"]["phases_s"]["parts"]
+    assert r["remix"]["tokens"] > 0 and r["full"]["tokens"] > 0 and len(r["load_before"]) == 3
+    (tmp_path / "remix.json").write_text(json.dumps(r))
+    text = report.render(tmp_path)
+    assert "## Remix vs full run" in text and "of the full run's wall time" in text
