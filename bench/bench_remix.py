@@ -64,6 +64,10 @@ def bench_remix(size_mb: float, *, cores: int = 2, seed: int = 0, root: Path | N
     out["load_between"] = os.getloadavg()
     remix = bp.run_curate(new, cores=cores, work=w, timeout=timeout, name="remix", reuse_from=w / "full_run")
     out["load_after"] = os.getloadavg()
+    # the audit report of each run (issue 20: under 5 MB on the 1 GB bench run)
+    for name, r in (("full", full), ("remix", remix)):
+        page = w / f"{name}_run" / "report.html"
+        r["report_bytes"] = page.stat().st_size if page.is_file() else None
     reused = json.loads((w / "remix_run" / "run.json").read_text())["reused"]
     remix["reused"] = {k: (len(v) if k == "parts" else v) for k, v in reused.items()}
     out.update(full=full, remix=remix, target=TARGET,
