@@ -7,7 +7,7 @@ every command except ``smoke``'s own temporary run) renders ``docs/BENCHMARKS.md
 command     what it measures (defaults fit ``make bench`` in < 30 min on a 2-core machine)
 =========== =====================================================================================================
 pipeline    curate vs datatrove end to end, GPT-NeoX tokenizer on both sides, mixed and prose corpora
-            (``--size-mb``, default 50); curate alone with RWKV World on the mixed corpus (``--rwkv-mb``,
+            (``--size-mb``, default 50 and 200); curate alone with RWKV World on the mixed corpus (``--rwkv-mb``,
             default 500).  ``pipeline.json``
 stages      the existing stage benches (ingest, langid, quality, dedup, decontaminate, tokenize) at small settings, each in a
             subprocess with a time limit; their own JSON files plus ``stages.json`` (status, seconds)
@@ -41,7 +41,7 @@ from bench import pipeline as bp
 
 REPO = Path(__file__).resolve().parent.parent
 #: What ``make bench`` (``python -m bench all``) measures; sized to finish in < 30 min on the 2-core machine.
-DEFAULTS: dict[str, Any] = {"size_mb": 50, "rwkv_mb": 500, "sizes": [100, 250, 500], "memory_sizes": [100, 500, 1000]}
+DEFAULTS: dict[str, Any] = {"size_mb": [50, 200], "rwkv_mb": 500, "remix_mb": 1000, "sizes": [100, 250, 500], "memory_sizes": [100, 500, 1000]}
 RESULTS = REPO / "bench" / "results"
 DOC = REPO / "docs" / "BENCHMARKS.md"
 
@@ -97,14 +97,16 @@ def cmd_stages(results: Path, *, only: list[str] | None = None) -> dict[str, Any
     return status
 
 
-def cmd_pipeline(results: Path, runs: CurateRuns, *, size_mb: float, rwkv_mb: float, cores: int,
+def cmd_pipeline(results: Path, runs: CurateRuns, *, size_mb: list[float], rwkv_mb: float, cores: int,
                  root: Path | None = None) -> list[dict[str, Any]]:
-    """curate vs datatrove on the mixed and prose corpora at ``size_mb`` (NeoX both sides), then curate with
-    RWKV World on the mixed corpus at ``rwkv_mb`` (shared with ``scaling``/``memory`` when the size matches)."""
+    """curate vs datatrove on the mixed and prose corpora at each of ``size_mb`` (NeoX both sides), then curate
+    with RWKV World on the mixed corpus at ``rwkv_mb`` (shared with ``scaling``/``memory`` when the size
+    matches)."""
     out = []
-    for variant in ("mixed", "prose"):
-        print(f"[pipeline] {variant} {size_mb} MB curate vs datatrove", flush=True)
-        out.append(bp.bench(variant, size_mb, cores=cores, tokenizer=bp.NEOX, root=root))
+    for mb in size_mb:
+        for variant in ("mixed", "prose"):
+            print(f"[pipeline] {variant} {mb} MB curate vs datatrove", flush=True)
+            out.append(bp.bench(variant, mb, cores=cores, tokenizer=bp.NEOX, root=root))
     out.append(runs.get("mixed", rwkv_mb, cores))
     _save(results, "pipeline", {"machine": bp.machine(), "runs": out})
     return out
@@ -203,8 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("command", nargs="+", choices=["all", "pipeline", "stages", "memory", "scaling", "profile",
                                                    "soak", "remix", "report", "smoke"],
                     help="one or more commands; scaling and memory share curate runs when given together")
-    ap.add_argument("--size-mb", type=float, default=DEFAULTS["size_mb"],
-                    help="curate vs datatrove corpus size (MB of text)")
+    ap.add_argument("--size-mb", type=float, nargs="+", default=DEFAULTS["size_mb"],
+                    help="pipeline: curate vs datatrove corpus sizes (MB of text)")
+    ap.add_argument("--remix-mb", type=float, default=DEFAULTS["remix_mb"],
+                    help="remix: corpus size of the full run and its remix (MB of text)")
     ap.add_argument("--rwkv-mb", type=float, default=DEFAULTS["rwkv_mb"],
                     help="curate end to end with RWKV World: corpus size (MB of text)")
     ap.add_argument("--sizes", type=float, nargs="+", default=DEFAULTS["sizes"], help="scaling sizes (MB)")
@@ -244,9 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     if "remix" in cmds:
         from bench.bench_remix import bench_remix
 
-        r = bench_remix(args.size_mb, cores=args.cores)
+        r = bench_remix(args.remix_mb, cores=args.cores)
         _save(res, "remix", r)
-        print(f"[remix] {args.size_mb} MB: full {r['full']['wall_s']:.1f} s, remix {r['remix']['wall_s']:.1f} s "
+        print(f"[remix] {args.remix_mb} MB: full {r['full']['wall_s']:.1f} s, remix {r['remix']['wall_s']:.1f} s "
               f"({r['ratio_wall']:.1%} of the full run; load {r['load_before'][0]:.1f})", flush=True)
     if "soak" in cmds:
         from bench import soak

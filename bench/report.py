@@ -373,10 +373,10 @@ def render(results: Path) -> str:
            "the ratios are the claims.", "",
            f"Measured: {dates[0]} … {dates[-1]} (UTC)." if dates else "Dates: see the JSON files.", "",
            "## Machine", "", *_machine(machine),
-           "Commands: `make bench` = `python -m bench all` (= `stages`, `pipeline --size-mb 50 --rwkv-mb 500`, "
+           "Commands: `make bench` = `python -m bench all` (= `stages`, `pipeline --size-mb 50 200 --rwkv-mb 500`, "
            "`scaling --sizes 100 250 500`, `memory --memory-sizes 100 500 1000`, `profile`, `report`; the "
            "defaults are in `bench/__main__.py`); each command also runs alone, and several in one call share "
-           "curate runs. `python -m bench soak` (not in `all`) is the 1 GB soak of issue 10. Corpora: "
+           "curate runs. `python -m bench soak` (not in `all`) is the 1 GB soak of issue 10; `python -m bench remix` (not in `all`; `--remix-mb`, default 1000) a full run against a remix of it. Corpora: "
            "`python -m bench.corpus --variant mixed|prose --size-mb N` (deterministic for `--seed`).", ""]
     analysis = results / "analysis.md"
     if analysis.exists():
