@@ -19,9 +19,12 @@ profile     pyinstrument over one partition of the parts phase (the slowest) in 
 soak        the demo recipe over a generated corpus of ``--soak-mb`` MB of Parquet input (default 420, ~1.1 GB of
             text), 2 workers, every process's RSS sampled, audited with ``--verify``; not part of ``all`` (about
             an hour on a 2-core machine, most of it generating the corpus; see ``bench/soak.py``).  ``soak.json``
+fixed       the fixed costs of a small run on the demo corpus: ``curate run`` 3 times (Ray start apart, every
+            phase), a partition actor's imports and model loads, Ray's actor start and task fan-out, cold and
+            warm.  ``fixed.json``
 report      docs/BENCHMARKS.md from the JSON files
 smoke       the whole harness at ~2 MB in a temporary folder (the test suite runs this)
-all         stages, pipeline, scaling, memory, profile, report
+all         stages, pipeline, scaling, memory, profile, fixed, report
 =========== =====================================================================================================
 """
 
@@ -203,7 +206,7 @@ def cmd_smoke(results: Path | None = None, *, size_mb: float = 1) -> dict[str, A
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     ap.add_argument("command", nargs="+", choices=["all", "pipeline", "stages", "memory", "scaling", "profile",
-                                                   "soak", "remix", "report", "smoke"],
+                                                   "soak", "remix", "fixed", "report", "smoke"],
                     help="one or more commands; scaling and memory share curate runs when given together")
     ap.add_argument("--size-mb", type=float, nargs="+", default=DEFAULTS["size_mb"],
                     help="pipeline: curate vs datatrove corpus sizes (MB of text)")
@@ -226,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     cmds = set(args.command)
     if "all" in cmds:
-        cmds |= {"stages", "pipeline", "scaling", "memory", "profile"}
+        cmds |= {"stages", "pipeline", "scaling", "memory", "profile", "fixed"}
     if "smoke" in cmds:
         out = cmd_smoke()
         r = out["run"]
@@ -252,6 +255,13 @@ def main(argv: list[str] | None = None) -> int:
         _save(res, "remix", r)
         print(f"[remix] {args.remix_mb} MB: full {r['full']['wall_s']:.1f} s, remix {r['remix']['wall_s']:.1f} s "
               f"({r['ratio_wall']:.1%} of the full run; load {r['load_before'][0]:.1f})", flush=True)
+    if "fixed" in cmds:
+        from bench.bench_fixed import bench_fixed
+
+        r = bench_fixed(cores=args.cores)
+        _save(res, "fixed", r)
+        print(f"[fixed] demo corpus: {r['after_ray_median_s']:.1f} s after Ray start (median of "
+              f"{len(r['runs'])}; load {r['load_before'][0]:.1f})", flush=True)
     if "soak" in cmds:
         from bench import soak
 

@@ -121,3 +121,19 @@ def test_remix_bench_smoke(real_data, tmp_path):
     (tmp_path / "remix.json").write_text(json.dumps(r))
     text = report.render(tmp_path)
     assert "## Remix vs full run" in text and "of the full run's wall time" in text
+
+
+def test_fixed_cost_bench_times_each_source_and_renders(tmp_path):
+    """bench fixed's actor-side measurement runs in a fresh interpreter and names every source's stage set."""
+    from bench import bench_fixed, report
+
+    rec = bench_fixed.demo_recipe(tmp_path)
+    parts = bench_fixed._child("parts", str(rec))
+    assert set(parts["stages_s"]) == {"the-stack", "culturax", "gutenberg", "wikipedia", "refinedweb", "math"}
+    assert parts["import_processor_s"] > 0 and all(v >= 0 for v in parts["stages_s"].values())
+    run = {"import_s": 1.0, "ray_start_s": 4.0, "run_s": 6.0, "after_ray_s": 6.0, "wall_s": 11.0, "tokens": 1,
+           "stats_phases": {"parts": 3.0, "report": 1.0}}
+    text = "\n".join(report._fixed({"runs": [run], "after_ray_median_s": 6.0, "target_after_ray_s": 5.0,
+                                    "date": "d", "cores": 2, "load_before": [1, 1, 1], "load_after": [1, 1, 1],
+                                    "parts": parts, "ray": {}}))
+    assert "**not met**" in text and "culturax" in text
