@@ -328,6 +328,9 @@ def write_validation(run_dir: str | Path, recipe, out_dir: str | Path, *, ray=No
                     progress.update(task, advance=1)
                 continue
             notice(f"validation set {marker.stem} is rewritten: {damage}")
+            if out_dir.resolve() == (run_dir / DIR).resolve():  # the run is not complete until the set is back
+                for f in ("manifest.json", "audit.json"):
+                    (run_dir / f).unlink(missing_ok=True)
             marker.unlink()
         refs.append(remote.remote(str(run_dir), m, str(out_dir)))
     while refs:
