@@ -294,3 +294,24 @@ def test_one_and_two_workers_write_identical_validation_sets(val_run) -> None:
     assert out.returncode == 0, out.stderr[-3000:]
     assert _digests(tmp / "one" / "validation") == _digests(res.run_dir / "validation")
     assert _digests(tmp / "one" / "shards") == _digests(res.run_dir / "shards")
+
+
+def test_report_has_a_validation_section(val_run) -> None:
+    from curate.report import render_html
+
+    _tmp, _d, _r, res, _n = val_run
+    page = render_html(audit_mod.audit(res.run_dir))
+    assert "sec-validation" in page
+    assert all(f"<td>{e['name']}</td>" in page for e in res.manifest["validation"]["sets"])
+
+
+def test_audit_table_shows_validation_sets(val_run) -> None:
+    import io
+
+    from rich.console import Console
+
+    _tmp, _d, _r, res, _n = val_run
+    buf = io.StringIO()
+    audit_mod.render_table(audit_mod.audit(res.run_dir), Console(file=buf, width=200))
+    out = buf.getvalue()
+    assert "validation sets" in out and all(e["name"] in out for e in res.manifest["validation"]["sets"])
