@@ -315,3 +315,16 @@ def test_audit_table_shows_validation_sets(val_run) -> None:
     audit_mod.render_table(audit_mod.audit(res.run_dir), Console(file=buf, width=200))
     out = buf.getvalue()
     assert "validation sets" in out and all(e["name"] in out for e in res.manifest["validation"]["sets"])
+
+
+def test_force_clean_and_invalidation_remove_the_validation_files_only(val_run, tmp_path) -> None:
+    from curate.runner import clean_run_dir, remove_downstream
+
+    _tmp, _d, _r, res, _n = val_run
+    for fn in (remove_downstream, clean_run_dir):
+        d = tmp_path / fn.__name__
+        shutil.copytree(res.run_dir, d)
+        (d / "validation" / "notes.txt").write_text("mine")
+        fn(d)
+        assert [p.name for p in (d / "validation").iterdir()] == ["notes.txt"]
+        assert not (d / "megatron_validation_sets.txt").exists() or fn is remove_downstream
