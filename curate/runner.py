@@ -10,6 +10,7 @@ Phases (each resumable; a file's presence means it is complete, see ``curate.io_
                                                                       work/mix/{plan.json, shard_NNNNN.order.parquet}
     shards     Ray tasks, one per shard: each shards.format + lineage shards/<name>_NNNNN.{bin,idx,lineage.parquet,json}
                                                                       and shards/{olmo,datatrove,mds}/...
+               with `validation:`, one task per member: validation/<member>_00000.{bin,idx,lineage.parquet,json}
     documents  Ray tasks, one per partition: final status per record documents/<key>.parquet
     finalize   driver: ledger.json (conservation checked), manifest.json, LICENSES.md, audit, the trainer
                configs (megatron_data_args.{txt,json}, olmo_mixture.yaml, mds_streams.yaml, shards/mds/index.json)

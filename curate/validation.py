@@ -64,6 +64,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from curate.errors import CurateError
 from curate.io_utils import atomic_write_json, atomic_write_parquet, atomic_write_text, read_json
 
 HELD_OUT = "validation"
@@ -313,6 +314,10 @@ def write_validation(run_dir: str | Path, recipe, out_dir: str | Path, *, ray=No
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     plan = read_json(run_dir / "work" / "mix" / "plan.json")
     members = list((plan.get("validation") or {}).get("members") or {})
+    if set(members) != set(member_settings(recipe)):
+        msg = (f"{run_dir}'s mix carved validation sets for {sorted(members)}, the recipe asks for "
+               f"{sorted(member_settings(recipe))}: rerun the mix with this recipe first")
+        raise CurateError(msg)
     if not members:
         return []
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -328,3 +328,15 @@ def test_force_clean_and_invalidation_remove_the_validation_files_only(val_run, 
         fn(d)
         assert [p.name for p in (d / "validation").iterdir()] == ["notes.txt"]
         assert not (d / "megatron_validation_sets.txt").exists() or fn is remove_downstream
+
+
+def test_write_validation_into_a_shared_folder(val_run, tmp_path, ray_session) -> None:
+    from curate.validation import write_validation
+
+    _tmp, _d, recipe, res, _n = val_run
+    entries = write_validation(res.run_dir, recipe, tmp_path / "shared", ray=ray_session)
+    assert sorted(e["member"] for e in entries) == sorted(member_settings(recipe))
+    assert _digests(tmp_path / "shared") == _digests(res.run_dir / "validation")
+    other = _recipe(tmp_path, validation={"tokens": 10})
+    with pytest.raises(Exception, match="rerun the mix"):
+        write_validation(res.run_dir, other, tmp_path / "x", ray=ray_session)
