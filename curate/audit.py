@@ -751,6 +751,9 @@ def audit(run_dir: str | Path, *, verify: bool = False, consumed_tokens: int | N
         from curate.shard_formats import check_run_files
 
         violations.extend(check_run_files(run_dir, manifest))
+    from curate.validation import audit_validation
+
+    validation = audit_validation(run_dir, manifest, lineage, violations)
     comp = composition(lineage, recipe, plan)
     led = _ledger(run_dir, violations)
     fun = funnel(led, recipe)
@@ -828,6 +831,8 @@ def audit(run_dir: str | Path, *, verify: bool = False, consumed_tokens: int | N
                               "violations": violations}
     if decont is not None:
         result["decontamination"] = decont
+    if validation is not None:
+        result["validation"] = validation
     result.update(report_sections(run_dir, plan, tol * 100))
     if manifest and "rwkv" in manifest:
         result["rwkv"] = manifest["rwkv"]
@@ -1025,6 +1030,9 @@ def render_table(result: dict, console=None) -> None:
         console.print(t)
     if result.get("licenses"):
         console.print("licenses: " + ", ".join(f"{k} {v:,}" for k, v in list(result["licenses"].items())[:8]))
+    from curate.validation import render as render_validation
+
+    render_validation(result.get("validation"), console)
     for f in result["flags"]:
         console.print(f"[yellow]flag[/yellow] {f['message']}")
     if result["violations"]:

@@ -12,6 +12,7 @@ file per shard. A balanced member (``balance:``, :mod:`curate.balance`) is selec
                                          under, null elsewhere; only when the recipe has a `balance:`]
     work/mix/selected.parquet            uid, selected (times a document was written), sorted by uid
     work/mix/ledger.json                 dedup and mix ledger entries
+    work/mix/validation.{order,components}.parquet   with `validation:`: the held-out sets (curate.validation)
     work/mix/plan.json                   members (and under members.balance, per balanced scope, the value plan
                                          of curate.balance), n_shards, tokenizer facts; written last (done marker)
 
@@ -109,6 +110,10 @@ def mix(payload: dict[str, Any], run_dir: str, pids: list[int]) -> dict:
     unmixed = kept.filter(pa.array(doc_member == ""))
     if unmixed.num_rows:
         led.record_table("mix", unmixed, what="dropped", reason="not_in_mixture", tokens_col="tokens")
+    # ---- validation sets: held out before mixing, whole dedup components on one side (curate.validation)
+    from curate.validation import carve_for_mix
+
+    kept, doc_member, held, val_plan = carve_for_mix(recipe, run_dir, kept, doc_member, led, group_of)
     tokens = kept["tokens"].to_numpy()
     available = {k: int(tokens[doc_member == k].sum()) for k in keys}
     # ---- balance: a balanced member's tokens are split over the values of a column (curate.balance)
@@ -231,9 +236,12 @@ def mix(payload: dict[str, Any], run_dir: str, pids: list[int]) -> dict:
     times[np.searchsorted(kept_uid, sel_uid)] = sel_n
     why = np.where(doc_member == "", "not_in_mixture",
                    np.where(bal_dropped, BALANCE_DROP, np.where(times == 0, "downsampled", "")))
-    atomic_write_parquet(out / "selected.parquet", pa.table({
+    selected = pa.table({
         "uid": pa.array(kept_uid), "selected": pa.array(times),
-        "reason": pc.if_else(pa.array(why == ""), pa.nulls(len(why), pa.string()), pa.array(why.astype(str)))}))
+        "reason": pc.if_else(pa.array(why == ""), pa.nulls(len(why), pa.string()), pa.array(why.astype(str)))})
+    if held is not None:  # the validation documents and their near-duplicates
+        selected = pa.concat_tables([selected, held.cast(selected.schema)]).sort_by("uid")
+    atomic_write_parquet(out / "selected.parquet", selected)
     led.write(out / "ledger.json")
     tok = load_tokenizer(recipe.tokenizer, base_dir=recipe.base_dir)
     from curate.shards import dtype_for_vocab
@@ -244,6 +252,8 @@ def mix(payload: dict[str, Any], run_dir: str, pids: list[int]) -> dict:
                 "tokenizer_engine": tok.engine.as_dict(),
                 "dtype": np.dtype(dtype_for_vocab(tok.vocab_size)).name,
                 "shard_tokens": [int(seq_tokens[bounds[i]:bounds[i + 1]].sum()) for i in range(len(bounds) - 1)]}
+    if val_plan is not None:
+        plan_out["validation"] = val_plan
     atomic_write_json(out / "plan.json", plan_out)
     return {"n_shards": plan_out["n_shards"], "tokens": plan_out["tokens"]}
 
@@ -367,7 +377,7 @@ def write_shard(payload: dict[str, Any], run_dir: str, i: int) -> dict:
     Each batch of sequences is gathered once and handed to every format's writer (curate.shard_formats), so the
     formats hold the same token stream. On any error every writer aborts: no format's final files appear.
     """
-    from curate.shard_formats import SeqBatch, ShardWriters, token_dtype
+    from curate.shard_formats import ShardWriters
 
     recipe = recipe_from_payload(payload)
     run_dir = Path(run_dir)
@@ -376,30 +386,12 @@ def write_shard(payload: dict[str, Any], run_dir: str, i: int) -> dict:
     name = shard_name(recipe, i)
     shard_dir = run_dir / "shards"
     shard_dir.mkdir(parents=True, exist_ok=True)
-    tok_dtype = token_dtype(plan["vocab_size"])
-    maps: dict[int, np.ndarray] = {}
     formats = recipe.shards.formats
-    pid = order["pid"].to_numpy()
-    off = order["tok_offset"].to_numpy()
-    ntok = order["ntok"].to_numpy()
-    meta = order.select(["doc_id", "source", "subset"])
-    batch = 4096
     # on an error (disk full) every format's writer deletes its temporary files: a failed task leaves nothing behind
     try:
         with ShardWriters(formats, shard_dir, name, vocab_size=plan["vocab_size"],
                           tokenizer=plan["tokenizer"]) as ws:
-            for s in range(0, order.num_rows, batch):
-                pieces = []
-                for j in range(s, min(s + batch, order.num_rows)):
-                    p = int(pid[j])
-                    if p not in maps:
-                        f = run_dir / "work" / "parts" / f"p{p:06d}.tok"
-                        maps[p] = (np.memmap(f, dtype=tok_dtype, mode="r") if f.stat().st_size
-                                   else np.zeros(0, tok_dtype))
-                    pieces.append(maps[p][off[j]:off[j] + ntok[j]])
-                flat = np.concatenate(pieces) if pieces else np.zeros(0, tok_dtype)
-                ws.add(SeqBatch(flat, ntok[s:s + batch], eos_id=plan["eos_id"], vocab_size=plan["vocab_size"],
-                                meta=meta.slice(s, batch), where=f"shard {shard_dir / name}", first_seq=s))
+            write_sequences(ws, run_dir, order, plan, where=f"shard {shard_dir / name}")
             fentries = ws.finalize()
     except OSError as e:
         if e.filename is None and e.errno is not None:  # not a writer's (they name their file): name the shard
@@ -408,9 +400,7 @@ def write_shard(payload: dict[str, Any], run_dir: str, i: int) -> dict:
     mega = ws.get("megatron")
     # with Megatron among the formats the entry keeps its .bin/.idx keys; else the counts the formats agree on
     info = mega.info if mega is not None else {k: fentries[formats[0]][k] for k in ("sequences", "tokens")}
-    lineage = order.select(["seq", "source", "subset", "group", "doc_id", "uid", "tokens", "epoch", "chunk", "lang",
-                            "license"] + (["balance"] if "balance" in order.column_names else []))
-    lineage = lineage.add_column(0, "shard", pa.array([name] * lineage.num_rows, pa.string()))
+    lineage = lineage_table(order, name)
     lineage_path = run_dir / "shards" / f"{name}.lineage.parquet"
     atomic_write_parquet(lineage_path, lineage)
 
@@ -430,6 +420,39 @@ def write_shard(payload: dict[str, Any], run_dir: str, i: int) -> dict:
                             for r in agg(["source", "subset", "group", "license"])]}
     atomic_write_json(shard_json_path(run_dir, recipe, i), entry)
     return entry
+
+
+def write_sequences(ws, run_dir: Path, order: pa.Table, plan: dict, *, where: str) -> None:
+    """Gather each sequence of ``order`` (pid, tok_offset, ntok) from the partitions' memory-mapped ``.tok``
+    files and hand them, in batches, to the writers ``ws`` (one eos appended per sequence by the writers)."""
+    from curate.shard_formats import SeqBatch, token_dtype
+
+    tok_dtype = token_dtype(plan["vocab_size"])
+    maps: dict[int, np.ndarray] = {}
+    pid = order["pid"].to_numpy()
+    off = order["tok_offset"].to_numpy()
+    ntok = order["ntok"].to_numpy()
+    meta = order.select(["doc_id", "source", "subset"])
+    batch = 4096
+    for s in range(0, order.num_rows, batch):
+        pieces = []
+        for j in range(s, min(s + batch, order.num_rows)):
+            p = int(pid[j])
+            if p not in maps:
+                f = Path(run_dir) / "work" / "parts" / f"p{p:06d}.tok"
+                maps[p] = (np.memmap(f, dtype=tok_dtype, mode="r") if f.stat().st_size
+                           else np.zeros(0, tok_dtype))
+            pieces.append(maps[p][off[j]:off[j] + ntok[j]])
+        flat = np.concatenate(pieces) if pieces else np.zeros(0, tok_dtype)
+        ws.add(SeqBatch(flat, ntok[s:s + batch], eos_id=plan["eos_id"], vocab_size=plan["vocab_size"],
+                        meta=meta.slice(s, batch), where=where, first_seq=s))
+
+
+def lineage_table(order: pa.Table, name: str) -> pa.Table:
+    """A shard's (or validation set's) lineage: the order's columns a reader needs, with the shard's name."""
+    lineage = order.select(["seq", "source", "subset", "group", "doc_id", "uid", "tokens", "epoch", "chunk", "lang",
+                            "license"] + (["balance"] if "balance" in order.column_names else []))
+    return lineage.add_column(0, "shard", pa.array([name] * lineage.num_rows, pa.string()))
 
 
 def write_documents(run_dir: str, key: str, pid: int) -> int:
@@ -459,6 +482,9 @@ def write_documents(run_dir: str, key: str, pid: int) -> int:
         mixed_out = pc.and_(pc.and_(kept, pc.invert(dup)), pc.is_valid(sel["reason"].take(at_sel)))
         changed = pc.or_(dup, mixed_out)
         status = pc.if_else(changed, pa.scalar("dropped"), docs["status"])
+        # a validation document (curate.validation) is held out, not dropped
+        held = pc.fill_null(pc.and_(mixed_out, pc.equal(sel["reason"].take(at_sel), "validation")), False)
+        status = pc.if_else(held, pa.scalar("validation"), status)
         stage = pc.if_else(dup, pa.scalar("dedup"), pc.if_else(mixed_out, pa.scalar("mix"), docs["stage"]))
         reason = pc.if_else(dup, rem["reason"].take(at_rem),
                             pc.if_else(mixed_out, sel["reason"].take(at_sel), docs["reason"]))

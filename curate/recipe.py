@@ -59,8 +59,16 @@ class LangIdPolicy(_Model):
     min_score: float = Field(default=0.0, ge=0.0, le=1.0)
 
 
+class ValidationConfig(_Model):
+    """``validation:`` at the top level, of a source or of a subset: hold out ``tokens`` per leaf member
+    (see curate/validation.py). ``false`` on a source or subset opts it out of a less specific setting."""
+
+    tokens: int = Field(gt=0, lt=INT64_LIMIT)
+
+
 class Subset(_Model):
     paths: list[str]
+    validation: ValidationConfig | Literal[False] | None = None
 
 
 class SourceConfig(_Model):
@@ -87,6 +95,8 @@ class SourceConfig(_Model):
     allow_drop_all: bool = False
     # benchmark decontamination (the recipe's `decontaminate:` block) runs on this source unless false
     decontaminate: bool = True
+    # held-out validation set per member (curate.validation); overrides the top-level `validation:`
+    validation: ValidationConfig | Literal[False] | None = None
 
     @property
     def is_code(self) -> bool:
@@ -287,6 +297,7 @@ class Recipe(_Model):
     langid: LangIdConfig = Field(default_factory=LangIdConfig)
     route_by_lang: list[LangRoute] = Field(default_factory=list)
     plugins: list[str] = Field(default_factory=list)
+    validation: ValidationConfig | None = None
 
     # set by load_recipe, not part of the YAML
     _base_dir: Path = Path(".")
@@ -637,6 +648,11 @@ def _check(r: Recipe, *, recipe_file: str | None, check_paths: bool) -> None:
         for i, src in enumerate(r.dedup.keep_priority):
             if src not in r.sources:
                 fail(f"unknown source {src!r}; must be one of {sorted(r.sources)}", f"dedup.keep_priority[{i}]")
+
+    # --- validation sets (curate.validation)
+    from curate.validation import check_validation
+
+    check_validation(r, fail)
 
     # --- decontaminate
     if r.decontaminate:

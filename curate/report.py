@@ -809,6 +809,11 @@ def render_html(result: dict[str, Any]) -> str:
                     "removed, per benchmark and source.</p>"
                     f"{_or_generic(_decontamination, result['decontamination'], result['decontamination'])}"
                     "</section>")
+    if result.get("validation"):  # the held-out sets (curate.validation)
+        rows = [{"member": m, **e} for m, e in (result["validation"].get("members") or {}).items()]
+        body.append("<section id='sec-validation'><p class='why'>Validation sets held out per member before mixing "
+                    "(tokens read from each set's .idx), disjoint from train by document and dedup component.</p>"
+                    f"{_table(rows, ['member', 'requested', 'tokens', 'sequences', 'documents', 'file'])}</section>")
 
     nav = "".join(f"<a href='#sec-{s}'>{html.escape(t)}</a>" for s, (t, _) in SECTIONS.items())
     total = result.get("total_tokens")

@@ -10,6 +10,7 @@ Phases (each resumable; a file's presence means it is complete, see ``curate.io_
                                                                       work/mix/{plan.json, shard_NNNNN.order.parquet}
     shards     Ray tasks, one per shard: each shards.format + lineage shards/<name>_NNNNN.{bin,idx,lineage.parquet,json}
                                                                       and shards/{olmo,datatrove,mds}/...
+               with `validation:`, one task per member: validation/<member>_00000.{bin,idx,lineage.parquet,json}
     documents  Ray tasks, one per partition: final status per record documents/<key>.parquet
     finalize   driver: ledger.json (conservation checked), manifest.json, LICENSES.md, audit, the trainer
                configs (megatron_data_args.{txt,json}, olmo_mixture.yaml, mds_streams.yaml, shards/mds/index.json)
@@ -66,10 +67,12 @@ from curate.worker import PartitionProcessor, part_paths, payload_for, recipe_fr
 
 log = logging.getLogger(__name__)
 
-RUN_SUBDIRS = ("work", "shards", "documents", "quarantine", "reports")
+RUN_SUBDIRS = ("work", "shards", "documents", "quarantine", "reports", "validation")
 RUN_FILES = ("run.json", "recipe.json", "ledger.json", "manifest.json", "LICENSES.md", "licenses.json", "audit.json",
              # the trainer configs derived from the manifest (curate.shard_formats.write_run_files)
              "megatron_data_args.txt", "megatron_data_args.json", "olmo_mixture.yaml", "mds_streams.yaml",
+             # the validation sets' trainer configs (curate.validation)
+             "megatron_validation_sets.txt", "validation_sets.csv",
              # the report's data and the report (curate.timings, curate.samples, curate.report)
              "stats.json", "samples.parquet", "scores.json", "report.html")
 
@@ -169,6 +172,7 @@ def clean_run_dir(run_dir: Path) -> None:
     _remove_matching(run_dir / "shards", shard_file_pattern(_previous_shard_name(run_dir)), first=".json")
     for d in ("documents", "quarantine"):
         _remove_matching(run_dir / d, PART_TABLE)
+    _remove_matching(run_dir / "validation", _validation_files(), first=".json")
     _remove_matching(run_dir / "reports", re.compile(r"(?!)"))
     # run.json last: until it goes, a killed clean can be redone
     top = re.compile("|".join(re.escape(f) for f in RUN_FILES if f != "run.json"))
@@ -176,6 +180,12 @@ def clean_run_dir(run_dir: Path) -> None:
         if f.is_file() and top.fullmatch(_final_name(f.name)):
             f.unlink()
     (run_dir / "run.json").unlink()
+
+
+def _validation_files() -> re.Pattern:
+    from curate.validation import FILE_PATTERN
+
+    return FILE_PATTERN
 
 
 def remove_stale_temps(run_dir: Path) -> int:
@@ -257,7 +267,8 @@ def remove_downstream(run_dir: Path) -> bool:
         if (run_dir / "work" / d).is_dir():
             shutil.rmtree(run_dir / "work" / d)
             found = True
-    for d, pattern in (("shards", shard_file_pattern(_previous_shard_name(run_dir))), ("documents", PART_TABLE)):
+    for d, pattern in (("shards", shard_file_pattern(_previous_shard_name(run_dir))), ("documents", PART_TABLE),
+                       ("validation", _validation_files())):
         folder = run_dir / d
         if folder.is_dir() and any(pattern.fullmatch(_final_name(f.name)) for f in folder.iterdir()):
             found = True
@@ -525,16 +536,16 @@ def run_mix(ray, recipe: Recipe, run_dir: Path, parts: list[Partition], progress
     return read_json(plan_path)
 
 
-def shard_damage(run_dir: Path, entry: dict, *, verify: bool = False) -> str | None:
+def shard_damage(run_dir: Path, entry: dict, *, verify: bool = False, shard_dir: Path | None = None) -> str | None:
     """What is wrong with a finished shard's files against its ``.json`` marker, or None when nothing is.
 
     Checks that every file of every format (``curate.shard_formats.shard_formats``) and the ``.lineage.parquet``
     exist with the sizes the marker records and, with ``verify``, that each format's files have its sha256
-    (reads the whole shard).
+    (reads the whole shard). ``shard_dir``: the folder of the files (default ``run_dir/shards``).
     """
     from curate.shard_formats import shard_formats
 
-    d = run_dir / "shards"
+    d = run_dir / "shards" if shard_dir is None else Path(shard_dir)
     files = [(x["path"], x.get("bytes"), x.get("sha256")) for f in shard_formats(entry).values() for x in f["files"]]
     for rel, want, _ in [*files, (entry["lineage"], entry.get("lineage_bytes"), None)]:
         f = d / rel
@@ -637,7 +648,8 @@ def _stage_cpu(run_dir: Path, parts: list[Partition]) -> dict[str, float]:
     return out
 
 
-def finalize(recipe: Recipe, run_dir: Path, parts: list[Partition], plan: dict, shards: list[dict]) -> tuple[dict, Ledger]:
+def finalize(recipe: Recipe, run_dir: Path, parts: list[Partition], plan: dict, shards: list[dict],
+             validation: list[dict] | None = None) -> tuple[dict, Ledger]:
     from curate.licenses import write_licenses_report
     from curate.shard_formats import write_run_files
     from curate.shards import rwkv_magic_prime
@@ -665,6 +677,12 @@ def finalize(recipe: Recipe, run_dir: Path, parts: list[Partition], plan: dict, 
         except ValueError as e:
             manifest["rwkv"] = {"ctx_len": recipe.shards.ctx_len, "magic_prime": None, "error": str(e)}
     manifest["files"] = trusted_file_hashes(run_dir, parts, shards)
+    if validation:  # the held-out sets (curate.validation): their entries, and every file's size and sha256
+        from curate.validation import trusted_files
+
+        manifest["validation"] = {"sets": validation, "members": plan["validation"]["members"]}
+        manifest["files"].update({r: {"bytes": (run_dir / r).stat().st_size, "sha256": sha256_file(run_dir / r)}
+                                  for r in trusted_files(run_dir, validation)})
     # MDS's index.json and the trainers' blend configs come from the manifest, before it is written (its presence
     # marks the run complete)
     write_run_files(run_dir, manifest)
@@ -753,11 +771,15 @@ def _run_locked(recipe: Recipe, run_dir: Path, parts: list[Partition], inputs: d
             raise
         with timer.phase("shards"):
             shards = run_shards(ray, recipe, run_dir, plan, progress, verify=verify)
+            from curate.validation import write_validation
+
+            validation = write_validation(run_dir, recipe, run_dir / "validation", ray=ray, verify=verify,
+                                          progress=progress)
         refresh_report(run_dir, "shards")
         with timer.phase("documents"):
             run_documents(ray, recipe, run_dir, parts, progress)
     with timer.phase("finalize"):
-        manifest, led = finalize(recipe, run_dir, parts, plan, shards)
+        manifest, led = finalize(recipe, run_dir, parts, plan, shards, validation)
         write_run_samples(run_dir)
     write_stage_rows(run_dir, stage_rows(led, _stage_cpu(run_dir, parts)))
     with timer.phase("report"):

@@ -608,9 +608,13 @@ def write_run_files(run_dir: Path, manifest: dict) -> list[str]:
     if "megatron" in formats:
         args = megatron_data_args(manifest, shard_dir)
         atomic_write_text(run_dir / "megatron_data_args.txt", " ".join(args) + "\n")
-        # --per-split-data-args-path: the whole mix is the training split (curate writes no held-out split)
-        atomic_write_json(run_dir / "megatron_data_args.json", {"train": args, "valid": None, "test": None})
-        written += ["megatron_data_args.txt", "megatron_data_args.json"]
+        # --per-split-data-args-path: the whole mix is the training split; `valid` lists the held-out sets, one
+        # prefix each (--multiple-validation-sets), when the recipe has `validation:` (curate.validation)
+        from curate.validation import valid_prefixes, write_trainer_files
+
+        atomic_write_json(run_dir / "megatron_data_args.json",
+                          {"train": args, "valid": valid_prefixes(run_dir, manifest), "test": None})
+        written += ["megatron_data_args.txt", "megatron_data_args.json", *write_trainer_files(run_dir, manifest)]
     if "olmo-npy" in formats:
         import yaml
 

@@ -1,0 +1,469 @@
+"""Held-out validation sets per mixture member, carved before mixing and disjoint from train by near-duplicates.
+
+Recipe (validated by :func:`check_validation`; errors name the YAML path)::
+
+    validation: {tokens: N}                    # top level: every leaf member holds out N tokens
+    sources.<s>.validation: {tokens: N}|false  # a source's members (more specific: overrides the top level)
+    sources.<s>.subsets.<b>.validation: ...    # a subset that is a member of its own (overrides its source)
+
+A leaf member is a member of the mixer (``Recipe.members``: ``source`` or ``source/subset``, group-qualified
+when listed in several groups, so a ``route_by_lang`` target is a member of its own; a balanced member is one
+member, its values are split after the carve).
+
+**Carve** (:func:`carve`, a pure function called by the mix task, :func:`carve_for_mix`). The candidates of
+a member are its documents that survived the filters and dedup. Each document belongs to a *dedup component*
+(:func:`component_labels`): the connected components of dedup's LSH candidate edges (``work/dedup/edges``)
+united with every removal's ``uid → dup_of`` link (``work/dedup/removed.parquet``), so exact copies across
+sources and the near-duplicates dedup verified or merely proposed are one component; a document in none is its
+own. Candidates are ranked by a seeded 64-bit hash of (recipe seed, member, component label), ties by uid, and
+taken in that order, **whole documents**, until the member's held-out tokens reach N (at least N, overshoot
+less than one document). Tokens count as the training shards count them: ``max_doc_tokens`` chunks, each
+sequence with exactly one EOS (the ``tokens`` column of the kept tables).
+
+**Disjointness.** Every kept document of a component that has a validation document and is not itself one is
+removed from train with the drop reason ``validation_near_duplicate`` (mix ledger, ``documents/``), so a whole
+component lies on one side. Validation documents are recorded in the mix ledger as dropped with reason
+``validation`` (the ledger still conserves: mix in = out + dropped) and get ``status = validation`` in
+``documents/``. The mixer then plans and selects train from the rest, with all its share and window guarantees.
+A member whose supply cannot cover its N tokens (and leave some for train) is a ``ShortfallError`` naming the
+member and the YAML path of its setting. Without ``dedup.minhash`` there are no near-duplicate components, so
+``validation:`` requires it (a recipe error otherwise).
+
+**Files.** The mix task writes ``work/mix/validation.order.parquet`` (the shard order columns plus ``member``)
+and ``work/mix/validation.components.parquet`` (``uid, component`` of every kept document in a non-singleton
+component); ``plan.json`` gets a ``validation`` entry per member. Then :func:`write_validation` (Ray tasks, one
+per member) writes, under ``RUN_DIR/validation/`` (or any folder: a sweep writes them once, shared)::
+
+    <member>_00000.bin / .idx            MMIDIDX, the training shards' writer (curate.shard_formats.MegatronWriter)
+    <member>_00000.lineage.parquet       the training lineage's columns
+    <member>_00000.json                  the set's entry (member, label, files with sha256), written last: done marker
+    components.parquet                   uid, component (the audit's near-duplicate check)
+
+``<member>`` is the member key with every character outside ``[A-Za-z0-9._-]`` replaced by ``-``.
+
+**Trainer configs** (:func:`write_trainer_files`, beside ``megatron_data_args.*``): the ``valid`` list of
+``megatron_data_args.json`` (``--per-split-data-args-path``; one prefix per set, for
+``--multiple-validation-sets``), ``megatron_validation_sets.txt`` (the set labels in that order) and
+``validation_sets.csv`` (``label,path``).
+
+**Audit** (:func:`audit_validation`): tokens per member read back from each ``.idx`` against the lineage, and
+disjointness from the lineage of both sides: a ``doc_id`` or ``uid`` in both is a ``validation_overlap``
+violation, a dedup component in both a ``validation_near_duplicate_in_train`` violation.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from curate.errors import CurateError
+from curate.io_utils import atomic_write_json, atomic_write_parquet, atomic_write_text, read_json
+
+HELD_OUT = "validation"
+NEAR_DUP = "validation_near_duplicate"
+DIR = "validation"
+COMPONENTS = "components.parquet"
+#: trainer files written beside megatron_data_args.{txt,json}
+RUN_FILES = ("megatron_validation_sets.txt", "validation_sets.csv")
+#: names of the files a run writes in validation/
+FILE_PATTERN = re.compile(r"[A-Za-z0-9._-]+_\d{5}\.(?:bin|idx|lineage\.parquet|json)|components\.parquet")
+
+
+# ---------------------------------------------------------------------------- recipe
+def member_settings(recipe) -> dict[str, tuple[int, str]]:
+    """``{member key: (tokens, YAML path of the setting)}`` for every leaf member that holds out a set.
+
+    The most specific setting wins: subset, then source, then the top level; ``false`` opts out.
+    """
+    out: dict[str, tuple[int, str]] = {}
+    for g, src, sub, _share in recipe.members():
+        scfg = recipe.sources.get(src)
+        chain = []
+        if scfg is not None and sub and sub in scfg.subsets:
+            chain.append((scfg.subsets[sub].validation, f"sources.{src}.subsets.{sub}.validation"))
+        if scfg is not None:
+            chain.append((scfg.validation, f"sources.{src}.validation"))
+        chain.append((recipe.validation, "validation"))
+        for v, path in chain:
+            if v is None:
+                continue
+            if v is not False:
+                out[recipe.member_key(g, src, sub)] = (int(v.tokens), f"{path}.tokens")
+            break
+    return out
+
+
+def file_stem(member: str) -> str:
+    """The file-name stem of a member's set: ``<member>_00000`` with unsafe characters replaced by ``-``."""
+    return re.sub(r"[^A-Za-z0-9._-]", "-", member) + "_00000"
+
+
+def check_validation(r, fail) -> None:
+    """Recipe checks of ``validation:`` (``fail(message, yaml_path)`` raises the recipe error)."""
+    members = {(s, sub) for _g, s, sub, _ in r.members()}
+    named = [(f"sources.{n}.validation", s.validation) for n, s in r.sources.items()]
+    for n, s in r.sources.items():
+        for b, sb in s.subsets.items():
+            named.append((f"sources.{n}.subsets.{b}.validation", sb.validation))
+            if sb.validation is not None and (n, b) not in members:
+                fail(f"subset {b!r} is not a mixture member of its own (the mixture lists source {n!r} as a "
+                     f"whole); set `validation` on the source instead", f"sources.{n}.subsets.{b}.validation")
+    settings = member_settings(r)
+    if not settings:
+        return
+    if r.dedup is None or r.dedup.minhash is None:
+        path = "validation" if r.validation is not None else next(p for p, v in named if v)
+        fail("validation sets are kept disjoint from train by dedup components, which needs `dedup:` with "
+             "`minhash:` (near-duplicate detection); add it, or remove `validation`", path)
+    stems: dict[str, str] = {}
+    for m, (_n, path) in settings.items():
+        other = stems.setdefault(file_stem(m), m)
+        if other != m:
+            fail(f"members {other!r} and {m!r} would write the same validation files {file_stem(m)}.*", path)
+
+
+# ---------------------------------------------------------------------------- carve (pure)
+def _fmix64(h: np.ndarray) -> np.ndarray:
+    from curate.dedup import _fmix64 as f
+
+    return f(h)
+
+
+def component_labels(uids: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """The dedup component of each of ``uids``: the smallest uid of its connected component in the graph of
+    edges ``src``-``dst`` (LSH candidates and removal links), or the uid itself when it is in no edge."""
+    from curate.dedup import connected_components
+
+    uids = np.asarray(uids, dtype=np.int64)
+    labels = uids.copy()
+    if len(src):
+        nodes, lab = connected_components(np.asarray(src, np.int64), np.asarray(dst, np.int64))
+        at = np.searchsorted(nodes, uids)
+        at_c = np.minimum(at, len(nodes) - 1)
+        hit = nodes[at_c] == uids
+        labels[hit] = lab[at_c[hit]]
+    return labels
+
+
+def carve(members: np.ndarray, tokens: np.ndarray, uids: np.ndarray, labels: np.ndarray,
+          wanted: dict[str, int], *, seed: int) -> tuple[np.ndarray, np.ndarray, dict[str, dict]]:
+    """Choose the validation documents (pure, vectorized per member).
+
+    ``members``: member key per document ("" = in no member); ``tokens``: sequence tokens per document (eos
+    included); ``labels``: dedup component per document; ``wanted``: tokens per member. Returns
+    ``(validation mask, near-duplicate mask, {member: {"tokens", "documents", "supply"}})``; a member's
+    supply that cannot cover its tokens and leave some for train is reported as ``supply <= tokens`` for the
+    caller to refuse.
+    """
+    from curate.mixer import member_seed
+
+    members = np.asarray(members, dtype=object)
+    tokens = np.asarray(tokens, dtype=np.int64)
+    labels = np.asarray(labels, dtype=np.int64)
+    held = np.zeros(len(members), dtype=bool)
+    info: dict[str, dict] = {}
+    for m, n in wanted.items():
+        rows = np.flatnonzero(members == m)
+        supply = int(tokens[rows].sum())
+        info[m] = {"requested": int(n), "supply": supply, "tokens": 0, "documents": 0}
+        if supply <= n:
+            continue
+        salt = np.uint64(member_seed(seed, f"validation\x1f{m}"))
+        key = _fmix64(labels[rows].astype(np.uint64) ^ salt)
+        order = rows[np.lexsort((uids[rows], key))]
+        cum = np.cumsum(tokens[order])
+        j = int(np.searchsorted(cum, n, side="left")) + 1  # first prefix reaching n
+        take = order[:j]
+        held[take] = True
+        info[m].update(tokens=int(cum[j - 1]), documents=int(j))
+    near = np.isin(labels, labels[held]) & ~held & (members != "")
+    return held, near, info
+
+
+# ---------------------------------------------------------------------------- the mix task's hook
+def _dedup_edges(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    d = run_dir / "work" / "dedup"
+    src, dst = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    for f in sorted((d / "edges").glob("b*.parquet")):
+        t = pq.read_table(f, columns=["src", "dst"])
+        src.append(t["src"].to_numpy())
+        dst.append(t["dst"].to_numpy())
+    if (d / "removed.parquet").is_file():
+        t = pq.read_table(d / "removed.parquet", columns=["uid", "dup_of"]).filter(
+            pc.is_valid(pc.field("dup_of")))
+        src.append(t["uid"].to_numpy())
+        dst.append(t["dup_of"].to_numpy())
+    return np.concatenate(src), np.concatenate(dst)
+
+
+def carve_for_mix(recipe, run_dir: Path, kept: pa.Table, doc_member: np.ndarray, led, group_of: dict[str, str],
+                  ) -> tuple[pa.Table, np.ndarray, pa.Table | None, dict | None]:
+    """Carve the validation sets out of ``kept`` (post-dedup, sorted by uid); called by ``curate.mix_task.mix``.
+
+    Records the held-out documents in the mix ledger, writes the validation order and components files under
+    ``work/mix/`` and returns ``(kept for train, its members, held rows as (uid, selected, reason) for
+    selected.parquet, the plan's validation entry)``; without validation sets, the inputs unchanged and None.
+    """
+    from curate.mixer import ShortfallError, chunk_documents
+
+    settings = member_settings(recipe)
+    if not settings:
+        return kept, doc_member, None, None
+    out = run_dir / "work" / "mix"
+    uids = kept["uid"].to_numpy()
+    src, dst = _dedup_edges(run_dir)
+    labels = component_labels(uids, src, dst)
+    held, near, info = carve(doc_member, kept["tokens"].to_numpy(), uids, labels,
+                             {m: n for m, (n, _p) in settings.items()}, seed=recipe.seed)
+    short = [(m, i) for m, i in info.items() if i["supply"] <= i["requested"]]
+    if short:
+        lines = [f"{m}: {settings[m][1]} asks for {i['requested']:,} tokens but the member has {i['supply']:,} "
+                 "after filters and dedup (validation must leave some for train)" for m, i in short]
+        raise ShortfallError("validation set larger than its member's supply:\n  " + "\n  ".join(lines),
+                             short=[{"key": m, "group": group_of.get(m), "available": i["supply"],
+                                     "needed": i["requested"], "epochs": None} for m, i in short])
+    for mask, reason in ((held, HELD_OUT), (near, NEAR_DUP)):
+        if mask.any():
+            led.record_table("mix", kept.filter(pa.array(mask)), what="dropped", reason=reason, tokens_col="tokens")
+    # the order: members in recipe order, documents by uid, chunked like the training sequences
+    pieces = []
+    ntok_all = kept["ntok"].to_numpy()
+    for m in settings:
+        rows = np.flatnonzero(held & (doc_member == m))
+        d_i, c_i, c_len = chunk_documents(ntok_all[rows], recipe.max_doc_tokens)
+        r = rows[np.asarray(d_i, dtype=np.int64)]
+        c_len = np.asarray(c_len, dtype=np.int64)
+        t = kept.take(pa.array(r))
+        pieces.append(pa.table({
+            "member": pa.array([m] * len(r), pa.string()),
+            "seq": pa.array(np.arange(len(r), dtype=np.int64)), "uid": t["uid"],
+            "pid": pa.array(t["uid"].to_numpy() >> 32),
+            "tok_offset": pa.array(t["tok_offset"].to_numpy() + np.asarray(c_i, np.int64) * (recipe.max_doc_tokens or 0)),
+            "ntok": pa.array(c_len), "tokens": pa.array(c_len + 1),
+            "epoch": pa.array(np.zeros(len(r), np.int32)), "chunk": pa.array(np.asarray(c_i, np.int32)),
+            "source": t["source"], "subset": t["subset"], "group": pa.array([group_of[m]] * len(r), pa.string()),
+            "doc_id": t["doc_id"], "lang": t["lang"], "license": t["license"]}))
+        if recipe.balance_scopes():  # the training lineage's columns: a set is balanced under no value
+            pieces[-1] = pieces[-1].append_column("balance", pa.nulls(len(r), pa.string()))
+        info[m].update(sequences=len(r), file=file_stem(m), yaml_path=settings[m][1],
+                       near_duplicates_removed=int((near & np.isin(labels, labels[rows])).sum()))
+    atomic_write_parquet(out / "validation.order.parquet", pa.concat_tables(pieces))
+    in_graph = np.isin(uids, np.concatenate([src, dst]))
+    atomic_write_parquet(out / "validation.components.parquet", pa.table({
+        "uid": pa.array(uids[in_graph], pa.int64()), "component": pa.array(labels[in_graph], pa.int64())}))
+    gone = held | near
+    reason = np.where(held[gone], HELD_OUT, NEAR_DUP)
+    held_t = pa.table({"uid": pa.array(uids[gone]), "selected": pa.array(np.zeros(int(gone.sum()), np.int64)),
+                       "reason": pa.array(reason.astype(str), pa.string())})
+    return kept.filter(pa.array(~gone)), doc_member[~gone], held_t, {"members": info}
+
+
+# ---------------------------------------------------------------------------- writing the sets
+def write_member_set(run_dir: str, member: str, out_dir: str) -> dict:
+    """Write ``member``'s validation set from ``run_dir``'s mix into ``out_dir`` (one Ray task); return its entry.
+
+    MMIDIDX through the training shards' writer, the training lineage's columns; the ``.json`` entry last.
+    """
+    from curate.mix_task import lineage_table, write_sequences
+    from curate.shard_formats import ShardWriters
+
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    plan = read_json(run_dir / "work" / "mix" / "plan.json")
+    order = pq.read_table(run_dir / "work" / "mix" / "validation.order.parquet",
+                          filters=[("member", "=", member)]).drop_columns(["member"])
+    name = file_stem(member)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with ShardWriters(("megatron",), out_dir, name, vocab_size=plan["vocab_size"], tokenizer=plan["tokenizer"]) as ws:
+        write_sequences(ws, run_dir, order, plan, where=f"validation set {out_dir / name}")
+        fentries = ws.finalize()
+    lineage = lineage_table(order, name)
+    lin_p = out_dir / f"{name}.lineage.parquet"
+    atomic_write_parquet(lin_p, lineage)
+    mega = ws.get("megatron")
+    entry = {"name": name, "member": member, "label": member, "bin": f"{name}.bin", "idx": f"{name}.idx",
+             "lineage": lin_p.name, "lineage_bytes": lin_p.stat().st_size, **mega.info, "formats": fentries,
+             "documents": int(pc.count_distinct(order["uid"]).as_py()) if order.num_rows else 0}
+    atomic_write_json(out_dir / f"{name}.json", entry)
+    return entry
+
+
+def write_validation(run_dir: str | Path, recipe, out_dir: str | Path, *, ray=None, verify: bool = False,
+                     progress=None) -> list[dict]:
+    """Write the validation sets of ``run_dir``'s mix (``recipe``'s members) into ``out_dir``; return their entries.
+
+    The entry point for a sweep: the carve depends on the members, the seed, the validation settings and the
+    processed corpus, never on the weights, so several mixtures of one processed corpus share one set, written
+    once into a shared folder. One Ray task per member (``ray``: the initialized ``ray`` module; a local Ray is
+    started when None); a set whose ``.json`` entry and files (sizes, sha256 with ``verify``) are already
+    there is kept, so a killed run resumes. Also writes ``components.parquet``.
+    """
+    from curate.runner import _ray_get, notice, shard_damage
+
+    if ray is None:
+        from curate.runner import init_ray
+
+        ray = init_ray(None)
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    plan = read_json(run_dir / "work" / "mix" / "plan.json")
+    members = list((plan.get("validation") or {}).get("members") or {})
+    if set(members) != set(member_settings(recipe)):
+        msg = (f"{run_dir}'s mix carved validation sets for {sorted(members)}, the recipe asks for "
+               f"{sorted(member_settings(recipe))}: rerun the mix with this recipe first")
+        raise CurateError(msg)
+    if not members:
+        return []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    task = progress.add_task("validation", total=len(members)) if progress is not None else None
+    remote = ray.remote(num_cpus=1, max_retries=3)(write_member_set)
+    refs = []
+    for m in members:
+        marker = out_dir / f"{file_stem(m)}.json"
+        if marker.is_file():
+            damage = shard_damage(run_dir, read_json(marker), verify=verify, shard_dir=out_dir)
+            if damage is None:
+                if task is not None:
+                    progress.update(task, advance=1)
+                continue
+            notice(f"validation set {marker.stem} is rewritten: {damage}")
+            if out_dir.resolve() == (run_dir / DIR).resolve():  # the run is not complete until the set is back
+                for f in ("manifest.json", "audit.json"):
+                    (run_dir / f).unlink(missing_ok=True)
+            marker.unlink()
+        refs.append(remote.remote(str(run_dir), m, str(out_dir)))
+    while refs:
+        ready, refs = ray.wait(refs, num_returns=1)
+        _ray_get(ray, ready[0])
+        if task is not None:
+            progress.update(task, advance=1)
+    comp = run_dir / "work" / "mix" / "validation.components.parquet"
+    if not (out_dir / COMPONENTS).is_file():
+        atomic_write_parquet(out_dir / COMPONENTS, pq.read_table(comp))
+    return [read_json(out_dir / f"{file_stem(m)}.json") for m in members]
+
+
+def trusted_files(run_dir: Path, entries: list[dict]) -> list[str]:
+    """The validation files (relative to ``run_dir``) whose sizes and sha256 the manifest records."""
+    rels = [f"{DIR}/{f['path']}" for e in entries for f in e["formats"]["megatron"]["files"]]
+    rels += [f"{DIR}/{e['lineage']}" for e in entries] + [f"{DIR}/{COMPONENTS}"]
+    return [r for r in rels if (run_dir / r).is_file()]
+
+
+# ---------------------------------------------------------------------------- trainer configs
+def valid_prefixes(run_dir: Path, manifest: dict) -> list[str] | None:
+    """The ``valid`` list of ``megatron_data_args.json``: one absolute prefix per set (None without sets)."""
+    sets = (manifest.get("validation") or {}).get("sets") or []
+    return [str((Path(run_dir) / DIR / e["name"]).resolve()) for e in sets] or None
+
+
+def write_trainer_files(run_dir: Path, manifest: dict) -> list[str]:
+    """``megatron_validation_sets.txt`` (labels, in the ``valid`` list's order) and ``validation_sets.csv``."""
+    sets = (manifest.get("validation") or {}).get("sets") or []
+    if not sets:
+        return []
+    prefixes = valid_prefixes(run_dir, manifest)
+    atomic_write_text(run_dir / RUN_FILES[0], "".join(f"{e['label']}\n" for e in sets))
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["label", "path"])
+    w.writerows((e["label"], p) for e, p in zip(sets, prefixes))
+    atomic_write_text(run_dir / RUN_FILES[1], buf.getvalue())
+    return list(RUN_FILES)
+
+
+# ---------------------------------------------------------------------------- audit
+def audit_validation(run_dir: Path, manifest: dict | None, train: pa.Table, violations: list[dict]) -> dict | None:
+    """The audit's ``validation`` section, and its violations appended to ``violations``.
+
+    Per member: tokens and sequences read back from the ``.idx`` (checked against the lineage), documents.
+    Disjointness: ``doc_id``/``uid`` in both the train lineage (``train``) and a validation lineage is a
+    ``validation_overlap``; a dedup component (``validation/components.parquet``) on both sides a
+    ``validation_near_duplicate_in_train``.
+    """
+    from curate.shard_formats import MegatronWriter
+
+    d = Path(run_dir) / DIR
+    if manifest is not None:
+        entries = (manifest.get("validation") or {}).get("sets") or []
+        requested = {m: i.get("requested") for m, i in ((manifest.get("validation") or {}).get("members") or {}).items()}
+    else:
+        entries = [read_json(p) for p in sorted(d.glob("*_00000.json"))] if d.is_dir() else []
+        requested = {}
+    if not entries:
+        return None
+    members, lins = {}, []
+    for e in entries:
+        lin_p = d / e["lineage"]
+        try:
+            lin = pq.read_table(lin_p)
+            sizes = MegatronWriter.read_sizes(d, e["formats"]["megatron"])
+        except FileNotFoundError as ex:
+            violations.append({"kind": "shard_missing", "where": f"{DIR}/{e['name']}", "message": str(ex)})
+            continue
+        except Exception as ex:  # noqa: BLE001 - a damaged file is a named violation, never a traceback
+            violations.append({"kind": "corrupt_file", "where": f"{DIR}/{e['name']}",
+                               "message": f"{type(ex).__name__}: {ex}"})
+            continue
+        lt = lin["tokens"].to_numpy()
+        if len(lt) != len(sizes) or not np.array_equal(lt, sizes):
+            violations.append({"kind": "lineage_mismatch", "where": f"{DIR}/{e['name']}",
+                               "message": f"validation set {e['name']}: lineage ({len(lt)} sequences, "
+                                          f"{int(lt.sum()):,} tokens) disagrees with its .idx ({len(sizes)} "
+                                          f"sequences, {int(sizes.sum()):,} tokens)"})
+        members[e["member"]] = {"tokens": int(sizes.sum()), "sequences": int(len(sizes)),
+                                "documents": int(pc.count_distinct(lin["doc_id"]).as_py()) if lin.num_rows else 0,
+                                "requested": requested.get(e["member"]), "file": e["name"]}
+        lins.append(lin.select(["doc_id", "uid"]).append_column("member", pa.array([e["member"]] * lin.num_rows,
+                                                                                    pa.string())))
+    val = pa.concat_tables(lins) if lins else pa.table({"doc_id": pa.array([], pa.string()),
+                                                       "uid": pa.array([], pa.int64()),
+                                                       "member": pa.array([], pa.string())})
+    overlap = 0
+    if train.num_rows and val.num_rows:
+        for col in ("doc_id", "uid"):
+            if col not in train.column_names:
+                continue
+            both = val.filter(pc.is_in(val[col], value_set=pc.unique(train[col])))
+            for r in both.group_by("member").aggregate([(col, "count_distinct"), (col, "min")]).to_pylist():
+                overlap += r[f"{col}_count_distinct"]
+                violations.append({"kind": "validation_overlap", "where": f"{DIR}/{r['member']}",
+                                   "message": f"{r[f'{col}_count_distinct']} document(s) of validation set "
+                                              f"{r['member']} are also in the training shards (by {col}, e.g. "
+                                              f"{r[f'{col}_min']})"})
+        comp_p = d / COMPONENTS
+        if comp_p.is_file() and "uid" in train.column_names:
+            comp = pq.read_table(comp_p)
+            val_c = pc.unique(comp.filter(pc.is_in(comp["uid"], value_set=val["uid"]))["component"])
+            train_c = comp.filter(pc.is_in(comp["uid"], value_set=pc.unique(train["uid"])))
+            shared = train_c.filter(pc.is_in(train_c["component"], value_set=val_c))
+            if shared.num_rows:
+                violations.append({"kind": "validation_near_duplicate_in_train", "where": DIR,
+                                   "message": f"{shared.num_rows} training document(s) share a dedup component with "
+                                              f"a validation document (e.g. uid {pc.min(shared['uid']).as_py()})"})
+    return {"members": members, "tokens": sum(m["tokens"] for m in members.values()), "overlap": overlap}
+
+
+def render(section: dict | None, console) -> None:
+    """The audit's validation table (``curate audit``)."""
+    if not section:
+        return
+    from rich.table import Table
+
+    t = Table(title="validation sets (held out, disjoint from train)", title_justify="left")
+    for c in ("member", "requested", "tokens", "sequences", "documents", "file"):
+        t.add_column(c, justify="left" if c in ("member", "file") else "right")
+    for m, e in section["members"].items():
+        t.add_row(m, f"{e['requested']:,}" if e.get("requested") else "-", f"{e['tokens']:,}",
+                  f"{e['sequences']:,}", f"{e['documents']:,}", e["file"])
+    console.print(t)
+
+
+__all__ = ["HELD_OUT", "NEAR_DUP", "audit_validation", "carve", "carve_for_mix", "check_validation",
+           "component_labels", "member_settings", "write_trainer_files", "write_validation"]
