@@ -47,8 +47,9 @@ from curate.errors import RemixError
 from curate.io_utils import atomic_write_json, read_json
 from curate.recipe import HF_PREFIX, HfTokenizer, Recipe, expand_globs
 
-#: Per-source keys that only the audit reads.
-AUDIT_ONLY_SOURCE_KEYS = ("max_drop_share", "allow_drop_all")
+#: Per-source keys that the partitions and the dedup never read: the audit's bounds, and ``validation``, which the
+#: mix carves (a remix may change it). A subset's own ``validation`` is left out with everything but its paths.
+AUDIT_ONLY_SOURCE_KEYS = ("max_drop_share", "allow_drop_all", "validation")
 #: ``decontaminate`` keys that only the audit reads.
 AUDIT_ONLY_DECONT_KEYS = ("expect", "max_drop_share")
 

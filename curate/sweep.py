@@ -189,11 +189,13 @@ def write_shared_validation(recipe: Recipe, corpus_run: Path, sweep_dir: Path) -
     corpus (``corpus_run``'s partitions and dedup components) before mixing, so they do not depend on the
     mixture and one set serves every mixture of the sweep.
     """
-    if getattr(recipe, "validation", None) is None:
+    from curate.validation import member_settings, write_validation
+
+    if not member_settings(recipe):
         return None
-    msg = ("this curate has no validation-set writer for sweeps yet: remove `validation` from the recipe, or "
-           "build the validation sets with `curate run` on the final recipe")
-    raise SweepError(msg)
+    out = sweep_dir / "validation"
+    write_validation(corpus_run, recipe, out)
+    return out
 
 
 def achieved(run_dir: Path, recipe: Recipe) -> dict[str, Any]:

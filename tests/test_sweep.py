@@ -161,3 +161,33 @@ def test_recipe_from_weights_round_trip(base, tmp_path) -> None:
     res = subprocess.run(cli, capture_output=True, text=True, check=False, timeout=120)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "unknown ['wikipedai']" in res.stderr and "missing ['math']" in res.stderr, res.stderr
+
+
+@pytest.mark.slow
+def test_sweep_writes_the_validation_sets_once_for_every_mixture(base, ray_session) -> None:
+    """With `validation`, the sweep folder holds one set per member, the same bytes every mixture carved."""
+    data = yaml.safe_load(base.read_text())
+    data["validation"] = {"tokens": 2000}
+    rec = base.parent / "with_valid.yaml"
+    rec.write_text(yaml.safe_dump(data, sort_keys=False))
+    out = base.parent / "sw-valid"
+    info = sweep(rec, n=2, out=out, concentration=20.0, seed=3, quiet=True)
+    assert all(m["audit_exit"] == 0 for m in info["mixtures"]), info
+    shared = sorted(p.name for p in (out / "validation").glob("*.bin"))
+    assert shared and len(shared) == len(member_keys(load_recipe(rec)))
+    for m in ("mix-000", "mix-001"):
+        for name in shared:
+            for ext in (".bin", ".idx"):
+                f = name.removesuffix(".bin") + ext
+                assert (out / "validation" / f).read_bytes() == (out / m / "validation" / f).read_bytes(), (m, f)
+
+
+def test_validation_settings_are_not_processing_keys(base, tmp_path) -> None:
+    """The mix carves the validation sets: a remix may change them (top level, per source)."""
+    data = yaml.safe_load(base.read_text())
+    src = next(iter(data["sources"]))
+    data["validation"] = {"tokens": 1000}
+    data["sources"][src]["validation"] = {"tokens": 3000}
+    f = tmp_path / "v.yaml"
+    f.write_text(yaml.safe_dump(data, sort_keys=False))
+    assert processing_fingerprint(load_recipe(f)) == processing_fingerprint(load_recipe(base))
