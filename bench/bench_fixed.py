@@ -10,8 +10,8 @@ What a small run pays besides its documents, on the demo corpus (``curate.demo``
   the per-partition processor, and each source's stage set (the models: fastText lid.176, the quality rules) and
   the tokenizer loading, timed one by one.
 - ``ray``: in a child process, ``ray.init`` (2 CPUs), the first call of a fresh actor, one wave of 2 tasks on
-  fresh worker processes, the same wave on warm ones, and the wave after :func:`curate.runner.warm_workers`
-  (the fan-out cost the global steps used to pay per step).
+  fresh worker processes and the same wave on warm ones (what the first global step after the parts phase
+  pays, once the partition actors are gone).
 
 Writes ``bench/results/fixed.json``; ``bench/report.py`` renders it. The machine must be otherwise idle.
 """
@@ -99,10 +99,6 @@ def _ray_child() -> dict[str, Any]:
         ray.kill(a)
     out["task_wave_fresh_s"] = wave(_dedup_import)
     out["task_wave_warm_s"] = wave(_dedup_import)
-    ray.shutdown()
-    runner.init_ray(None, num_cpus=2)
-    ray.get(runner.warm_workers(ray, 2))
-    out["task_wave_after_warm_workers_s"] = wave(_dedup_import)
     ray.shutdown()
     return out
 

@@ -388,9 +388,8 @@ def _fixed(r: dict[str, Any] | None) -> list[str]:
             f"Ray (2 CPUs): `ray.init` {_f(ry.get('ray_init_s'), 2)} s; two fresh actors' first call (worker start "
             f"and imports) {_f(ry.get('actors_first_call_s'), 2)} s; a wave of 2 tasks on fresh worker processes "
             f"{_f(ry.get('task_wave_fresh_s'), 2)} s, the same wave on warm ones {_f(ry.get('task_wave_warm_s'), 3)} "
-            f"s, and after `curate.runner.warm_workers` {_f(ry.get('task_wave_after_warm_workers_s'), 3)} s. The "
-            "global steps after the parts phase used to pay the fresh-worker cost, which is why a run now warms "
-            "its task workers while the partitions run.", ""]
+            "s: the first global step after the parts phase pays the fresh-worker cost (the actors' processes are "
+            "gone by then).", ""]
 
 
 def render(results: Path) -> str:

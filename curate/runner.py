@@ -337,40 +337,15 @@ def init_ray(ray_address: str | None, *, num_cpus: int | None = None):
     if ray_address:
         ray.init(address=ray_address, runtime_env=env, log_to_driver=False)
     else:
-        cpus = num_cpus or os.cpu_count() or 1
-        # Ray keeps at most `num_workers_soft_limit` (default: the CPU count) worker processes around and kills
-        # the idle ones above it after a second. The partition actors hold that many, so the workers warmed for
-        # the steps after them (warm_workers) would be killed before their first task, and each global step
-        # would start with a fresh interpreter importing numpy/pyarrow/curate: seconds on a small run.
-        ray.init(num_cpus=cpus, include_dashboard=False, runtime_env=env, log_to_driver=False,
-                 _system_config={"num_workers_soft_limit": 2 * cpus})
+        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, runtime_env=env,
+                 log_to_driver=False)
     return ray
 
 
-#: what the tasks after the parts phase import (dedup, mix, shards, documents): imported once per worker
-#: process by :func:`warm_workers`, while the last partitions run
-WARM_MODULES = ("curate.dedup", "curate.mix_task", "curate.mixer", "curate.shards", "curate.shard_formats")
-
-
-def _import_modules(names: tuple[str, ...]) -> int:
-    import importlib
-
-    for n in names:
-        importlib.import_module(n)
-    return os.getpid()
-
-
-def warm_workers(ray, n: int) -> list:
-    """Start ``n`` zero-CPU tasks that import :data:`WARM_MODULES` in idle worker processes.
-
-    The dedup, mix and shard tasks then run in workers that have their imports done (the first wave of tasks in
-    a fresh worker took 1-3 s on the demo corpus, for milliseconds of work). Zero CPUs: they start at once,
-    next to the partition actors, and only ever cost an import (about a CPU-second each). The result (a pid) is
-    not needed. Without the raised ``num_workers_soft_limit`` of :func:`init_ray` (a cluster of its own
-    configuration) Ray may kill them idle; the tasks then start fresh workers, as without warming.
-    """
-    task = ray.remote(num_cpus=0, max_retries=0)(_import_modules)
-    return [task.remote(WARM_MODULES) for _ in range(n)]
+#: what the driver imports after the parts phase (dedup, mix, the report): loaded during it by
+#: :func:`preload_driver_modules`
+LATE_MODULES = ("curate.dedup", "curate.mix_task", "curate.mixer", "curate.shards", "curate.shard_formats",
+                "curate.report", "curate.audit")
 
 
 def preload_driver_modules() -> None:
@@ -383,8 +358,11 @@ def preload_driver_modules() -> None:
     import threading
 
     def load() -> None:
+        import importlib
+
         try:
-            _import_modules((*WARM_MODULES, "curate.report", "curate.audit"))
+            for name in LATE_MODULES:
+                importlib.import_module(name)
         except Exception:  # noqa: BLE001, S110 - re-raised by the import that needs the module
             pass
 
@@ -750,9 +728,6 @@ def _run_locked(recipe: Recipe, run_dir: Path, parts: list[Partition], inputs: d
     with timer.phase("ray_start"):  # 0 s when Ray was already up (a test session, a caller's own ray.init)
         ray = init_ray(ray_address, num_cpus=num_cpus)
     preload_driver_modules()
-    # worker processes for the steps after the parts phase start (and import) while the partitions run: a fresh
-    # one takes seconds to come up, longer than those steps take on a small run
-    warm_workers(ray, _cpus(ray))
     columns = [TextColumn("{task.description:<60}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, disable=quiet, transient=False) as progress:
         with timer.phase("parts") as ph:
