@@ -91,7 +91,7 @@ def _subset(real: Path, out: Path, max_rows: int | None) -> tuple[Path, float]:
 def _parts(recipe_data: dict[str, Any], base: Path, work: Path, index: Any) -> tuple[float, float, dict]:
     """CPU seconds of the whole parts phase, of the decontaminate stage within it, and its drops per source."""
     from curate.ledger import Ledger
-    from curate.recipe import parse_recipe
+    from curate.pipeline import parse_recipe
     from curate.sources import plan_partitions
     from curate.stages.decontaminate import DecontaminateStage
     from curate.worker import PartitionProcessor, payload_for
@@ -127,7 +127,7 @@ def _parts(recipe_data: dict[str, Any], base: Path, work: Path, index: Any) -> t
 
 def run(real: Path, evals: Path, *, max_rows: int | None, repeats: int) -> dict[str, Any]:
     from curate.decont import recipe_index
-    from curate.recipe import parse_recipe
+    from curate.pipeline import parse_recipe
 
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench_decont_") as tmp:

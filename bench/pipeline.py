@@ -162,7 +162,7 @@ def _curate_child(recipe_path: str, out: str, cores: int, result: str) -> None:
     """Child process body: start Ray, run the recipe with per-phase timers, write the timings as JSON."""
     t0 = time.perf_counter()
     from curate import runner
-    from curate.recipe import load_recipe
+    from curate.pipeline import load_recipe
 
     t_import = time.perf_counter()
     runner.init_ray(None, num_cpus=cores)
@@ -516,7 +516,7 @@ def profile_parts(variant: str = "mixed", size_mb: float = 10, *, seed: int = 0,
 
     import curate.dedup as cd
     import curate.sources as cs
-    from curate.recipe import load_recipe
+    from curate.pipeline import load_recipe
     from curate.sources import plan_partitions
     from curate.stages.langid import LangIdStage
     from curate.stages.license import LicenseStage

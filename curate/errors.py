@@ -77,6 +77,10 @@ class ShardError(CurateError):
     """A shard is missing, truncated or does not match its manifest."""
 
 
+class StageContractError(CurateError):
+    """A stage broke its contract at a boundary: it changed the rows or their order, or missed a declared column."""
+
+
 class LedgerError(CurateError):
     """A stage did not conserve documents: in != out + dropped + quarantined."""
 

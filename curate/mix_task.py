@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 from curate.io_utils import atomic_write_json, atomic_write_parquet, read_json
 from curate.ledger import Ledger
 from curate.recipe import Recipe
-from curate.worker import recipe_from_payload
+from curate.pipeline import recipe_from_payload
 
 #: Why a kept document of a balanced member was never selected: its value's supply is under ``min_tokens``.
 BALANCE_DROP = "balance_min_tokens"

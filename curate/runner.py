@@ -60,7 +60,8 @@ from curate.recipe import Recipe
 from curate.sources.base import Partition
 from curate.samples import write_run_samples
 from curate.timings import PhaseTimer, stage_rows, write_stage_rows
-from curate.worker import PartitionProcessor, part_paths, payload_for, recipe_from_payload
+from curate.pipeline import payload_for
+from curate.worker import PartitionProcessor, part_paths
 
 log = logging.getLogger(__name__)
 
@@ -637,10 +638,11 @@ def run(recipe: Recipe, *, out: str | None = None, ray_address: str | None = Non
     """
     from curate.sources import plan_partitions
 
-    from curate.worker import import_plugins
+    from curate.pipeline import import_plugins, validate
 
     t0 = time.time()
     import_plugins(recipe)
+    validate(recipe)  # the stages of every source build (once more, cheaply), whoever parsed the recipe
     run_dir = recipe.output_dir(out)
     parts = plan_partitions(recipe)  # validates globs again: a path emptied since `plan` is an error here
     inputs = input_records(parts)  # before the lock and before reading: a file changed later is noticed next time
@@ -721,8 +723,7 @@ def refresh_report(run_dir: Path, phase: str, *, final: bool = False) -> None:
         _last_report[key] = time.monotonic()
 
 
-def load_run_recipe(run_dir: Path) -> Recipe:
-    return recipe_from_payload(read_json(run_dir / "recipe.json"))
+from curate.pipeline import load_run_recipe  # noqa: E402 - re-exported: the run's recipe, as its workers see it
 
 
 __all__ = ["RunResult", "clean_run_dir", "input_records", "invalidate_changed_inputs", "load_run_recipe",

@@ -68,8 +68,8 @@ QUARANTINE_SCHEMA = pa.schema(
 #: Column every filter stage adds: null keeps the row, a string is the drop reason code.
 DROP_REASON = "drop_reason"
 
-#: Ledger stage names, in pipeline order. ``audit --json`` uses these keys in ``funnel``.
-STAGES = ("ingest", "license", "langid", "quality", "decontaminate", "dedup", "mix")
+#: The ledger's stage names, in pipeline order, are ``curate.pipeline.stage_names()``: derived from the stage
+#: registry, so that a stage a plugin registers is in the ledger, the funnel and the audit.
 
 
 def empty_docs() -> pa.Table:

@@ -46,7 +46,8 @@ import pyarrow.compute as pc
 
 from curate.io_utils import atomic_write_json, atomic_write_parquet
 from curate.ledger import Ledger
-from curate.recipe import Recipe, parse_recipe
+from curate.pipeline import BuildContext, StageEntry, build_stages, recipe_from_payload
+from curate.recipe import Recipe
 from curate.schema import DROP_REASON, QUARANTINE_SCHEMA
 from curate.shard_formats import token_dtype
 from curate.sources.base import Partition, ReadContext
@@ -69,60 +70,6 @@ def part_paths(run_dir: Path, part: Partition) -> dict[str, Path]:
     }
 
 
-def recipe_from_payload(payload: dict[str, Any]) -> Recipe:
-    recipe = parse_recipe(payload["recipe"], base_dir=Path(payload["base_dir"]), check_paths=False)
-    import_plugins(recipe)
-    return recipe
-
-
-def import_plugins(recipe: Recipe) -> None:
-    """Import the recipe's ``plugins`` (module names only; the recipe itself never holds code).
-
-    A plugin runs at import time in the driver and in every worker, before any stage, e.g. to register a
-    reader with ``curate.sources.base.register``.
-    """
-    import importlib
-
-    from curate.errors import RecipeError
-
-    for i, mod in enumerate(recipe.plugins):
-        try:
-            importlib.import_module(mod)
-        except ImportError as e:
-            msg = f"cannot import plugin {mod!r}: {e}; install it in the environment of the driver and workers"
-            raise RecipeError(msg, path=f"plugins[{i}]") from None
-
-
-def build_stages(recipe: Recipe, source: str, *, decont_index: Any = None) -> list:
-    """The per-document stages a source runs, in pipeline order (license, langid, quality, decontaminate).
-
-    The license stage always runs: with no ``license:`` policy it only annotates the normalized license
-    for lineage. Language ID annotates every non-code document; it filters only with a ``langid:`` policy.
-    Quality runs only when the source names presets. Decontamination runs on every source of a recipe with a
-    ``decontaminate:`` block unless the source sets ``decontaminate: false``; ``decont_index`` is the index
-    the runner built once and shipped through the object store (None: the stage builds it in ``setup``).
-    """
-    from curate.stages.decontaminate import DecontaminateStage
-    from curate.stages.langid import LangIdStage
-    from curate.stages.license import LicenseStage
-    from curate.stages.quality import QualityStage
-
-    src = recipe.sources[source]
-    stages = []
-    lic = LicenseStage.from_source(source, src, recipe) or LicenseStage.annotator(source, src)
-    stages.append(lic)
-    lid = LangIdStage.from_source(source, src, recipe)
-    if lid is not None:
-        stages.append(lid)
-    q = QualityStage.from_source(source, src, recipe)
-    if q is not None:
-        stages.append(q)
-    dc = DecontaminateStage.from_source(source, src, recipe, index=decont_index)
-    if dc is not None:
-        stages.append(dc)
-    return stages
-
-
 class PartitionProcessor:
     """Runs every per-document stage of one partition; one instance per Ray actor."""
 
@@ -132,7 +79,7 @@ class PartitionProcessor:
         self.run_dir = Path(run_dir)
         self.num_threads = num_threads
         self._recipe: Recipe | None = None
-        self._stages: dict[str, list] = {}
+        self._stages: dict[str, list[tuple[StageEntry, Any]]] = {}
         self._tokenizer = None
 
     # -------------------------------------------------------------- lazy, once per actor
@@ -142,10 +89,12 @@ class PartitionProcessor:
             self._recipe = recipe_from_payload(self.payload)
         return self._recipe
 
-    def stages(self, source: str) -> list:
+    def stages(self, source: str) -> list[tuple[StageEntry, Any]]:
+        """The registry's stages of ``source`` with their entries, set up once per actor."""
         if source not in self._stages:
-            stages = build_stages(self.recipe, source, decont_index=self.decont_index)
-            for st in stages:
+            stages = build_stages(self.recipe, source, ctx=BuildContext(check_paths=False,
+                                                                        decont_index=self.decont_index))
+            for _, st in stages:
                 st.setup()
             self._stages[source] = stages
         return self._stages[source]
@@ -171,7 +120,8 @@ class PartitionProcessor:
             p.parent.mkdir(parents=True, exist_ok=True)
         recipe = self.recipe
         src = recipe.sources[part.source]
-        stages = self.stages(part.source)
+        entries = self.stages(part.source)
+        stages = [st for _, st in entries]
         tok = self.tokenizer
         tok_dtype = token_dtype(tok.vocab_size)
         dedup = recipe.dedup
@@ -221,25 +171,27 @@ class PartitionProcessor:
                     ledger.record_table("ingest", qn, what="in")
                     ledger.record_table("ingest", qn, what="quarantined", reason_col="reason")
                     quarantine.append(q)
-                for st in stages:
+                for entry, st in entries:
                     if t.num_rows == 0:
                         break
                     st.check_columns(t, where=part.path)
                     ledger.record_table(st.name, t, what="in")
                     c0 = clock()
+                    uids = t["uid"]
                     t = st.process(t)
                     cpu[st.name] += clock() - c0
+                    check_stage_output(st, uids, t, where=part.path)
                     profile.scored(st, t)
                     reasons = t[DROP_REASON]
                     keep = pc.is_null(reasons)
                     dropped = t.filter(pc.invert(keep))
-                    if getattr(st, "match_counts", None) is not None:
+                    if entry.counters is not None:
                         c = ledger.get(st.name, part.source, part.subset).counters
-                        for k, v in st.match_counts(t).items():
-                            c[f"matched:{k}"] = c.get(f"matched:{k}", 0) + v
+                        for k, v in entry.counters(st, t).items():
+                            c[k] = c.get(k, 0) + v
                     if dropped.num_rows:
                         tokens_col = None
-                        if getattr(st, "count_dropped_tokens", False):
+                        if st.count_dropped_tokens:
                             # few rows (contaminated documents): their tokens tell the audit what the stage cost
                             _, n = tok.encode_batch(dropped["text"].to_pylist(), num_threads=self.num_threads)
                             n = np.asarray(n, dtype=np.int64)
@@ -250,10 +202,6 @@ class PartitionProcessor:
                                             tokens_col=tokens_col)
                         if tokens_col:
                             dropped = dropped.drop_columns([tokens_col])
-                        if hasattr(st, "fail_counts"):
-                            c = ledger.get(st.name, part.source, part.subset).counters
-                            for k, v in st.fail_counts(t).items():
-                                c[f"fail:{k}"] = c.get(f"fail:{k}", 0) + v
                         docs_tables.append(_docs_rows(dropped, status="dropped", stage=st.name))
                         profile.dropped(st.name, dropped, dropped[DROP_REASON])
                     t = t.filter(keep).drop_columns([DROP_REASON])
@@ -337,6 +285,26 @@ def duplicate_doc_ids(docs: pa.Table) -> dict[tuple[str, str], int]:
             for r in g.to_pylist() if r["doc_id_count"] > r["doc_id_count_distinct"]}
 
 
+def check_stage_output(st: Any, uids: pa.ChunkedArray, out: pa.Table, *, where: str) -> None:
+    """The stage contract at a boundary: same rows in the same order, its declared columns and ``drop_reason``.
+
+    Raises ``StageContractError`` naming the stage and the file, instead of a ledger imbalance at the end of the run.
+    """
+    problem = None
+    if out.num_rows != len(uids):
+        problem = f"returned {out.num_rows} rows for {len(uids)} (a stage never removes or adds rows)"
+    elif "uid" not in out.column_names or not out["uid"].equals(uids):
+        problem = "changed the rows or their order (a stage returns the same rows, in the same order)"
+    else:
+        missing = [c for c in (*st.added_columns, DROP_REASON) if c not in out.column_names]
+        if missing:
+            problem = f"did not set its declared column(s) {missing}"
+    if problem:
+        from curate.errors import StageContractError
+
+        raise StageContractError(f"stage `{st.name}` {problem} in {where or '<pipeline>'}")
+
+
 def _docs_rows(t: pa.Table, *, status: str, stage: str | None) -> pa.Table:
     """Documents-table rows for ``t`` (no text, no meta): ``status``, ``stage`` and ``reason`` last.
 
@@ -393,8 +361,3 @@ def sequence_tokens(ntok: np.ndarray, max_doc_tokens: int | None) -> np.ndarray:
         return ntok + 1
     chunks = np.maximum(1, -(-ntok // max_doc_tokens))
     return ntok + chunks
-
-
-def payload_for(recipe: Recipe) -> dict[str, Any]:
-    """What a worker needs to rebuild the recipe: the validated data and the folder paths resolve against."""
-    return {"recipe": json.loads(recipe.model_dump_json()), "base_dir": str(recipe.base_dir)}

@@ -13,7 +13,7 @@ import pytest
 from curate.balance import plan_scope, water_fill
 from curate.errors import RecipeError
 from curate.mixer import select_documents
-from curate.recipe import parse_recipe
+from curate.pipeline import parse_recipe
 
 
 def _plan(supply: dict[str, int], target: int, alpha: float, *, max_epochs: float = 4.0, min_tokens: int = 0):
