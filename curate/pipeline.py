@@ -34,8 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from curate.errors import RecipeError
+from curate.errors import RecipeError, StageContractError
 from curate.recipe import Recipe, SourceConfig, load_config, parse_config
+from curate.schema import DROP_REASON
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -170,6 +171,24 @@ def validate(recipe: Recipe, *, recipe_file: str | None = None, check_paths: boo
     with _in_file(recipe_file):
         for source in recipe.sources:
             build_stages(recipe, source, ctx=ctx)
+
+
+def check_stage_output(st: Stage, uids: pa.ChunkedArray, out: pa.Table, *, where: str) -> None:
+    """The stage contract at a boundary: same rows in the same order, its declared columns and ``drop_reason``.
+
+    Raises ``StageContractError`` naming the stage and the file, instead of a ledger imbalance at the end of the run.
+    """
+    problem = None
+    if out.num_rows != len(uids):
+        problem = f"returned {out.num_rows} rows for {len(uids)} (a stage never removes or adds rows)"
+    elif "uid" not in out.column_names or not out["uid"].equals(uids):
+        problem = "changed the rows or their order (a stage returns the same rows, in the same order)"
+    else:
+        missing = [c for c in (*st.added_columns, DROP_REASON) if c not in out.column_names]
+        if missing:
+            problem = f"did not set its declared column(s) {missing}"
+    if problem:
+        raise StageContractError(f"stage `{st.name}` {problem} in {where or '<pipeline>'}")
 
 
 # ---------------------------------------------------------------------------- loading recipes

@@ -46,7 +46,7 @@ import pyarrow.compute as pc
 
 from curate.io_utils import atomic_write_json, atomic_write_parquet
 from curate.ledger import Ledger
-from curate.pipeline import BuildContext, StageEntry, build_stages, recipe_from_payload
+from curate.pipeline import BuildContext, StageEntry, build_stages, check_stage_output, recipe_from_payload
 from curate.recipe import Recipe
 from curate.schema import DROP_REASON, QUARANTINE_SCHEMA
 from curate.shard_formats import token_dtype
@@ -283,26 +283,6 @@ def duplicate_doc_ids(docs: pa.Table) -> dict[tuple[str, str], int]:
     g = t.group_by(["source", "subset"]).aggregate([("doc_id", "count"), ("doc_id", "count_distinct")])
     return {(r["source"], r["subset"]): int(r["doc_id_count"] - r["doc_id_count_distinct"])
             for r in g.to_pylist() if r["doc_id_count"] > r["doc_id_count_distinct"]}
-
-
-def check_stage_output(st: Any, uids: pa.ChunkedArray, out: pa.Table, *, where: str) -> None:
-    """The stage contract at a boundary: same rows in the same order, its declared columns and ``drop_reason``.
-
-    Raises ``StageContractError`` naming the stage and the file, instead of a ledger imbalance at the end of the run.
-    """
-    problem = None
-    if out.num_rows != len(uids):
-        problem = f"returned {out.num_rows} rows for {len(uids)} (a stage never removes or adds rows)"
-    elif "uid" not in out.column_names or not out["uid"].equals(uids):
-        problem = "changed the rows or their order (a stage returns the same rows, in the same order)"
-    else:
-        missing = [c for c in (*st.added_columns, DROP_REASON) if c not in out.column_names]
-        if missing:
-            problem = f"did not set its declared column(s) {missing}"
-    if problem:
-        from curate.errors import StageContractError
-
-        raise StageContractError(f"stage `{st.name}` {problem} in {where or '<pipeline>'}")
 
 
 def _docs_rows(t: pa.Table, *, status: str, stage: str | None) -> pa.Table:
