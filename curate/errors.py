@@ -8,12 +8,12 @@ The CLI turns any :class:`CurateError` into a one-paragraph message and exit cod
 - ``SchemaError``: an input file does not have the columns/types its ``format`` needs.
 - ``InputError``: an input file cannot be read (corrupt, truncated, wrong encoding).
 - ``ShardError``: an output shard is missing, truncated or corrupt.
+- ``StageContractError``: a stage changed the rows or their order, or missed a declared column (``curate.pipeline``).
 - ``LedgerError``: a stage broke conservation (in != out + dropped + quarantined).
 - ``ResumeError``: a run directory belongs to another recipe (fingerprint mismatch), or holds no curate run.
 - ``OutputError``: the run directory cannot be written (disk full, read-only, no permission); see
   :func:`output_error`. Every write is atomic, so rerunning the same command once fixed resumes.
 - ``LockError`` (in ``curate.lock``): another run holds the run directory.
-- ``RetryableError``: transient; Ray retries the task.
 """
 
 from __future__ import annotations
@@ -89,10 +89,6 @@ class ResumeError(CurateError):
     """The run directory was made by a different recipe; rerun with --force to start over."""
 
     exit_code = 2
-
-
-class RetryableError(CurateError):
-    """A transient failure; the task is retried."""
 
 
 class OutputError(CurateError):

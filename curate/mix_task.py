@@ -35,6 +35,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curate.io_utils import atomic_write_json, atomic_write_parquet, read_json
+from curate.layout import RunLayout
 from curate.ledger import Ledger
 from curate.recipe import Recipe
 from curate.pipeline import recipe_from_payload
@@ -50,22 +51,13 @@ def shard_name(recipe: Recipe, i: int) -> str:
 
 
 def shard_json_path(run_dir: Path, recipe: Recipe, i: int) -> Path:
-    return Path(run_dir) / "shards" / f"{shard_name(recipe, i)}.json"
-
-
-def member_of(source: str, subset: str, members: set[str]) -> str | None:
-    """The mixture member a document counts toward: ``source/subset`` if named, else ``source``, else None."""
-    if subset and f"{source}/{subset}" in members:
-        return f"{source}/{subset}"
-    if source in members:
-        return source
-    return None
+    return RunLayout(run_dir).shard_json(shard_name(recipe, i))
 
 
 def _read_kept(run_dir: Path, pids: list[int], extra: list[str] | None = None) -> pa.Table:
     tables = []
     for pid in pids:
-        p = run_dir / "work" / "parts" / f"p{pid:06d}.kept.parquet"
+        p = RunLayout(run_dir).part(pid).kept
         t = pq.read_table(p, columns=KEPT_COLUMNS + list(extra or []))
         tables.append(t)
     t = pa.concat_tables(tables) if tables else None
@@ -80,13 +72,14 @@ def mix(payload: dict[str, Any], run_dir: str, pids: list[int]) -> dict:
 
     recipe = recipe_from_payload(payload)
     run_dir = Path(run_dir)
-    out = run_dir / "work" / "mix"
+    layout = RunLayout(run_dir)
+    out = layout.mix_dir
     scopes = recipe.balance_scopes()
     kept = _read_kept(run_dir, pids, [f"meta.{k}" for k in recipe.balance_meta_keys()])
     led = Ledger()
 
     # ---- dedup ledger: survivors of the filters in, duplicates dropped
-    removed_path = run_dir / "work" / "dedup" / "removed.parquet"
+    removed_path = layout.dedup_removed
     for src, scfg in recipe.sources.items():
         for sub in (scfg.subsets or {"": None}):
             led.touch("dedup", src, sub)
@@ -223,7 +216,7 @@ def mix(payload: dict[str, Any], run_dir: str, pids: list[int]) -> dict:
             bounds.append(j)
             base = int(cum[j - 1])
     for i in range(len(bounds) - 1):
-        atomic_write_parquet(out / f"shard_{i:05d}.order.parquet", order_t.slice(bounds[i], bounds[i + 1] - bounds[i]))
+        atomic_write_parquet(layout.order(i), order_t.slice(bounds[i], bounds[i + 1] - bounds[i]))
     # every document that survived dedup: how often it was written, and why not when never (kept is sorted by uid)
     kept_uid = kept["uid"].to_numpy()
     sel_uid, sel_n = np.unique(uid, return_counts=True)
@@ -231,20 +224,20 @@ def mix(payload: dict[str, Any], run_dir: str, pids: list[int]) -> dict:
     times[np.searchsorted(kept_uid, sel_uid)] = sel_n
     why = np.where(doc_member == "", "not_in_mixture",
                    np.where(bal_dropped, BALANCE_DROP, np.where(times == 0, "downsampled", "")))
-    atomic_write_parquet(out / "selected.parquet", pa.table({
+    atomic_write_parquet(layout.mix_selected, pa.table({
         "uid": pa.array(kept_uid), "selected": pa.array(times),
         "reason": pc.if_else(pa.array(why == ""), pa.nulls(len(why), pa.string()), pa.array(why.astype(str)))}))
-    led.write(out / "ledger.json")
+    led.write(layout.step_ledger("mix"))
     tok = load_tokenizer(recipe.tokenizer, base_dir=recipe.base_dir)
-    from curate.shards import dtype_for_vocab
+    from curate.schema import token_dtype
 
     plan_out = {"n_shards": len(bounds) - 1, "members": plan_d, "rescaled": plan_d.get("rescaled"),
                 "tokens": int(seq_tokens.sum()), "sequences": int(len(seq_tokens)),
                 "tokenizer": tok.name, "vocab_size": tok.vocab_size, "eos_id": tok.eos_id,
                 "tokenizer_engine": tok.engine.as_dict(),
-                "dtype": np.dtype(dtype_for_vocab(tok.vocab_size)).name,
+                "dtype": np.dtype(token_dtype(tok.vocab_size, "megatron")).name,
                 "shard_tokens": [int(seq_tokens[bounds[i]:bounds[i + 1]].sum()) for i in range(len(bounds) - 1)]}
-    atomic_write_json(out / "plan.json", plan_out)
+    atomic_write_json(layout.mix_plan, plan_out)
     return {"n_shards": plan_out["n_shards"], "tokens": plan_out["tokens"]}
 
 
@@ -371,10 +364,11 @@ def write_shard(payload: dict[str, Any], run_dir: str, i: int) -> dict:
 
     recipe = recipe_from_payload(payload)
     run_dir = Path(run_dir)
-    plan = read_json(run_dir / "work" / "mix" / "plan.json")
-    order = pq.read_table(run_dir / "work" / "mix" / f"shard_{i:05d}.order.parquet")
+    layout = RunLayout(run_dir)
+    plan = read_json(layout.mix_plan)
+    order = pq.read_table(layout.order(i))
     name = shard_name(recipe, i)
-    shard_dir = run_dir / "shards"
+    shard_dir = layout.shards_dir
     shard_dir.mkdir(parents=True, exist_ok=True)
     tok_dtype = token_dtype(plan["vocab_size"])
     maps: dict[int, np.ndarray] = {}
@@ -393,7 +387,7 @@ def write_shard(payload: dict[str, Any], run_dir: str, i: int) -> dict:
                 for j in range(s, min(s + batch, order.num_rows)):
                     p = int(pid[j])
                     if p not in maps:
-                        f = run_dir / "work" / "parts" / f"p{p:06d}.tok"
+                        f = layout.part(p).tok
                         maps[p] = (np.memmap(f, dtype=tok_dtype, mode="r") if f.stat().st_size
                                    else np.zeros(0, tok_dtype))
                     pieces.append(maps[p][off[j]:off[j] + ntok[j]])
@@ -411,7 +405,7 @@ def write_shard(payload: dict[str, Any], run_dir: str, i: int) -> dict:
     lineage = order.select(["seq", "source", "subset", "group", "doc_id", "uid", "tokens", "epoch", "chunk", "lang",
                             "license"] + (["balance"] if "balance" in order.column_names else []))
     lineage = lineage.add_column(0, "shard", pa.array([name] * lineage.num_rows, pa.string()))
-    lineage_path = run_dir / "shards" / f"{name}.lineage.parquet"
+    lineage_path = layout.lineage(name)
     atomic_write_parquet(lineage_path, lineage)
 
     def agg(keys: list[str]) -> list[dict]:
@@ -441,17 +435,18 @@ def write_documents(run_dir: str, key: str, pid: int) -> int:
     ``status = quarantined``. Rows are sorted by uid, i.e. by input order.
     """
     run_dir = Path(run_dir)
-    docs = pq.read_table(run_dir / "work" / "parts" / f"{key}.docs.parquet")
+    files = RunLayout(run_dir).part(key)
+    docs = pq.read_table(files.docs)
     window = [("uid", ">=", pid << 32), ("uid", "<", (pid + 1) << 32)]
     if docs.num_rows and "status" in docs.column_names:
         docs = docs.sort_by("uid")
-        removed_path = run_dir / "work" / "dedup" / "removed.parquet"
+        removed_path = RunLayout(run_dir).dedup_removed
         if removed_path.exists():
             rem = pq.read_table(removed_path, columns=["uid", "reason", "dup_of"], filters=window)
         else:
             rem = pa.table({"uid": pa.array([], pa.int64()), "reason": pa.array([], pa.string()),
                             "dup_of": pa.array([], pa.int64())})
-        sel = pq.read_table(run_dir / "work" / "mix" / "selected.parquet", filters=window)
+        sel = pq.read_table(RunLayout(run_dir).mix_selected, filters=window)
         at_rem = pc.index_in(docs["uid"], value_set=rem["uid"])
         at_sel = pc.index_in(docs["uid"], value_set=sel["uid"])
         kept = pc.equal(docs["status"], "kept")
@@ -466,7 +461,7 @@ def write_documents(run_dir: str, key: str, pid: int) -> int:
         docs = docs.append_column("status", status).append_column("stage", stage).append_column("reason", reason)
         docs = docs.append_column("dup_of", rem["dup_of"].take(at_rem))
         docs = docs.append_column("selected", pc.fill_null(sel["selected"].take(at_sel), 0))
-    q = pq.read_table(run_dir / "quarantine" / f"{key}.parquet")
+    q = pq.read_table(files.quarantine)
     # quarantined rows have no uid/doc_id: every column is nullable, in every partition's file alike
     docs = docs.cast(pa.schema([f.with_nullable(True) for f in docs.schema], metadata=docs.schema.metadata))
     if q.num_rows:
@@ -475,5 +470,5 @@ def write_documents(run_dir: str, key: str, pid: int) -> int:
                        "stage": pa.array(["ingest"] * n), "reason": q["reason"], "file": q["file"],
                        "row": q["row"], "nbytes": q["nbytes"]})
         docs = pa.concat_tables([docs, qd], promote_options="permissive") if docs.num_rows else qd
-    atomic_write_parquet(run_dir / "documents" / f"{key}.parquet", docs)
+    atomic_write_parquet(files.documents, docs)
     return docs.num_rows

@@ -52,7 +52,7 @@ from typing import Any
 import pyarrow as pa
 
 from curate import __version__
-from curate.errors import CurateError, LedgerError, ResumeError, output_error
+from curate.errors import CurateError, LedgerError, ResumeError
 from curate.io_utils import atomic_write_json, file_identity, read_json, sha256_file
 from curate.lock import LOCK_NAME, RunLock
 from curate.ledger import Ledger
@@ -61,6 +61,8 @@ from curate.sources.base import Partition
 from curate.samples import write_run_samples
 from curate.timings import PhaseTimer, stage_rows, write_stage_rows
 from curate.pipeline import payload_for
+from curate.raytasks import ACTOR_OPTIONS, remote_task
+from curate.raytasks import get as _ray_get
 from curate.worker import PartitionProcessor, part_paths
 
 log = logging.getLogger(__name__)
@@ -328,35 +330,6 @@ def init_ray(ray_address: str | None, *, num_cpus: int | None = None):
     return ray
 
 
-def _unwrap(e: Exception) -> Exception:
-    """Return the CurateError inside a Ray task error, so users see our message, not a remote traceback.
-
-    A task that could not write its output (disk full, read-only folder) gives the matching ``OutputError``.
-    """
-    from ray.exceptions import RayError
-
-    cause = e
-    while cause is not None:
-        # a RayTaskError(SchemaError) is an instance of SchemaError too, but its message is Ray's header: look inside
-        if not isinstance(cause, RayError):
-            if isinstance(cause, CurateError):
-                return cause
-            if (err := output_error(cause)) is not None:
-                return err
-        cause = getattr(cause, "cause", None)
-    return e
-
-
-def _ray_get(ray, refs):
-    try:
-        return ray.get(refs)
-    except Exception as e:  # noqa: BLE001 - re-raised with the user-facing cause
-        inner = _unwrap(e)
-        if inner is not e:
-            raise inner from None
-        raise
-
-
 def _cpus(ray) -> int:
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
@@ -390,7 +363,7 @@ def run_parts(ray, recipe: Recipe, run_dir: Path, parts: list[Partition], progre
         return None
     payload = payload_for(recipe)
 
-    @ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=-1)
+    @ray.remote(**ACTOR_OPTIONS)
     class PartitionActor:
         def __init__(self, payload: dict, run_dir: str, decont_refs: list) -> None:
             # the index comes from the object store (its numpy arrays are read zero-copy); the reference is passed
@@ -422,7 +395,7 @@ def run_parts(ray, recipe: Recipe, run_dir: Path, parts: list[Partition], progre
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:
                 part, a = pending.pop(ref)
-                summary = _ray_get(ray, ref)
+                summary = _ray_get(ref)
                 if queue:
                     free.append(a)
                 else:
@@ -467,8 +440,8 @@ def run_mix(ray, recipe: Recipe, run_dir: Path, parts: list[Partition], progress
     if not plan_path.exists():
         from curate.mix_task import mix
 
-        remote = ray.remote(num_cpus=1, max_retries=3)(mix)
-        _ray_get(ray, remote.remote(payload_for(recipe), str(run_dir), [p.pid for p in parts]))
+        remote = remote_task(mix)
+        _ray_get(remote.remote(payload_for(recipe), str(run_dir), [p.pid for p in parts]))
     progress.update(task, completed=1)
     return read_json(plan_path)
 
@@ -502,7 +475,7 @@ def run_shards(ray, recipe: Recipe, run_dir: Path, plan: dict, progress, *, veri
 
     n = plan["n_shards"]
     task = progress.add_task("shards", total=n)
-    remote = ray.remote(num_cpus=1, max_retries=3)(write_shard)
+    remote = remote_task(write_shard)
     refs = []
     for i in range(n):
         marker = shard_json_path(run_dir, recipe, i)
@@ -519,7 +492,7 @@ def run_shards(ray, recipe: Recipe, run_dir: Path, plan: dict, progress, *, veri
     t0, toks = time.time(), 0
     while refs:
         ready, refs = ray.wait(refs, num_returns=1)
-        info = _ray_get(ray, ready[0])
+        info = _ray_get(ready[0])
         toks += info["tokens"]
         progress.update(task, advance=1, description=f"shards {toks / max(time.time() - t0, 1e-6):,.0f} tok/s")
     return [read_json(shard_json_path(run_dir, recipe, i)) for i in range(n)]
@@ -538,7 +511,7 @@ def run_documents(ray, recipe: Recipe, run_dir: Path, parts: list[Partition], pr
         refs.append(remote.remote(str(run_dir), p.key, p.pid))
     while refs:
         ready, refs = ray.wait(refs, num_returns=1)
-        _ray_get(ray, ready[0])
+        _ray_get(ready[0])
         progress.update(task, advance=1)
 
 

@@ -32,6 +32,7 @@ into a document: ``file``, ``row`` (0-based row/line index in the file, null for
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 
 DOC_SCHEMA = pa.schema(
@@ -80,3 +81,24 @@ def empty_docs() -> pa.Table:
 def quarantine_table(records: list[dict]) -> pa.Table:
     """Build a quarantine table from dicts with the ``QUARANTINE_SCHEMA`` keys."""
     return pa.Table.from_pylist(records, schema=QUARANTINE_SCHEMA)
+
+
+def token_dtype(vocab_size: int, fmt: str | None = None) -> np.dtype:
+    """The one token-id dtype rule: ``uint16`` when every id fits (``vocab_size <= 65536``), else 4 bytes.
+
+    The 4-byte type is ``int32`` for ``megatron`` shards (Megatron's dtype codes have no uint32) and ``uint32``
+    for every other shard format and for the partitions' ``work/parts/<key>.tok`` files (``fmt=None``). Both
+    hold every id of a vocabulary below 2**31, so the two never disagree on a value; a vocabulary that does not
+    fit is a ``ValueError``.
+    """
+    if vocab_size <= 0:
+        msg = f"`vocab_size` must be > 0, got {vocab_size}"
+        raise ValueError(msg)
+    if vocab_size <= 1 << 16:
+        return np.dtype(np.uint16)
+    wide = np.dtype(np.int32 if fmt == "megatron" else np.uint32)
+    if vocab_size <= int(np.iinfo(wide).max) + 1:
+        return wide
+    what = "a Megatron shard" if fmt == "megatron" else "the shard"
+    msg = f"`vocab_size` {vocab_size} does not fit the {wide.name} token ids of {what}"
+    raise ValueError(msg)

@@ -63,17 +63,12 @@ import pyarrow.csv as pacsv
 
 from curate.errors import ShardError
 from curate.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text
-from curate.shards import IndexedDatasetWriter, dtype_for_vocab, read_index, sequences_with_eos, sha256_file
+from curate.schema import token_dtype
+from curate.shards import IndexedDatasetWriter, read_index, sequences_with_eos, sha256_file
 
 FORMATS = ("megatron", "olmo-npy", "datatrove", "mds")
 
 _UINT32_MAX = (1 << 32) - 1
-
-
-def token_dtype(vocab_size: int, fmt: str | None = None) -> np.dtype:
-    """Token dtype of a vocabulary: ``uint16`` when ``vocab_size <= 65536``, else ``int32`` for ``megatron`` and
-    ``uint32`` for every other format and for the partitions' ``.tok`` files (``fmt=None``)."""
-    return dtype_for_vocab(vocab_size, wide=np.int32 if fmt == "megatron" else np.uint32)
 
 
 class SeqBatch:

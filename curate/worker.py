@@ -44,30 +44,20 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.io_utils import atomic_write_json, atomic_write_parquet
+from curate.io_utils import atomic_write_json, atomic_write_parquet, temp_path
+from curate.layout import RunLayout
 from curate.ledger import Ledger
 from curate.pipeline import BuildContext, StageEntry, build_stages, check_stage_output, recipe_from_payload
 from curate.recipe import Recipe
-from curate.schema import DROP_REASON, QUARANTINE_SCHEMA
-from curate.shard_formats import token_dtype
+from curate.schema import DROP_REASON, QUARANTINE_SCHEMA, token_dtype
 from curate.sources.base import Partition, ReadContext
 
 DOCS_DROP_COLS = ("text", "meta")
 
 
 def part_paths(run_dir: Path, part: Partition) -> dict[str, Path]:
-    base = run_dir / "work" / "parts"
-    k = part.key
-    return {
-        "docs": base / f"{k}.docs.parquet",
-        "kept": base / f"{k}.kept.parquet",
-        "tok": base / f"{k}.tok",
-        "ledger": base / f"{k}.ledger.json",
-        "done": base / f"{k}.done",
-        "samples": base / f"{k}.samples.parquet",
-        "stats": base / f"{k}.stats.json",
-        "quarantine": run_dir / "quarantine" / f"{k}.parquet",
-    }
+    """The files of ``part`` (``curate.layout.PartFiles``) by name."""
+    return RunLayout(run_dir).part(part.key).as_dict()
 
 
 class PartitionProcessor:
@@ -116,8 +106,8 @@ class PartitionProcessor:
         cpu0 = time.process_time()
 
         paths = part_paths(self.run_dir, part)
-        for p in paths.values():
-            p.parent.mkdir(parents=True, exist_ok=True)
+        for name in ("docs", "quarantine"):
+            paths[name].parent.mkdir(parents=True, exist_ok=True)
         recipe = self.recipe
         src = recipe.sources[part.source]
         entries = self.stages(part.source)
@@ -141,7 +131,7 @@ class PartitionProcessor:
         tok_offset = 0
         records = 0
         in_bytes = 0
-        tmp_tok = paths["tok"].with_name(paths["tok"].name + f".{os.getpid()}.tmp")
+        tmp_tok = temp_path(paths["tok"])
         ctx = ReadContext(resolve_path=recipe.resolve_path)
         # CPU seconds per step of this partition (curate.timings): reading counts as "ingest"
         cpu = dict.fromkeys(("ingest", *[st.name for st in stages], "tokenize", "sign", "write"), 0.0)
@@ -253,7 +243,7 @@ class PartitionProcessor:
         atomic_write_parquet(paths["kept"], _concat(kept_tables) if kept_tables else _empty_kept(dedup, mh, recipe))
         atomic_write_parquet(paths["quarantine"], _concat(quarantine) if quarantine else QUARANTINE_SCHEMA.empty_table())
         if mh is not None and mh.verify_jaccard:
-            atomic_write_parquet(paths["kept"].with_name(f"{part.key}.text.parquet"),
+            atomic_write_parquet(paths["text"],
                                  _concat(text_tables) if text_tables else pa.table(
                                      {"uid": pa.array([], pa.int64()), "text": pa.array([], pa.large_string())}))
         profile.write(paths["samples"], paths["stats"])
