@@ -507,7 +507,7 @@ def profile_parts(variant: str = "mixed", size_mb: float = 10, *, seed: int = 0,
                   root: Path | None = None, top: int = 20) -> dict[str, Any]:
     """Profile the parts phase (ingest → license → langid → quality → tokenize → sign) in this process.
 
-    Every partition of the corpus runs through one :class:`curate.worker.PartitionProcessor` (one thread), with
+    Every partition of the corpus runs through one :class:`curate.partition.PartitionProcessor` (one thread), with
     CPU-time timers around each step (reader, each stage's ``process``, tokenizer, content hash, MinHash) and
     pyinstrument sampling the whole; returns per-step CPU seconds and MB/s, and the ``top`` functions by self
     time.
@@ -521,7 +521,7 @@ def profile_parts(variant: str = "mixed", size_mb: float = 10, *, seed: int = 0,
     from curate.stages.langid import LangIdStage
     from curate.stages.license import LicenseStage
     from curate.stages.quality import QualityStage
-    from curate.worker import PartitionProcessor, payload_for
+    from curate.partition import PartitionProcessor, payload_for
 
     cdir = bc.build(variant, size_mb, seed=seed, **({"root": root} if root else {}))
     info = json.loads((cdir / "corpus.json").read_text())

@@ -165,6 +165,12 @@ def _in_file(recipe_file: str | None) -> Iterator[None]:
         raise RecipeError(e.message, path=e.path, recipe_file=recipe_file) from None
 
 
+def describe(recipe: Recipe) -> dict[str, list[dict[str, Any]]]:
+    """``{source: [Stage.describe() of each stage it runs, in order]}``: what ``curate plan`` shows of the pipeline."""
+    return {source: [st.describe() for _, st in build_stages(recipe, source, ctx=BuildContext(check_paths=False))]
+            for source in recipe.sources}
+
+
 def validate(recipe: Recipe, *, recipe_file: str | None = None, check_paths: bool = True) -> None:
     """Build every stage of every source once; a problem is a ``RecipeError`` naming the YAML path."""
     ctx = BuildContext(check_paths=check_paths)

@@ -63,7 +63,7 @@ from curate.timings import PhaseTimer, stage_rows, write_stage_rows
 from curate.pipeline import payload_for
 from curate.raytasks import ACTOR_OPTIONS, remote_task
 from curate.raytasks import get as _ray_get
-from curate.worker import PartitionProcessor, part_paths
+from curate.partition import PartitionProcessor, part_paths
 
 log = logging.getLogger(__name__)
 

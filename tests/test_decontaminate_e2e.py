@@ -19,7 +19,7 @@ from curate.demo import generate
 from curate.ledger import Ledger
 from curate.pipeline import parse_recipe
 from curate.runner import run
-from curate.worker import sequence_tokens
+from curate.partition import sequence_tokens
 from tests._demo import demo_recipe
 
 pytestmark = pytest.mark.slow

@@ -53,6 +53,13 @@ def test_a_format_no_reader_registered_is_a_recipe_error_listing_the_readers(tmp
     assert [st.name for _, st in pipeline.build_stages(r, "loudmouth")] == ["license", "langid", "exclaim"]
 
 
+def test_describe_lists_each_sources_stages_in_order(tmp_path) -> None:
+    r = pipeline.parse_recipe(_recipe(tmp_path, plugins=PLUGINS), base_dir=tmp_path)
+    d = pipeline.describe(r)
+    assert [x["stage"] for x in d["loudmouth"]] == ["license", "langid", "exclaim"]
+    assert d["loudmouth"][0]["policy"] is None and d["loudmouth"][1]["mode"] == "annotate"
+
+
 class _Broken(Stage):
     name = "broken"
     added_columns = ("score",)

@@ -8,7 +8,7 @@ plus columns earlier stages added):
 - ``required_columns`` are checked by the processor before every batch.
 - ``added_columns`` are the columns ``process`` adds or overwrites (besides ``drop_reason``); the processor checks
   at every boundary that they are set and that the rows are the same, in the same order
-  (``curate.worker.check_stage_output``).
+  (``curate.pipeline.check_stage_output``).
 - ``setup()`` loads models; it runs once per Ray actor, never in ``__init__``, so a stage pickles
   with only its configuration.
 - ``process(table)`` returns the same rows in the same order with ``added_columns`` set and a
@@ -49,7 +49,7 @@ class Stage:
         raise NotImplementedError
 
     def describe(self) -> dict[str, Any]:
-        """JSON-able description of the configured stage, written to the run's resolved recipe."""
+        """JSON-able description of the configured stage; ``curate plan`` shows it (``curate.pipeline.describe``)."""
         return {"stage": self.name}
 
     # ------------------------------------------------------------------
