@@ -43,6 +43,7 @@ from curate.pipeline import recipe_from_payload
 #: Why a kept document of a balanced member was never selected: its value's supply is under ``min_tokens``.
 BALANCE_DROP = "balance_min_tokens"
 
+#: the columns of ``curate.schema.KEPT_FIELDS``, in the order the mix reads them
 KEPT_COLUMNS = ["uid", "doc_id", "source", "subset", "nbytes", "ntok", "tokens", "tok_offset", "lang", "license"]
 
 

@@ -49,7 +49,7 @@ from curate.layout import RunLayout
 from curate.ledger import Ledger
 from curate.pipeline import BuildContext, StageEntry, build_stages, check_stage_output, recipe_from_payload
 from curate.recipe import Recipe
-from curate.schema import DROP_REASON, QUARANTINE_SCHEMA, token_dtype
+from curate.schema import DROP_REASON, QUARANTINE_SCHEMA, kept_schema, token_dtype
 from curate.sources.base import Partition, ReadContext
 
 DOCS_DROP_COLS = ("text", "meta")
@@ -99,7 +99,7 @@ class PartitionProcessor:
 
     # -------------------------------------------------------------- the work
     def process(self, part: Partition, input_record: dict | None = None) -> dict[str, Any]:
-        from curate.dedup import band_keys, content_hash, minhash_signatures
+        from curate.dedup import dedup_columns
         from curate.samples import PartitionProfile
         from curate.sources import read_partition
 
@@ -220,14 +220,8 @@ class PartitionProcessor:
                 }
                 for mk in recipe.balance_meta_keys():  # balance: {by: meta.<key>} reads the value in the mix task
                     cols[f"meta.{mk}"] = meta_value(t["meta"], mk)
-                if dedup is not None:
-                    cols["content_hash"] = pa.array(content_hash(t["text"]), type=pa.uint64())
-                    if mh is not None:
-                        sig = minhash_signatures(t["text"], ngram=mh.ngram, num_perm=mh.bands * mh.rows,
-                                                 seed=mh.seed, char_ngram=mh.char_ngram)
-                        keys = band_keys(sig, bands=mh.bands, rows=mh.rows)
-                        cols["band_keys"] = pa.FixedSizeListArray.from_arrays(
-                            pa.array(keys.reshape(-1), type=pa.uint64()), mh.bands)
+                if dedup is not None:  # content_hash, and band_keys with minhash
+                    cols.update(dedup_columns(t["text"], minhash=mh))
                 kept_tables.append(pa.table(cols))
                 cpu["sign"] += clock() - c1
                 if mh is not None and mh.verify_jaccard:
@@ -240,7 +234,8 @@ class PartitionProcessor:
         for (src_name, sub), n in duplicate_doc_ids(docs_all).items():
             ledger.get("ingest", src_name, sub).counters["duplicate_doc_ids"] = n
         atomic_write_parquet(paths["docs"], docs_all)
-        atomic_write_parquet(paths["kept"], _concat(kept_tables) if kept_tables else _empty_kept(dedup, mh, recipe))
+        atomic_write_parquet(paths["kept"], _concat(kept_tables) if kept_tables else kept_schema(
+            recipe.balance_meta_keys(), dedup=dedup is not None, bands=mh.bands if mh else None).empty_table())
         atomic_write_parquet(paths["quarantine"], _concat(quarantine) if quarantine else QUARANTINE_SCHEMA.empty_table())
         if mh is not None and mh.verify_jaccard:
             atomic_write_parquet(paths["text"],
@@ -305,19 +300,6 @@ def meta_value(meta: pa.ChunkedArray | pa.Array, key: str) -> pa.Array:
     s = pl.from_arrow(pa.chunked_array(meta).combine_chunks() if isinstance(meta, pa.ChunkedArray) else meta)
     path = "$." + key if key.isidentifier() else "$[" + json.dumps(key) + "]"
     return s.cast(pl.String).str.json_path_match(path).to_arrow().cast(pa.string())
-
-
-def _empty_kept(dedup, mh, recipe: Recipe | None = None) -> pa.Table:
-    fields = [("uid", pa.int64()), ("doc_id", pa.string()), ("source", pa.string()), ("subset", pa.string()),
-              ("nbytes", pa.int64()), ("ntok", pa.int64()), ("tok_offset", pa.int64()), ("tokens", pa.int64()),
-              ("lang", pa.string()),
-              ("license", pa.string())]
-    fields += [(f"meta.{mk}", pa.string()) for mk in (recipe.balance_meta_keys() if recipe is not None else [])]
-    if dedup is not None:
-        fields.append(("content_hash", pa.uint64()))
-        if mh is not None:
-            fields.append(("band_keys", pa.list_(pa.uint64(), mh.bands)))
-    return pa.schema(fields).empty_table()
 
 
 def sequence_tokens(ntok: np.ndarray, max_doc_tokens: int | None) -> np.ndarray:

@@ -66,6 +66,26 @@ QUARANTINE_SCHEMA = pa.schema(
     ]
 )
 
+#: The columns of a partition's ``work/parts/<key>.kept.parquet`` (one row per surviving document), before the
+#: ``meta.<key>`` columns a ``balance: {by: meta.<key>}`` needs and dedup's ``content_hash``/``band_keys``:
+#: ``ntok`` its tokens without end-of-document ids, ``tokens`` with them (one per sequence), ``tok_offset`` its
+#: first id in ``<key>.tok``.
+KEPT_FIELDS = (("uid", pa.int64()), ("doc_id", pa.string()), ("source", pa.string()), ("subset", pa.string()),
+               ("nbytes", pa.int64()), ("ntok", pa.int64()), ("tok_offset", pa.int64()), ("tokens", pa.int64()),
+               ("lang", pa.string()), ("license", pa.string()))
+KEPT_COLUMNS = tuple(name for name, _ in KEPT_FIELDS)
+
+
+def kept_schema(meta_keys: list[str], *, dedup: bool, bands: int | None) -> pa.Schema:
+    """The schema of a ``.kept.parquet`` file of a recipe (see :data:`KEPT_FIELDS`)."""
+    fields = [*KEPT_FIELDS, *((f"meta.{mk}", pa.string()) for mk in meta_keys)]
+    if dedup:
+        fields.append(("content_hash", pa.uint64()))
+        if bands:
+            fields.append(("band_keys", pa.list_(pa.uint64(), bands)))
+    return pa.schema(fields)
+
+
 #: Column every filter stage adds: null keeps the row, a string is the drop reason code.
 DROP_REASON = "drop_reason"
 

@@ -105,3 +105,11 @@ def test_a_plugin_stage_and_reader_run_end_to_end(tmp_path, ray_session) -> None
     rows = [r for r in json.loads((Path(res.run_dir) / "ledger.json").read_text()) if r["stage"] == "exclaim"]
     # the registry's counters see the whole processed batch: 5 documents with "!!!" and 12 with one "!"
     assert len(rows) == 1 and rows[0]["counters"] == {"loud": 17}
+
+
+def test_the_kept_schema_is_the_one_the_mix_reads() -> None:
+    from curate import mix_task, schema
+
+    assert sorted(mix_task.KEPT_COLUMNS) == sorted(schema.KEPT_COLUMNS)
+    s = schema.kept_schema(["topic"], dedup=True, bands=4)
+    assert s.names[-3:] == ["meta.topic", "content_hash", "band_keys"] and s.field("band_keys").type.list_size == 4
