@@ -94,7 +94,8 @@ def _parts(recipe_data: dict[str, Any], base: Path, work: Path, index: Any) -> t
     from curate.pipeline import parse_recipe
     from curate.sources import plan_partitions
     from curate.stages.decontaminate import DecontaminateStage
-    from curate.partition import PartitionProcessor, payload_for
+    from curate.partition import PartitionProcessor
+    from curate.pipeline import payload_for
 
     recipe = parse_recipe(recipe_data, base_dir=base)
     parts = plan_partitions(recipe)

@@ -521,7 +521,8 @@ def profile_parts(variant: str = "mixed", size_mb: float = 10, *, seed: int = 0,
     from curate.stages.langid import LangIdStage
     from curate.stages.license import LicenseStage
     from curate.stages.quality import QualityStage
-    from curate.partition import PartitionProcessor, payload_for
+    from curate.partition import PartitionProcessor
+    from curate.pipeline import payload_for
 
     cdir = bc.build(variant, size_mb, seed=seed, **({"root": root} if root else {}))
     info = json.loads((cdir / "corpus.json").read_text())
