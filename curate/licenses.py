@@ -81,6 +81,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.errors import RecipeError
+from curate.io_utils import atomic_write_text
 from curate.presets import filters_dir as _presets_dir
 from curate.presets import read_yaml
 
@@ -927,7 +928,7 @@ def _markdown(report: dict[str, Any], policies: dict[str, Any], recipe_name: str
 
 
 def write_licenses_report(run_dir: str | os.PathLike, lineage_table: pa.Table, recipe: Recipe) -> dict[str, Any]:
-    """Write ``LICENSES.md`` and ``licenses.json`` into ``run_dir`` (each via ``*.tmp`` + ``os.replace``).
+    """Write ``LICENSES.md`` and ``licenses.json`` into ``run_dir`` (each atomically, ``curate.io_utils``).
 
     Returns the ``licenses.json`` payload: :func:`license_report` plus ``recipe`` and ``policies``
     (``{source: {format, policy}}``, ``policy`` being :meth:`Policy.describe` or None).
@@ -942,7 +943,5 @@ def write_licenses_report(run_dir: str | os.PathLike, lineage_table: pa.Table, r
     run.mkdir(parents=True, exist_ok=True)
     for fname, text in (("licenses.json", json.dumps(payload, indent=2, sort_keys=False) + "\n"),
                         ("LICENSES.md", _markdown(report, policies, recipe.name))):
-        tmp = run / f"{fname}.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, run / fname)
+        atomic_write_text(run / fname, text)
     return payload
