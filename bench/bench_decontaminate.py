@@ -10,7 +10,7 @@ Eval side: all four sets of ``../shared/data/evals`` (GSM8K, MATH, MMLU-STEM, Hu
 
 Measured, in this process, one thread (CPU seconds, which a shared machine disturbs less than wall time):
 
-- ``parts_cpu_s.without``: every partition through :class:`curate.worker.PartitionProcessor` without a
+- ``parts_cpu_s.without``: every partition through :class:`curate.partition.PartitionProcessor` without a
   ``decontaminate:`` block (ingest → license → langid → quality → tokenize → sign);
 - ``parts_cpu_s.with``: the same with the block (the stage after quality, index built beforehand, as the runner
   does on the driver); ``stage_cpu_s``: the stage's own ``process`` time within it;
@@ -91,10 +91,11 @@ def _subset(real: Path, out: Path, max_rows: int | None) -> tuple[Path, float]:
 def _parts(recipe_data: dict[str, Any], base: Path, work: Path, index: Any) -> tuple[float, float, dict]:
     """CPU seconds of the whole parts phase, of the decontaminate stage within it, and its drops per source."""
     from curate.ledger import Ledger
-    from curate.recipe import parse_recipe
+    from curate.pipeline import parse_recipe
     from curate.sources import plan_partitions
     from curate.stages.decontaminate import DecontaminateStage
-    from curate.worker import PartitionProcessor, payload_for
+    from curate.partition import PartitionProcessor
+    from curate.pipeline import payload_for
 
     recipe = parse_recipe(recipe_data, base_dir=base)
     parts = plan_partitions(recipe)
@@ -127,7 +128,7 @@ def _parts(recipe_data: dict[str, Any], base: Path, work: Path, index: Any) -> t
 
 def run(real: Path, evals: Path, *, max_rows: int | None, repeats: int) -> dict[str, Any]:
     from curate.decont import recipe_index
-    from curate.recipe import parse_recipe
+    from curate.pipeline import parse_recipe
 
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench_decont_") as tmp:

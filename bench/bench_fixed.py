@@ -48,9 +48,8 @@ def demo_recipe(tmp: Path) -> Path:
 
 def _parts_child(recipe: str) -> dict[str, Any]:
     t0 = time.perf_counter()
-    import curate.worker as w
-    from curate.recipe import load_recipe
-    from curate.worker import payload_for
+    import curate.partition as w
+    from curate.pipeline import load_recipe, payload_for
 
     out: dict[str, Any] = {"import_processor_s": round(time.perf_counter() - t0, 3)}
     rec = load_recipe(recipe)
@@ -82,7 +81,7 @@ def _ray_child() -> dict[str, Any]:
     @ray.remote(num_cpus=1)
     class Probe:
         def ping(self) -> int:
-            import curate.worker  # noqa: F401 - what a partition actor imports
+            import curate.partition  # noqa: F401 - what a partition actor imports
 
             return os.getpid()
 

@@ -165,7 +165,7 @@ def _curate_child(recipe_path: str, out: str, cores: int, result: str, reuse_fro
     """
     t0 = time.perf_counter()
     from curate import runner
-    from curate.recipe import load_recipe
+    from curate.pipeline import load_recipe
 
     t_import = time.perf_counter()
     runner.init_ray(None, num_cpus=cores)
@@ -515,7 +515,7 @@ def profile_parts(variant: str = "mixed", size_mb: float = 10, *, seed: int = 0,
                   root: Path | None = None, top: int = 20) -> dict[str, Any]:
     """Profile the parts phase (ingest → license → langid → quality → tokenize → sign) in this process.
 
-    Every partition of the corpus runs through one :class:`curate.worker.PartitionProcessor` (one thread), with
+    Every partition of the corpus runs through one :class:`curate.partition.PartitionProcessor` (one thread), with
     CPU-time timers around each step (reader, each stage's ``process``, tokenizer, content hash, MinHash) and
     pyinstrument sampling the whole; returns per-step CPU seconds and MB/s, and the ``top`` functions by self
     time.
@@ -524,12 +524,13 @@ def profile_parts(variant: str = "mixed", size_mb: float = 10, *, seed: int = 0,
 
     import curate.dedup as cd
     import curate.sources as cs
-    from curate.recipe import load_recipe
+    from curate.pipeline import load_recipe
     from curate.sources import plan_partitions
     from curate.stages.langid import LangIdStage
     from curate.stages.license import LicenseStage
     from curate.stages.quality import QualityStage
-    from curate.worker import PartitionProcessor, payload_for
+    from curate.partition import PartitionProcessor
+    from curate.pipeline import payload_for
 
     cdir = bc.build(variant, size_mb, seed=seed, **({"root": root} if root else {}))
     info = json.loads((cdir / "corpus.json").read_text())

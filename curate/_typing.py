@@ -4,26 +4,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-Format = Literal[
-    "the-stack-v1",
-    "the-stack-v2",
-    "culturax",
-    "madlad",
-    "pg19",
-    "gutenberg-txt",
-    "wikipedia",
-    "mediawiki-xml",
-    "refinedweb",
-    "open-web-math",
-    "proof-pile-2",
-    "jsonl",
-    "parquet",
-    "text",
-]
-
-#: Formats whose documents are source code: language ID is skipped for them by default.
-CODE_FORMATS = frozenset({"the-stack-v1", "the-stack-v2"})
-
 OnError = Literal["quarantine", "error"]
 OnShortfall = Literal["error", "rescale"]
 UnknownLicense = Literal["drop", "keep"]

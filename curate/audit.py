@@ -91,7 +91,7 @@ from curate.errors import CurateError
 from curate.io_utils import read_json, sha256_file
 from curate.ledger import Ledger
 from curate.recipe import Recipe
-from curate.schema import STAGES
+from curate.pipeline import stage_names
 
 STREAM_TOLERANCE_PP = 1.0
 #: ``exit_code`` of an incomplete run audited without ``partial``.
@@ -132,7 +132,7 @@ def _json_or_none(path: Path, run_dir: Path, violations: list[dict], what: str) 
 
 # ---------------------------------------------------------------------------- loading
 def _load(run_dir: Path, violations: list[dict]) -> tuple[Recipe, dict | None, dict | None, list[dict]]:
-    from curate.runner import load_run_recipe
+    from curate.pipeline import load_run_recipe
 
     if not (run_dir / "recipe.json").exists():
         msg = f"{run_dir} is not a curate run directory (no recipe.json); pass the folder `curate run` wrote"
@@ -534,7 +534,7 @@ def funnel(led: Ledger, recipe: Recipe) -> dict[str, dict[str, dict]]:
     out: dict[str, dict[str, dict]] = {}
     for src in recipe.sources:
         out[src] = {}
-        for st in STAGES:
+        for st in stage_names():
             c = led.by_source(st).get(src)
             if c is None:
                 continue
@@ -550,7 +550,7 @@ def where_lost(fun: dict[str, dict], source: str) -> str:
     stages = fun.get(source, {})
     if not stages:
         return "before ingest (no partition of this source was processed)"
-    for st in STAGES:
+    for st in stage_names():
         c = stages.get(st)
         if c is None:
             continue
@@ -993,11 +993,11 @@ def render_table(result: dict, console=None) -> None:
             console.print(f"balance: {scope}: value {d['value']!r} dropped: {d['reason']}")
     t = Table(title="funnel (documents)", title_justify="left")
     t.add_column("source")
-    for st in STAGES:
+    for st in stage_names():
         t.add_column(st, justify="right")
     t.add_column("top drop reasons")
     for src, stages in result["funnel"].items():
-        cells = [f"{stages[st]['docs_out']:,}" if st in stages else "-" for st in STAGES]
+        cells = [f"{stages[st]['docs_out']:,}" if st in stages else "-" for st in stage_names()]
         reasons: dict[str, int] = {}
         for c in stages.values():
             for k, v in c["dropped"].items():

@@ -98,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _cmd_plan(args) -> int:
     from curate.planner import plan, render
-    from curate.recipe import load_recipe
+    from curate.pipeline import load_recipe
 
     result = plan(load_recipe(args.recipe))
     if args.json:
@@ -110,7 +110,7 @@ def _cmd_plan(args) -> int:
 
 def _cmd_run(args) -> int:
     from curate import audit as audit_mod
-    from curate.recipe import load_recipe
+    from curate.pipeline import load_recipe
     from curate.runner import run
 
     recipe = load_recipe(args.recipe)

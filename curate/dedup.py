@@ -91,7 +91,7 @@ twice to reach a kept document). ``dup_of_source`` is that keeper's source.
 
 Every output is a pure function of the inputs: the sort keys are total orders, labels are the minimum
 uid of a component, and files are named by bucket and file index, so the result is the same for any
-number of buckets, workers or task completion order. Files are written as ``*.tmp`` and renamed.
+number of buckets, workers or task completion order. Files are written under a temporary name (``curate.io_utils.temp_path``) and renamed.
 """
 
 from __future__ import annotations
@@ -643,12 +643,10 @@ def connected_components(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, 
 
 # ---------------------------------------------------------------------------- file helpers
 def _write_parquet(table: pa.Table, path: str | Path) -> None:
-    """Write atomically: ``<path>.tmp``, then rename."""
-    path = str(path)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp"
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    """Write atomically (``curate.io_utils``: the one temporary name, then rename); Parquet's default snappy."""
+    from curate.io_utils import atomic_write_parquet
+
+    atomic_write_parquet(path, table, compression="snappy")
 
 
 def _read_many(pattern: str, columns: list[str] | None = None) -> pa.Table | None:
@@ -801,13 +799,12 @@ def _lsh_reduce(r: int, out_dir: str) -> int:
 def _text_path(dedup_path: str) -> str:
     """Where the texts of a dedup file are: the file itself when it has a ``text`` column, else the sibling
     ``<key>.text.parquet`` of ``<key>.<kind>.parquet`` (``<key>.dedup.parquet``, ``<key>.kept.parquet``)."""
+    from curate.layout import text_of
+
     p = str(dedup_path)
     if os.path.isfile(p) and "text" in pq.read_schema(p).names:
         return p
-    head, name = os.path.split(p)
-    parts = name.rsplit(".", 2)
-    key = parts[0] if len(parts) == 3 and parts[2] == "parquet" else name
-    return os.path.join(head, key + ".text.parquet")
+    return str(text_of(p))
 
 
 def _components(out_dir: str, paths: list[str], priority: dict[str, int], nb: int, verify: bool) -> int:
@@ -1070,7 +1067,9 @@ def find_duplicates(
     for sub in ("exact", "lsh", "edges", "near", "verify"):
         shutil.rmtree(os.path.join(out, sub), ignore_errors=True)
     os.makedirs(out, exist_ok=True)
-    task = ray.remote(num_cpus=1)
+    from curate.raytasks import get, remote_task
+
+    task = remote_task
     mh = cfg.minhash
 
     docs_in: dict[str, int] = {}
@@ -1086,23 +1085,23 @@ def find_duplicates(
 
     def per_file(fn: Callable, calls: list[tuple]) -> list:
         refs = [task(_each).remote(fn, calls[k: k + per]) for k in range(0, len(calls), per)]
-        return [x for r in ray.get(refs) for x in r]
+        return [x for r in get(refs) for x in r]
 
     if cfg.exact:
         count(per_file(_exact_map, [(p, i, nb, priority, out) for i, p in enumerate(paths)]))
-        ray.get([task(_exact_reduce).remote(r, out) for r in range(nb)])
+        get([task(_exact_reduce).remote(r, out) for r in range(nb)])
         shutil.rmtree(os.path.join(out, "exact", "map"), ignore_errors=True)
     if mh is not None:
         count(per_file(_lsh_map, [(p, i, nb, mh.bands, out, bool(cfg.exact)) for i, p in enumerate(paths)]))
-        ray.get([task(_lsh_reduce).remote(r, out) for r in range(nb)])
+        get([task(_lsh_reduce).remote(r, out) for r in range(nb)])
         shutil.rmtree(os.path.join(out, "lsh"), ignore_errors=True)
-        nbv = ray.get(task(_components).remote(out, paths, priority, nb, mh.verify_jaccard))
+        nbv = get(task(_components).remote(out, paths, priority, nb, mh.verify_jaccard))
         if mh.verify_jaccard and nbv:
             per_file(_verify_fetch, [(i, p, nbv, out, text_lookup) for i, p in enumerate(paths)])
-            ray.get([task(_verify_bucket).remote(r, out, mh.threshold, mh.ngram, mh.char_ngram)
+            get([task(_verify_bucket).remote(r, out, mh.threshold, mh.ngram, mh.char_ngram)
                      for r in range(nbv)])
             shutil.rmtree(os.path.join(out, "verify"), ignore_errors=True)
-    summary = ray.get(task(_finalize).remote(out))
+    summary = get(task(_finalize).remote(out))
     for sub in ("exact", "near"):  # merged into removed.parquet; edges/ stays for inspection
         shutil.rmtree(os.path.join(out, sub), ignore_errors=True)
     summary["docs_in"] = dict(sorted(docs_in.items()))

@@ -8,6 +8,7 @@ The CLI turns any :class:`CurateError` into a one-paragraph message and exit cod
 - ``SchemaError``: an input file does not have the columns/types its ``format`` needs.
 - ``InputError``: an input file cannot be read (corrupt, truncated, wrong encoding).
 - ``ShardError``: an output shard is missing, truncated or corrupt.
+- ``StageContractError``: a stage changed the rows or their order, or missed a declared column (``curate.pipeline``).
 - ``LedgerError``: a stage broke conservation (in != out + dropped + quarantined).
 - ``ResumeError``: a run directory belongs to another recipe (fingerprint mismatch), or holds no curate run.
 - ``OutputError``: the run directory cannot be written (disk full, read-only, no permission); see
@@ -15,7 +16,6 @@ The CLI turns any :class:`CurateError` into a one-paragraph message and exit cod
 - ``RemixError``: ``curate run --from`` cannot reuse that run's processed corpus (settings differ, parts not
   done); names each differing key. ``SweepError``: ``curate sweep`` / ``recipe-from-weights`` cannot do it.
 - ``LockError`` (in ``curate.lock``): another run holds the run directory.
-- ``RetryableError``: transient; Ray retries the task.
 """
 
 from __future__ import annotations
@@ -79,6 +79,10 @@ class ShardError(CurateError):
     """A shard is missing, truncated or does not match its manifest."""
 
 
+class StageContractError(CurateError):
+    """A stage broke its contract at a boundary: it changed the rows or their order, or missed a declared column."""
+
+
 class LedgerError(CurateError):
     """A stage did not conserve documents: in != out + dropped + quarantined."""
 
@@ -99,10 +103,6 @@ class SweepError(CurateError):
     """A sweep cannot draw its mixtures, or a weights file does not fit the base recipe (``curate.sweep``)."""
 
     exit_code = 2
-
-
-class RetryableError(CurateError):
-    """A transient failure; the task is retried."""
 
 
 class OutputError(CurateError):

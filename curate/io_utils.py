@@ -24,7 +24,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 
-def _tmp(path: Path) -> Path:
+def temp_path(path: str | os.PathLike) -> Path:
+    """The one temporary name of a file being written: ``.<name>.<pid>.tmp`` in the same folder.
+
+    Hidden, so a glob for final names never matches it; per process, so two writers never share one; ending in
+    ``.tmp``, so ``curate.runner.remove_stale_temps`` finds what a killed process left.
+    """
+    path = Path(path)
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
@@ -36,7 +42,7 @@ def _atomic(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp(path)
+    tmp = temp_path(path)
     try:
         yield tmp
         os.replace(tmp, path)

@@ -169,9 +169,9 @@ def lid176_labels() -> list[str]:
     """The 176 labels of fastText lid.176 (without prefix), from ``filters/langid/lid176.yaml``."""
     import yaml
 
-    from curate.recipe import FILTERS_DIR
+    from curate.presets import filters_dir
 
-    path = FILTERS_DIR / "langid" / "lid176.yaml"
+    path = filters_dir() / "langid" / "lid176.yaml"
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     labels = data.get("labels") if isinstance(data, dict) else None
     if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):

@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.io_utils import atomic_write_text
-from curate.schema import STAGES
+from curate.pipeline import stage_names
 
 
 @dataclass
@@ -150,7 +150,7 @@ class Ledger:
             self.get(*key).merge(c)
 
     def to_list(self) -> list[dict[str, Any]]:
-        order = {s: i for i, s in enumerate(STAGES)}
+        order = {s: i for i, s in enumerate(stage_names())}
         keys = sorted(self.entries, key=lambda k: (order.get(k[0], 99), k[0], k[1], k[2]))
         return [{"stage": k[0], "source": k[1], "subset": k[2], **self.entries[k].to_dict()} for k in keys]
 
@@ -197,11 +197,3 @@ class Ledger:
             if st == stage:
                 out.setdefault(src, Counts()).merge(c)
         return out
-
-
-def count_reasons(table: pa.Table, col: str) -> dict[str, int]:
-    """Count non-null values of ``col`` (e.g. quality failures) with one Arrow aggregation."""
-    if table.num_rows == 0 or col not in table.column_names:
-        return {}
-    vc = pc.value_counts(table[col].combine_chunks().drop_null())
-    return {v["values"].as_py(): v["counts"].as_py() for v in vc}

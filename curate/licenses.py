@@ -81,7 +81,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.errors import RecipeError
-from curate.recipe import read_yaml
+from curate.io_utils import atomic_write_text
+from curate.presets import filters_dir as _presets_dir
+from curate.presets import read_yaml
 
 if TYPE_CHECKING:
     from curate.recipe import Recipe, SourceConfig
@@ -580,9 +582,7 @@ class Preset:
 
 
 def _filters_dir() -> Path:
-    from curate.recipe import FILTERS_DIR  # lazy: lets curate.recipe import this module without a cycle
-
-    return FILTERS_DIR / "licenses"
+    return _presets_dir() / "licenses"
 
 
 def _normalize_ids(ids: Any, *, where: str, recipe_file: str | None) -> list[str]:
@@ -694,11 +694,9 @@ def resolve_policy(source_name: str, src: SourceConfig, *, filters_dir: str | os
 
     ``license: permissive`` uses the preset; ``license: [MIT, Apache-2.0]`` allows exactly those;
     ``license: {preset: permissive, allow: [MPL-2.0], unknown: keep}`` allows the union. The ``unknown`` rule
-    is the recipe's when given, else the preset's, else by format: ``drop`` for code (``src.is_code``),
+    is the recipe's when given, else the preset's, else by format: ``drop`` for code (the reader registered ``code=True``),
     ``keep`` (keep and tag) for text.
     """
-    from curate.recipe import LicensePolicy
-
     lic = src.license
     if lic is None:
         return None
@@ -710,20 +708,27 @@ def resolve_policy(source_name: str, src: SourceConfig, *, filters_dir: str | os
         preset_name = lic
     elif isinstance(lic, list):
         extra = _normalize_ids(lic, where=base, recipe_file=None)
-    elif isinstance(lic, LicensePolicy):
+    elif hasattr(lic, "allow"):  # a LicensePolicy mapping (duck-typed: the config layer sits above this module)
         preset_name, rule = lic.preset, lic.unknown
         if lic.allow is not None:
             extra = _normalize_ids(lic.allow, where=f"{base}.allow", recipe_file=None)
     else:  # pragma: no cover - pydantic rejects anything else
         msg = f"must be a preset name, a list of SPDX ids or a mapping, got {type(lic).__name__}"
         raise RecipeError(msg, path=base)
+    if not isinstance(lic, (str, list)) and not preset_name and not lic.allow:
+        msg = "give `preset` or `allow`"
+        raise RecipeError(msg, path=base)
+    if preset_name is not None and filters_dir is None and preset_name not in preset_names():
+        where, also = (base, " or a list of SPDX ids") if isinstance(lic, str) else (f"{base}.preset", "")
+        msg = f"unknown license preset {preset_name!r}; must be one of {preset_names()}{also}"
+        raise RecipeError(msg, path=where)
     allow: set[str] = set(extra)
     attrib: frozenset[str] = frozenset()
     if preset_name is not None:
         try:
             preset = load_preset(preset_name, filters_dir=filters_dir)
         except RecipeError as e:
-            where = f"{base}.preset" if isinstance(lic, LicensePolicy) else base
+            where = f"{base}.preset" if not isinstance(lic, str) else base
             raise RecipeError(e.message, path=where if e.path is None else f"{where} ({e.recipe_file}: {e.path})"
                               ) from None
         allow |= preset.allow
@@ -734,7 +739,9 @@ def resolve_policy(source_name: str, src: SourceConfig, *, filters_dir: str | os
         msg = "the policy allows no license; give `preset` or a non-empty `allow` list"
         raise RecipeError(msg, path=base)
     if rule is None:
-        rule = "drop" if src.is_code else "keep"
+        from curate.sources import format_info
+
+        rule = "drop" if format_info(src.format).code else "keep"
     return Policy(frozenset(allow), rule, preset_name, attrib)  # type: ignore[arg-type]
 
 
@@ -921,7 +928,7 @@ def _markdown(report: dict[str, Any], policies: dict[str, Any], recipe_name: str
 
 
 def write_licenses_report(run_dir: str | os.PathLike, lineage_table: pa.Table, recipe: Recipe) -> dict[str, Any]:
-    """Write ``LICENSES.md`` and ``licenses.json`` into ``run_dir`` (each via ``*.tmp`` + ``os.replace``).
+    """Write ``LICENSES.md`` and ``licenses.json`` into ``run_dir`` (each atomically, ``curate.io_utils``).
 
     Returns the ``licenses.json`` payload: :func:`license_report` plus ``recipe`` and ``policies``
     (``{source: {format, policy}}``, ``policy`` being :meth:`Policy.describe` or None).
@@ -936,7 +943,5 @@ def write_licenses_report(run_dir: str | os.PathLike, lineage_table: pa.Table, r
     run.mkdir(parents=True, exist_ok=True)
     for fname, text in (("licenses.json", json.dumps(payload, indent=2, sort_keys=False) + "\n"),
                         ("LICENSES.md", _markdown(report, policies, recipe.name))):
-        tmp = run / f"{fname}.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, run / fname)
+        atomic_write_text(run / fname, text)
     return payload

@@ -36,13 +36,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curate.io_utils import atomic_write_json, atomic_write_parquet, read_json
+from curate.layout import RunLayout
 from curate.ledger import Ledger
 from curate.recipe import Recipe
-from curate.worker import recipe_from_payload
+from curate.pipeline import recipe_from_payload
 
 #: Why a kept document of a balanced member was never selected: its value's supply is under ``min_tokens``.
 BALANCE_DROP = "balance_min_tokens"
 
+#: the columns of ``curate.schema.KEPT_FIELDS``, in the order the mix reads them
 KEPT_COLUMNS = ["uid", "doc_id", "source", "subset", "nbytes", "ntok", "tokens", "tok_offset", "lang", "license"]
 
 
@@ -51,22 +53,13 @@ def shard_name(recipe: Recipe, i: int) -> str:
 
 
 def shard_json_path(run_dir: Path, recipe: Recipe, i: int) -> Path:
-    return Path(run_dir) / "shards" / f"{shard_name(recipe, i)}.json"
-
-
-def member_of(source: str, subset: str, members: set[str]) -> str | None:
-    """The mixture member a document counts toward: ``source/subset`` if named, else ``source``, else None."""
-    if subset and f"{source}/{subset}" in members:
-        return f"{source}/{subset}"
-    if source in members:
-        return source
-    return None
+    return RunLayout(run_dir).shard_json(shard_name(recipe, i))
 
 
 def _read_kept(run_dir: Path, pids: list[int], extra: list[str] | None = None) -> pa.Table:
     tables = []
     for pid in pids:
-        p = run_dir / "work" / "parts" / f"p{pid:06d}.kept.parquet"
+        p = RunLayout(run_dir).part(pid).kept
         t = pq.read_table(p, columns=KEPT_COLUMNS + list(extra or []))
         tables.append(t)
     t = pa.concat_tables(tables) if tables else None
@@ -81,13 +74,14 @@ def mix(payload: dict[str, Any], run_dir: str, pids: list[int]) -> dict:
 
     recipe = recipe_from_payload(payload)
     run_dir = Path(run_dir)
-    out = run_dir / "work" / "mix"
+    layout = RunLayout(run_dir)
+    out = layout.mix_dir
     scopes = recipe.balance_scopes()
     kept = _read_kept(run_dir, pids, [f"meta.{k}" for k in recipe.balance_meta_keys()])
     led = Ledger()
 
     # ---- dedup ledger: survivors of the filters in, duplicates dropped
-    removed_path = run_dir / "work" / "dedup" / "removed.parquet"
+    removed_path = layout.dedup_removed
     for src, scfg in recipe.sources.items():
         for sub in (scfg.subsets or {"": None}):
             led.touch("dedup", src, sub)
@@ -228,7 +222,7 @@ def mix(payload: dict[str, Any], run_dir: str, pids: list[int]) -> dict:
             bounds.append(j)
             base = int(cum[j - 1])
     for i in range(len(bounds) - 1):
-        atomic_write_parquet(out / f"shard_{i:05d}.order.parquet", order_t.slice(bounds[i], bounds[i + 1] - bounds[i]))
+        atomic_write_parquet(layout.order(i), order_t.slice(bounds[i], bounds[i + 1] - bounds[i]))
     # every document that survived dedup: how often it was written, and why not when never (kept is sorted by uid)
     kept_uid = kept["uid"].to_numpy()
     sel_uid, sel_n = np.unique(uid, return_counts=True)
@@ -241,20 +235,20 @@ def mix(payload: dict[str, Any], run_dir: str, pids: list[int]) -> dict:
         "reason": pc.if_else(pa.array(why == ""), pa.nulls(len(why), pa.string()), pa.array(why.astype(str)))})
     if held is not None:  # the validation documents and their near-duplicates
         selected = pa.concat_tables([selected, held.cast(selected.schema)]).sort_by("uid")
-    atomic_write_parquet(out / "selected.parquet", selected)
-    led.write(out / "ledger.json")
+    atomic_write_parquet(layout.mix_selected, selected)
+    led.write(layout.step_ledger("mix"))
     tok = load_tokenizer(recipe.tokenizer, base_dir=recipe.base_dir)
-    from curate.shards import dtype_for_vocab
+    from curate.schema import token_dtype
 
     plan_out = {"n_shards": len(bounds) - 1, "members": plan_d, "rescaled": plan_d.get("rescaled"),
                 "tokens": int(seq_tokens.sum()), "sequences": int(len(seq_tokens)),
                 "tokenizer": tok.name, "vocab_size": tok.vocab_size, "eos_id": tok.eos_id,
                 "tokenizer_engine": tok.engine.as_dict(),
-                "dtype": np.dtype(dtype_for_vocab(tok.vocab_size)).name,
+                "dtype": np.dtype(token_dtype(tok.vocab_size, "megatron")).name,
                 "shard_tokens": [int(seq_tokens[bounds[i]:bounds[i + 1]].sum()) for i in range(len(bounds) - 1)]}
     if val_plan is not None:
         plan_out["validation"] = val_plan
-    atomic_write_json(out / "plan.json", plan_out)
+    atomic_write_json(layout.mix_plan, plan_out)
     return {"n_shards": plan_out["n_shards"], "tokens": plan_out["tokens"]}
 
 
@@ -377,14 +371,15 @@ def write_shard(payload: dict[str, Any], run_dir: str, i: int) -> dict:
     Each batch of sequences is gathered once and handed to every format's writer (curate.shard_formats), so the
     formats hold the same token stream. On any error every writer aborts: no format's final files appear.
     """
-    from curate.shard_formats import ShardWriters
+    from curate.shard_formats import ShardWriters, lineage_table, write_sequences
 
     recipe = recipe_from_payload(payload)
     run_dir = Path(run_dir)
-    plan = read_json(run_dir / "work" / "mix" / "plan.json")
-    order = pq.read_table(run_dir / "work" / "mix" / f"shard_{i:05d}.order.parquet")
+    layout = RunLayout(run_dir)
+    plan = read_json(layout.mix_plan)
+    order = pq.read_table(layout.order(i))
     name = shard_name(recipe, i)
-    shard_dir = run_dir / "shards"
+    shard_dir = layout.shards_dir
     shard_dir.mkdir(parents=True, exist_ok=True)
     formats = recipe.shards.formats
     # on an error (disk full) every format's writer deletes its temporary files: a failed task leaves nothing behind
@@ -401,7 +396,7 @@ def write_shard(payload: dict[str, Any], run_dir: str, i: int) -> dict:
     # with Megatron among the formats the entry keeps its .bin/.idx keys; else the counts the formats agree on
     info = mega.info if mega is not None else {k: fentries[formats[0]][k] for k in ("sequences", "tokens")}
     lineage = lineage_table(order, name)
-    lineage_path = run_dir / "shards" / f"{name}.lineage.parquet"
+    lineage_path = layout.lineage(name)
     atomic_write_parquet(lineage_path, lineage)
 
     def agg(keys: list[str]) -> list[dict]:
@@ -422,39 +417,6 @@ def write_shard(payload: dict[str, Any], run_dir: str, i: int) -> dict:
     return entry
 
 
-def write_sequences(ws, run_dir: Path, order: pa.Table, plan: dict, *, where: str) -> None:
-    """Gather each sequence of ``order`` (pid, tok_offset, ntok) from the partitions' memory-mapped ``.tok``
-    files and hand them, in batches, to the writers ``ws`` (one eos appended per sequence by the writers)."""
-    from curate.shard_formats import SeqBatch, token_dtype
-
-    tok_dtype = token_dtype(plan["vocab_size"])
-    maps: dict[int, np.ndarray] = {}
-    pid = order["pid"].to_numpy()
-    off = order["tok_offset"].to_numpy()
-    ntok = order["ntok"].to_numpy()
-    meta = order.select(["doc_id", "source", "subset"])
-    batch = 4096
-    for s in range(0, order.num_rows, batch):
-        pieces = []
-        for j in range(s, min(s + batch, order.num_rows)):
-            p = int(pid[j])
-            if p not in maps:
-                f = Path(run_dir) / "work" / "parts" / f"p{p:06d}.tok"
-                maps[p] = (np.memmap(f, dtype=tok_dtype, mode="r") if f.stat().st_size
-                           else np.zeros(0, tok_dtype))
-            pieces.append(maps[p][off[j]:off[j] + ntok[j]])
-        flat = np.concatenate(pieces) if pieces else np.zeros(0, tok_dtype)
-        ws.add(SeqBatch(flat, ntok[s:s + batch], eos_id=plan["eos_id"], vocab_size=plan["vocab_size"],
-                        meta=meta.slice(s, batch), where=where, first_seq=s))
-
-
-def lineage_table(order: pa.Table, name: str) -> pa.Table:
-    """A shard's (or validation set's) lineage: the order's columns a reader needs, with the shard's name."""
-    lineage = order.select(["seq", "source", "subset", "group", "doc_id", "uid", "tokens", "epoch", "chunk", "lang",
-                            "license"] + (["balance"] if "balance" in order.column_names else []))
-    return lineage.add_column(0, "shard", pa.array([name] * lineage.num_rows, pa.string()))
-
-
 def write_documents(run_dir: str, key: str, pid: int) -> int:
     """Final status of every input record of partition ``key`` (no text) → ``documents/<key>.parquet``.
 
@@ -464,17 +426,18 @@ def write_documents(run_dir: str, key: str, pid: int) -> int:
     ``status = quarantined``. Rows are sorted by uid, i.e. by input order.
     """
     run_dir = Path(run_dir)
-    docs = pq.read_table(run_dir / "work" / "parts" / f"{key}.docs.parquet")
+    files = RunLayout(run_dir).part(key)
+    docs = pq.read_table(files.docs)
     window = [("uid", ">=", pid << 32), ("uid", "<", (pid + 1) << 32)]
     if docs.num_rows and "status" in docs.column_names:
         docs = docs.sort_by("uid")
-        removed_path = run_dir / "work" / "dedup" / "removed.parquet"
+        removed_path = RunLayout(run_dir).dedup_removed
         if removed_path.exists():
             rem = pq.read_table(removed_path, columns=["uid", "reason", "dup_of"], filters=window)
         else:
             rem = pa.table({"uid": pa.array([], pa.int64()), "reason": pa.array([], pa.string()),
                             "dup_of": pa.array([], pa.int64())})
-        sel = pq.read_table(run_dir / "work" / "mix" / "selected.parquet", filters=window)
+        sel = pq.read_table(RunLayout(run_dir).mix_selected, filters=window)
         at_rem = pc.index_in(docs["uid"], value_set=rem["uid"])
         at_sel = pc.index_in(docs["uid"], value_set=sel["uid"])
         kept = pc.equal(docs["status"], "kept")
@@ -492,7 +455,7 @@ def write_documents(run_dir: str, key: str, pid: int) -> int:
         docs = docs.append_column("status", status).append_column("stage", stage).append_column("reason", reason)
         docs = docs.append_column("dup_of", rem["dup_of"].take(at_rem))
         docs = docs.append_column("selected", pc.fill_null(sel["selected"].take(at_sel), 0))
-    q = pq.read_table(run_dir / "quarantine" / f"{key}.parquet")
+    q = pq.read_table(files.quarantine)
     # quarantined rows have no uid/doc_id: every column is nullable, in every partition's file alike
     docs = docs.cast(pa.schema([f.with_nullable(True) for f in docs.schema], metadata=docs.schema.metadata))
     if q.num_rows:
@@ -501,5 +464,5 @@ def write_documents(run_dir: str, key: str, pid: int) -> int:
                        "stage": pa.array(["ingest"] * n), "reason": q["reason"], "file": q["file"],
                        "row": q["row"], "nbytes": q["nbytes"]})
         docs = pa.concat_tables([docs, qd], promote_options="permissive") if docs.num_rows else qd
-    atomic_write_parquet(run_dir / "documents" / f"{key}.parquet", docs)
+    atomic_write_parquet(files.documents, docs)
     return docs.num_rows

@@ -85,11 +85,6 @@ class ShortfallError(CurateError):
         super().__init__(message)
 
 
-def member_key(source: str, subset: str | None) -> str:
-    """Return the mixture key of a member: ``source`` or ``source/subset``."""
-    return f"{source}/{subset}" if subset else source
-
-
 def member_seed(seed: int, key: str) -> int:
     """Derive a member's selection seed from the recipe seed and its key (stable across processes).
 

@@ -37,6 +37,8 @@ def plan(recipe: Recipe) -> dict[str, Any]:
     from curate.sources import count_records, plan_partitions, read_partition
     from curate.tokenizers import load_tokenizer
 
+    from curate.pipeline import describe
+
     parts = plan_partitions(recipe)
     tok = load_tokenizer(recipe.tokenizer, base_dir=recipe.base_dir)
     rows: dict[str, dict[str, Any]] = {}
@@ -105,7 +107,7 @@ def plan(recipe: Recipe) -> dict[str, Any]:
     balance = _plan_balance(recipe, scopes, rows, samples, problems)
     return {"recipe": recipe.name, "budget_tokens": recipe.budget_tokens, "partitions": len(parts),
             "input_roots": input_roots(recipe), "sources": rows, "balance": balance, "shortfall": problems,
-            "warnings": warnings, "on_shortfall": recipe.on_shortfall}
+            "warnings": warnings, "on_shortfall": recipe.on_shortfall, "stages": describe(recipe)}
 
 
 def _balance_sample(recipe: Recipe, p, tok, key: str):
@@ -118,7 +120,7 @@ def _balance_sample(recipe: Recipe, p, tok, key: str):
     import pyarrow.compute as pc
 
     from curate.stages.langid import LangIdStage
-    from curate.worker import meta_value, sequence_tokens
+    from curate.partition import meta_value, sequence_tokens
 
     scfg = recipe.sources[p.source]
     ctx = ReadContext(batch_rows=BALANCE_SAMPLE_DOCS, resolve_path=recipe.resolve_path)
@@ -230,6 +232,8 @@ def render(result: dict[str, Any], console=None) -> None:
     console.print(t)
     for key, roots in result.get("input_roots", {}).items():
         console.print(f"input {key}: " + ", ".join(roots))
+    for src, stages in (result.get("stages") or {}).items():
+        console.print(f"stages {src}: " + " → ".join(d.get("stage", "?") for d in stages))
     for sc, d in (result.get("balance") or {}).items():
         bt = Table(title=f"balance: {sc} by {d.get('by', '?')}, temperature {d.get('temperature', '?')} — "
                          f"{d.get('target', 0):,} tokens", title_justify="left", caption=d["basis"],

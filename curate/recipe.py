@@ -3,7 +3,9 @@
 A recipe is loaded with ``yaml.SafeLoader`` (data only, no tags, no code; a repeated key is an error) into pydantic
 models with ``extra="forbid"``: an unknown key is an error. Every error names the YAML path
 (``sources.math.paths[0]``) and says how to fix it. Validation is complete before Ray starts: shares, group
-membership, presets, tokenizer files, and that every path glob matches at least one file.
+membership, tokenizer files, and that every path glob matches at least one file. This module is the config
+layer and imports no implementation: ``curate.pipeline.load_recipe`` adds the checks of the stages (presets,
+licence ids, language codes, models), by building each stage once, and of the reader formats.
 
 Schema (see docs/recipes.md for every key)::
 
@@ -24,14 +26,12 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from curate._typing import CODE_FORMATS, DecontMode, EvalFormat, Format, OnError, OnShortfall, ShardFormat, \
-    UnknownLicense
+from curate._typing import DecontMode, EvalFormat, OnError, OnShortfall, ShardFormat, UnknownLicense
 from curate.errors import RecipeError
+from curate.presets import read_yaml
 
-FILTERS_DIR = Path(os.environ.get("CURATE_FILTERS", Path(__file__).resolve().parent.parent / "filters"))
 HF_PREFIX = "hf://"
 #: Token counts are int64 in every table and array: a count must stay below this (checked in the recipe, so
 #: ``plan`` refuses it too, instead of an OverflowError deep in the mix).
@@ -74,7 +74,8 @@ class Subset(_Model):
 class SourceConfig(_Model):
     """One entry of ``sources:``."""
 
-    format: Format
+    #: a reader registered in ``curate.sources`` (a plugin may add one); checked by ``curate.pipeline``
+    format: str
     paths: list[str] = Field(default_factory=list)
     subsets: dict[str, Subset] = Field(default_factory=dict)
     subset_by: str | None = None
@@ -97,10 +98,6 @@ class SourceConfig(_Model):
     decontaminate: bool = True
     # held-out validation set per member (curate.validation); overrides the top-level `validation:`
     validation: ValidationConfig | Literal[False] | None = None
-
-    @property
-    def is_code(self) -> bool:
-        return self.format in CODE_FORMATS
 
     def subset_paths(self) -> dict[str, list[str]]:
         """Map subset name ("" when none) to its path globs."""
@@ -427,14 +424,11 @@ def _first_error(err: ValidationError) -> tuple[str, str]:
     return path, msg
 
 
-def preset_names(kind: str) -> list[str]:
-    """Names of the YAML presets in ``filters/<kind>/``."""
-    d = FILTERS_DIR / kind
-    return sorted(p.stem for p in d.glob("*.yaml")) if d.is_dir() else []
+def parse_config(data: Any, *, base_dir: Path, recipe_file: str | None = None, check_paths: bool = True) -> Recipe:
+    """Validate recipe data (already parsed YAML) and run every cross-field check of the config.
 
-
-def parse_recipe(data: Any, *, base_dir: Path, recipe_file: str | None = None, check_paths: bool = True) -> Recipe:
-    """Validate recipe data (already parsed YAML) and run every cross-field check."""
+    The stages, plugins and reader formats are checked one layer up, by ``curate.pipeline.parse_recipe``.
+    """
     if not isinstance(data, dict):
         msg = f"a recipe must be a YAML mapping, got {type(data).__name__}"
         raise RecipeError(msg, recipe_file=recipe_file)
@@ -448,59 +442,14 @@ def parse_recipe(data: Any, *, base_dir: Path, recipe_file: str | None = None, c
     return recipe
 
 
-def load_recipe(path: str | os.PathLike, *, check_paths: bool = True) -> Recipe:
-    """Load and validate a recipe file. Raises :class:`RecipeError` naming the YAML path."""
+def load_config(path: str | os.PathLike, *, check_paths: bool = True) -> Recipe:
+    """Load a recipe file and run :func:`parse_config`; ``curate.pipeline.load_recipe`` checks the stages too."""
     p = Path(path)
     if not p.is_file():
         msg = f"recipe file not found: {p}"
         raise RecipeError(msg)
     data = read_yaml(p)
-    return parse_recipe(data, base_dir=p.resolve().parent, recipe_file=str(p), check_paths=check_paths)
-
-
-def read_yaml(path: Path) -> Any:
-    """Load a YAML file as data (``SafeLoader``: no tags, no code), refusing duplicate keys.
-
-    YAML lets a mapping repeat a key and keeps the last value, so a source or group defined twice would
-    silently replace the first definition. The file is composed into nodes first and every mapping is checked;
-    a repeated key is a :class:`RecipeError` naming the key's YAML path and both lines. A syntax error is a
-    ``RecipeError`` naming the file.
-    """
-    try:
-        loader = yaml.SafeLoader(Path(path).read_text(encoding="utf-8"))
-        try:
-            node = loader.get_single_node()
-            if node is None:
-                return None
-            _check_duplicate_keys(node, "", str(path))
-            return loader.construct_document(node)
-        finally:
-            loader.dispose()
-    except yaml.YAMLError as e:
-        msg = f"not valid YAML: {e}"
-        raise RecipeError(msg, recipe_file=str(path)) from None
-
-
-def _check_duplicate_keys(node: yaml.Node, path: str, file: str) -> None:
-    """Raise a RecipeError for the first mapping key that repeats (depth first, in file order)."""
-    if isinstance(node, yaml.MappingNode):
-        seen: dict[Any, int] = {}
-        for key, value in node.value:
-            if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
-                k = key.value
-                sub = f"{path}.{k}" if path else str(k)
-                line = key.start_mark.line + 1
-                if k in seen:
-                    msg = (f"duplicate key {k!r} at lines {seen[k]} and {line}: YAML would keep only the second "
-                           "definition; remove or rename one of them")
-                    raise RecipeError(msg, path=sub, recipe_file=file)
-                seen[k] = line
-                _check_duplicate_keys(value, sub, file)
-            else:
-                _check_duplicate_keys(value, path, file)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _check_duplicate_keys(item, f"{path}[{i}]", file)
+    return parse_config(data, base_dir=p.resolve().parent, recipe_file=str(p), check_paths=check_paths)
 
 
 def expand_globs(recipe: Recipe, source: str, subset: str, patterns: list[str], *, recipe_file: str | None = None,
@@ -541,48 +490,6 @@ def _check(r: Recipe, *, recipe_file: str | None, check_paths: bool) -> None:
             bd = Path(r.resolve_path(s.blob_dir))
             if check_paths and not bd.is_dir():
                 fail(f"blob directory not found: {bd}", f"sources.{name}.blob_dir")
-        # license presets
-        lic = s.license
-        lic_presets = preset_names("licenses")
-        if isinstance(lic, str) and lic not in lic_presets:
-            fail(f"unknown license preset {lic!r}; must be one of {lic_presets} or a list of SPDX ids",
-                 f"sources.{name}.license")
-        if isinstance(lic, LicensePolicy):
-            if lic.preset and lic.preset not in lic_presets:
-                fail(f"unknown license preset {lic.preset!r}; must be one of {lic_presets}",
-                     f"sources.{name}.license.preset")
-            if not lic.preset and not lic.allow:
-                fail("give `preset` or `allow`", f"sources.{name}.license")
-        if lic is not None:
-            from curate.licenses import resolve_policy  # lazy: curate.licenses imports this module
-
-            try:
-                resolve_policy(name, s)
-            except RecipeError as e:
-                raise RecipeError(e.message, path=e.path, recipe_file=recipe_file) from None
-        # langid
-        if isinstance(s.langid, LangIdPolicy) and s.langid.keep and s.langid.drop:
-            fail("give either `keep` or `drop`, not both", f"sources.{name}.langid")
-        # quality presets
-        q_presets = preset_names("quality")
-        for preset in s.quality_spec():
-            if preset not in q_presets and preset != "fasttext":
-                fail(f"unknown quality preset {preset!r}; must be one of {q_presets + ['fasttext']}",
-                     f"sources.{name}.quality")
-        if "fasttext" in s.quality_spec():
-            ft = s.quality_spec()["fasttext"]
-            if "model" not in ft:
-                fail("the fasttext quality scorer needs `model: path/to/model.bin`",
-                     f"sources.{name}.quality.fasttext.model")
-            if check_paths and not Path(r.resolve_path(str(ft["model"]))).is_file():
-                fail(f"quality model not found: {r.resolve_path(str(ft['model']))}",
-                     f"sources.{name}.quality.fasttext.model")
-        if s.quality_spec():
-            # preset override keys and values, checked here rather than in a worker (local import: the stage
-            # module imports this one)
-            from curate.stages.quality import validate_source
-
-            validate_source(name, s, r, recipe_file=recipe_file)
         if check_paths:
             for sub, pats in s.subset_paths().items():
                 yp = f"sources.{name}.subsets.{sub}.paths" if sub else f"sources.{name}.paths"
@@ -650,7 +557,7 @@ def _check(r: Recipe, *, recipe_file: str | None, check_paths: bool) -> None:
                 fail(f"unknown source {src!r}; must be one of {sorted(r.sources)}", f"dedup.keep_priority[{i}]")
 
     # --- validation sets (curate.validation)
-    from curate.validation import check_validation
+    from curate.validation_rules import check_validation
 
     check_validation(r, fail)
 
@@ -663,10 +570,6 @@ def _check(r: Recipe, *, recipe_file: str | None, check_paths: bool) -> None:
         tp = Path(r.resolve_path(r.tokenizer.hf))
         if not tp.is_file():
             fail(f"tokenizer file not found: {tp}", "tokenizer.hf")
-
-    # --- langid model
-    if r.langid.model and not Path(r.resolve_path(r.langid.model)).is_file():
-        fail(f"language-ID model not found: {r.resolve_path(r.langid.model)}", "langid.model")
 
     # --- plugins: importable module names only (no paths, no code)
     for i, mod in enumerate(r.plugins):

@@ -145,7 +145,7 @@ def processing_diff(old: dict[str, Any], new: dict[str, Any], path: str = "") ->
 
 # ---------------------------------------------------------------------------- checking OLD_RUN
 def _old_recipe(old_run: Path) -> Recipe:
-    from curate.worker import recipe_from_payload
+    from curate.pipeline import recipe_from_payload
 
     if not (old_run / "run.json").is_file() or not (old_run / "recipe.json").is_file():
         msg = f"--from {old_run}: not a curate run directory (no run.json / recipe.json)"
@@ -160,7 +160,7 @@ def check_remix(recipe: Recipe, old_run: Path, new_run: Path, parts: list, input
     identical (:func:`processing_diff`, every differing key named); every partition of NEW's plan is done in
     OLD, from the same input (marker identity = the input now).
     """
-    from curate.worker import part_paths
+    from curate.partition import part_paths
 
     old_run, new_run = old_run.resolve(), new_run.resolve()
     if old_run == new_run:
@@ -256,7 +256,7 @@ def link_processed(recipe: Recipe, old_run: Path, new_run: Path, parts: list, in
     again; a plain resume processes it, with the same result). A marker whose input no longer matches (OLD
     reprocessed the partition meanwhile) is refused like in :func:`check_remix`.
     """
-    from curate.worker import part_paths
+    from curate.partition import part_paths
 
     old_run, new_run = old_run.resolve(), new_run.resolve()
     stats = {"linked": 0, "copied": 0, "bytes": 0}

@@ -30,7 +30,7 @@ from typing import Any
 import polars as pl
 
 from curate.io_utils import atomic_write_text
-from curate.schema import STAGES
+from curate.pipeline import stage_names
 
 #: Reasons shown by name in the funnel; the rest are summed as "other".
 TOP_REASONS = 12
@@ -99,7 +99,7 @@ def funnel_frame(result: dict[str, Any]) -> pl.DataFrame:
     rows = []
     for src, stages in (result.get("funnel") or {}).items():
         base = (stages.get("ingest") or {}).get("docs_in") or 0
-        for i, st in enumerate(STAGES):
+        for i, st in enumerate(stage_names()):
             c = stages.get(st)
             if c is None:
                 continue
@@ -114,7 +114,7 @@ def fate_frame(result: dict[str, Any], *, top: int = TOP_REASONS) -> pl.DataFram
     rows = []
     for src, stages in (result.get("funnel") or {}).items():
         last = None
-        for st in STAGES:
+        for st in stage_names():
             c = stages.get(st)
             if c is None:
                 continue
@@ -351,7 +351,7 @@ def funnel_chart(fates: pl.DataFrame, steps: pl.DataFrame):
     ).transform_calculate(outcome_rank=f"indexof({json.dumps(order)}, datum.outcome)").properties(
         width=420, height=max(80, 26 * fates["source"].n_unique()), title="where the documents ended")
     lines = alt.Chart(steps).mark_line(point=True).encode(
-        x=alt.X("stage:N", sort=list(STAGES), title=None),
+        x=alt.X("stage:N", sort=list(stage_names()), title=None),
         y=alt.Y("share:Q", title="documents remaining", axis=alt.Axis(format="%")),
         color=alt.Color("source:N", legend=alt.Legend(orient="right", title="source")),
         tooltip=["source", "stage", alt.Tooltip("docs_out:Q", format=","), alt.Tooltip("share:Q", format=".1%")],
@@ -568,7 +568,7 @@ def _samples_html(df: pl.DataFrame, counts: dict[str, dict[str, int]], *, top: i
         n = counts.get(src, {})
         # in pipeline order (the filters first, then dedup and mix), the most frequent first within a stage
         stage_of = dict(zip(d["reason"].to_list(), d["stage"].to_list()))
-        rank = {st: i for i, st in enumerate(STAGES)}
+        rank = {st: i for i, st in enumerate(stage_names())}
         drops = sorted((r for r in stage_of if r != "kept"),
                        key=lambda r: (rank.get(stage_of[r] or "", len(rank)), -n.get(r, 0), r))
         reasons = drops[:top] + (["kept"] if "kept" in d["reason"].to_list() else [])

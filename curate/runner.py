@@ -53,17 +53,21 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from curate import __version__
-from curate.errors import CurateError, LedgerError, ResumeError, output_error
-from curate.io_utils import atomic_write_json, file_identity, read_json, sha256_file
+from curate.errors import CurateError, LedgerError, ResumeError
+from curate.io_utils import atomic_write_json, atomic_write_parquet, file_identity, read_json, sha256_file
 from curate.lock import LOCK_NAME, RunLock
 from curate.ledger import Ledger
 from curate.recipe import Recipe
 from curate.sources.base import Partition
 from curate.samples import write_run_samples
 from curate.timings import PhaseTimer, stage_rows, write_stage_rows
-from curate.worker import PartitionProcessor, part_paths, payload_for, recipe_from_payload
+from curate.pipeline import payload_for
+from curate.raytasks import ACTOR_OPTIONS, remote_task
+from curate.raytasks import get as _ray_get
+from curate.partition import PartitionProcessor, part_paths
 
 log = logging.getLogger(__name__)
 
@@ -369,35 +373,6 @@ def preload_driver_modules() -> None:
     threading.Thread(target=load, name="curate-preload", daemon=True).start()
 
 
-def _unwrap(e: Exception) -> Exception:
-    """Return the CurateError inside a Ray task error, so users see our message, not a remote traceback.
-
-    A task that could not write its output (disk full, read-only folder) gives the matching ``OutputError``.
-    """
-    from ray.exceptions import RayError
-
-    cause = e
-    while cause is not None:
-        # a RayTaskError(SchemaError) is an instance of SchemaError too, but its message is Ray's header: look inside
-        if not isinstance(cause, RayError):
-            if isinstance(cause, CurateError):
-                return cause
-            if (err := output_error(cause)) is not None:
-                return err
-        cause = getattr(cause, "cause", None)
-    return e
-
-
-def _ray_get(ray, refs):
-    try:
-        return ray.get(refs)
-    except Exception as e:  # noqa: BLE001 - re-raised with the user-facing cause
-        inner = _unwrap(e)
-        if inner is not e:
-            raise inner from None
-        raise
-
-
 def _cpus(ray) -> int:
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
@@ -431,7 +406,7 @@ def run_parts(ray, recipe: Recipe, run_dir: Path, parts: list[Partition], progre
         return None
     payload = payload_for(recipe)
 
-    @ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=-1)
+    @ray.remote(**ACTOR_OPTIONS)
     class PartitionActor:
         def __init__(self, payload: dict, run_dir: str, decont_refs: list) -> None:
             # the index comes from the object store (its numpy arrays are read zero-copy); the reference is passed
@@ -463,7 +438,7 @@ def run_parts(ray, recipe: Recipe, run_dir: Path, parts: list[Partition], progre
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:
                 part, a = pending.pop(ref)
-                summary = _ray_get(ray, ref)
+                summary = _ray_get(ref)
                 if queue:
                     free.append(a)
                 else:
@@ -508,8 +483,8 @@ def run_mix(ray, recipe: Recipe, run_dir: Path, parts: list[Partition], progress
     if not plan_path.exists():
         from curate.mix_task import mix
 
-        remote = ray.remote(num_cpus=1, max_retries=3)(mix)
-        _ray_get(ray, remote.remote(payload_for(recipe), str(run_dir), [p.pid for p in parts]))
+        remote = remote_task(mix)
+        _ray_get(remote.remote(payload_for(recipe), str(run_dir), [p.pid for p in parts]))
     progress.update(task, completed=1)
     return read_json(plan_path)
 
@@ -543,7 +518,7 @@ def run_shards(ray, recipe: Recipe, run_dir: Path, plan: dict, progress, *, veri
 
     n = plan["n_shards"]
     task = progress.add_task("shards", total=n)
-    remote = ray.remote(num_cpus=1, max_retries=3)(write_shard)
+    remote = remote_task(write_shard)
     refs = []
     for i in range(n):
         marker = shard_json_path(run_dir, recipe, i)
@@ -560,7 +535,7 @@ def run_shards(ray, recipe: Recipe, run_dir: Path, plan: dict, progress, *, veri
     t0, toks = time.time(), 0
     while refs:
         ready, refs = ray.wait(refs, num_returns=1)
-        info = _ray_get(ray, ready[0])
+        info = _ray_get(ready[0])
         toks += info["tokens"]
         progress.update(task, advance=1, description=f"shards {toks / max(time.time() - t0, 1e-6):,.0f} tok/s")
     return [read_json(shard_json_path(run_dir, recipe, i)) for i in range(n)]
@@ -579,8 +554,60 @@ def run_documents(ray, recipe: Recipe, run_dir: Path, parts: list[Partition], pr
         refs.append(remote.remote(str(run_dir), p.key, p.pid))
     while refs:
         ready, refs = ray.wait(refs, num_returns=1)
-        _ray_get(ray, ready[0])
+        _ray_get(ready[0])
         progress.update(task, advance=1)
+
+
+def write_validation(run_dir: str | Path, recipe, out_dir: str | Path, *, ray=None, verify: bool = False,
+                     progress=None) -> list[dict]:
+    """Write the validation sets of ``run_dir``'s mix (``recipe``'s members) into ``out_dir``; return their entries.
+
+    The entry point for a sweep: the carve depends on the members, the seed, the validation settings and the
+    processed corpus, never on the weights, so several mixtures of one processed corpus share one set, written
+    once into a shared folder. One Ray task per member (``ray``: the initialized ``ray`` module; a local Ray is
+    started when None); a set whose ``.json`` entry and files (sizes, sha256 with ``verify``) are already
+    there is kept, so a killed run resumes. Also writes ``components.parquet``.
+    """
+    from curate.validation import COMPONENTS, DIR, file_stem, member_settings, write_member_set
+
+    if ray is None:
+        ray = init_ray(None)
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    plan = read_json(run_dir / "work" / "mix" / "plan.json")
+    members = list((plan.get("validation") or {}).get("members") or {})
+    if set(members) != set(member_settings(recipe)):
+        msg = (f"{run_dir}'s mix carved validation sets for {sorted(members)}, the recipe asks for "
+               f"{sorted(member_settings(recipe))}: rerun the mix with this recipe first")
+        raise CurateError(msg)
+    if not members:
+        return []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    task = progress.add_task("validation", total=len(members)) if progress is not None else None
+    remote = ray.remote(num_cpus=1, max_retries=3)(write_member_set)
+    refs = []
+    for m in members:
+        marker = out_dir / f"{file_stem(m)}.json"
+        if marker.is_file():
+            damage = shard_damage(run_dir, read_json(marker), verify=verify, shard_dir=out_dir)
+            if damage is None:
+                if task is not None:
+                    progress.update(task, advance=1)
+                continue
+            notice(f"validation set {marker.stem} is rewritten: {damage}")
+            if out_dir.resolve() == (run_dir / DIR).resolve():  # the run is not complete until the set is back
+                for f in ("manifest.json", "audit.json"):
+                    (run_dir / f).unlink(missing_ok=True)
+            marker.unlink()
+        refs.append(remote.remote(str(run_dir), m, str(out_dir)))
+    while refs:
+        ready, refs = ray.wait(refs, num_returns=1)
+        _ray_get(ready[0])
+        if task is not None:
+            progress.update(task, advance=1)
+    comp = run_dir / "work" / "mix" / "validation.components.parquet"
+    if not (out_dir / COMPONENTS).is_file():
+        atomic_write_parquet(out_dir / COMPONENTS, pq.read_table(comp))
+    return [read_json(out_dir / f"{file_stem(m)}.json") for m in members]
 
 
 # ---------------------------------------------------------------------------- finalize
@@ -690,10 +717,11 @@ def run(recipe: Recipe, *, out: str | None = None, ray_address: str | None = Non
     """
     from curate.sources import plan_partitions
 
-    from curate.worker import import_plugins
+    from curate.pipeline import import_plugins, validate
 
     t0 = time.time()
     import_plugins(recipe)
+    validate(recipe)  # the stages of every source build (once more, cheaply), whoever parsed the recipe
     run_dir = recipe.output_dir(out)
     parts = plan_partitions(recipe)  # validates globs again: a path emptied since `plan` is an error here
     inputs = input_records(parts)  # before the lock and before reading: a file changed later is noticed next time
@@ -746,7 +774,6 @@ def _run_locked(recipe: Recipe, run_dir: Path, parts: list[Partition], inputs: d
             raise
         with timer.phase("shards"):
             shards = run_shards(ray, recipe, run_dir, plan, progress, verify=verify)
-            from curate.validation import write_validation
 
             validation = write_validation(run_dir, recipe, run_dir / "validation", ray=ray, verify=verify,
                                           progress=progress)
@@ -791,8 +818,7 @@ def refresh_report(run_dir: Path, phase: str, *, final: bool = False) -> dict[st
         _last_report[key] = time.monotonic()
 
 
-def load_run_recipe(run_dir: Path) -> Recipe:
-    return recipe_from_payload(read_json(run_dir / "recipe.json"))
+from curate.pipeline import load_run_recipe  # noqa: E402 - re-exported: the run's recipe, as its workers see it
 
 
 __all__ = ["RunResult", "clean_run_dir", "input_records", "invalidate_changed_inputs", "load_run_recipe",

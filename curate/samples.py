@@ -3,7 +3,7 @@
 A data engineer's first question about a filter is *what did it remove?* The parts phase answers it while it
 runs, from the rows it already holds (the corpus is never read a second time), and keeps the answer small.
 
-Per partition, next to the other part files (``curate.worker``)::
+Per partition, next to the other part files (``curate.partition``)::
 
     work/parts/<key>.samples.parquet
         For every (source, reason) of the per-document stages, the ``SAMPLE_K`` documents whose id hash is

@@ -32,6 +32,7 @@ into a document: ``file``, ``row`` (0-based row/line index in the file, null for
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 
 DOC_SCHEMA = pa.schema(
@@ -65,11 +66,31 @@ QUARANTINE_SCHEMA = pa.schema(
     ]
 )
 
+#: The columns of a partition's ``work/parts/<key>.kept.parquet`` (one row per surviving document), before the
+#: ``meta.<key>`` columns a ``balance: {by: meta.<key>}`` needs and dedup's ``content_hash``/``band_keys``:
+#: ``ntok`` its tokens without end-of-document ids, ``tokens`` with them (one per sequence), ``tok_offset`` its
+#: first id in ``<key>.tok``.
+KEPT_FIELDS = (("uid", pa.int64()), ("doc_id", pa.string()), ("source", pa.string()), ("subset", pa.string()),
+               ("nbytes", pa.int64()), ("ntok", pa.int64()), ("tok_offset", pa.int64()), ("tokens", pa.int64()),
+               ("lang", pa.string()), ("license", pa.string()))
+KEPT_COLUMNS = tuple(name for name, _ in KEPT_FIELDS)
+
+
+def kept_schema(meta_keys: list[str], *, dedup: bool, bands: int | None) -> pa.Schema:
+    """The schema of a ``.kept.parquet`` file of a recipe (see :data:`KEPT_FIELDS`)."""
+    fields = [*KEPT_FIELDS, *((f"meta.{mk}", pa.string()) for mk in meta_keys)]
+    if dedup:
+        fields.append(("content_hash", pa.uint64()))
+        if bands:
+            fields.append(("band_keys", pa.list_(pa.uint64(), bands)))
+    return pa.schema(fields)
+
+
 #: Column every filter stage adds: null keeps the row, a string is the drop reason code.
 DROP_REASON = "drop_reason"
 
-#: Ledger stage names, in pipeline order. ``audit --json`` uses these keys in ``funnel``.
-STAGES = ("ingest", "license", "langid", "quality", "decontaminate", "dedup", "mix")
+#: The ledger's stage names, in pipeline order, are ``curate.pipeline.stage_names()``: derived from the stage
+#: registry, so that a stage a plugin registers is in the ledger, the funnel and the audit.
 
 
 def empty_docs() -> pa.Table:
@@ -80,3 +101,24 @@ def empty_docs() -> pa.Table:
 def quarantine_table(records: list[dict]) -> pa.Table:
     """Build a quarantine table from dicts with the ``QUARANTINE_SCHEMA`` keys."""
     return pa.Table.from_pylist(records, schema=QUARANTINE_SCHEMA)
+
+
+def token_dtype(vocab_size: int, fmt: str | None = None) -> np.dtype:
+    """The one token-id dtype rule: ``uint16`` when every id fits (``vocab_size <= 65536``), else 4 bytes.
+
+    The 4-byte type is ``int32`` for ``megatron`` shards (Megatron's dtype codes have no uint32) and ``uint32``
+    for every other shard format and for the partitions' ``work/parts/<key>.tok`` files (``fmt=None``). Both
+    hold every id of a vocabulary below 2**31, so the two never disagree on a value; a vocabulary that does not
+    fit is a ``ValueError``.
+    """
+    if vocab_size <= 0:
+        msg = f"`vocab_size` must be > 0, got {vocab_size}"
+        raise ValueError(msg)
+    if vocab_size <= 1 << 16:
+        return np.dtype(np.uint16)
+    wide = np.dtype(np.int32 if fmt == "megatron" else np.uint32)
+    if vocab_size <= int(np.iinfo(wide).max) + 1:
+        return wide
+    what = "a Megatron shard" if fmt == "megatron" else "the shard"
+    msg = f"`vocab_size` {vocab_size} does not fit the {wide.name} token ids of {what}"
+    raise ValueError(msg)

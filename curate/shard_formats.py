@@ -63,17 +63,12 @@ import pyarrow.csv as pacsv
 
 from curate.errors import ShardError
 from curate.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text
-from curate.shards import IndexedDatasetWriter, dtype_for_vocab, read_index, sequences_with_eos, sha256_file
+from curate.schema import token_dtype
+from curate.shards import IndexedDatasetWriter, read_index, sequences_with_eos, sha256_file
 
 FORMATS = ("megatron", "olmo-npy", "datatrove", "mds")
 
 _UINT32_MAX = (1 << 32) - 1
-
-
-def token_dtype(vocab_size: int, fmt: str | None = None) -> np.dtype:
-    """Token dtype of a vocabulary: ``uint16`` when ``vocab_size <= 65536``, else ``int32`` for ``megatron`` and
-    ``uint32`` for every other format and for the partitions' ``.tok`` files (``fmt=None``)."""
-    return dtype_for_vocab(vocab_size, wide=np.int32 if fmt == "megatron" else np.uint32)
 
 
 class SeqBatch:
@@ -610,7 +605,7 @@ def write_run_files(run_dir: Path, manifest: dict) -> list[str]:
         atomic_write_text(run_dir / "megatron_data_args.txt", " ".join(args) + "\n")
         # --per-split-data-args-path: the whole mix is the training split; `valid` lists the held-out sets, one
         # prefix each (--multiple-validation-sets), when the recipe has `validation:` (curate.validation)
-        from curate.validation import valid_prefixes, write_trainer_files
+        from curate.validation_rules import valid_prefixes, write_trainer_files
 
         atomic_write_json(run_dir / "megatron_data_args.json",
                           {"train": args, "valid": valid_prefixes(run_dir, manifest), "test": None})
@@ -722,3 +717,38 @@ def check_run_files(run_dir: Path, manifest: dict) -> list[dict]:
                 bad("mds/index.json", f"{p}: lists {len(got)} shards that differ from the manifest's {len(want)} "
                                       "(names, samples or bytes)")
     return out
+
+
+# ---------------------------------------------------------------------------- gathering sequences
+def write_sequences(ws, run_dir: Path, order: pa.Table, plan: dict, *, where: str) -> None:
+    """Gather each sequence of ``order`` (pid, tok_offset, ntok) from the partitions' memory-mapped ``.tok``
+    files and hand them, in batches, to the writers ``ws`` (one eos appended per sequence by the writers)."""
+    from curate.layout import RunLayout
+
+    tok_dtype = token_dtype(plan["vocab_size"])  # the partitions' .tok files (fmt None)
+    layout = RunLayout(run_dir)
+    maps: dict[int, np.ndarray] = {}
+    pid = order["pid"].to_numpy()
+    off = order["tok_offset"].to_numpy()
+    ntok = order["ntok"].to_numpy()
+    meta = order.select(["doc_id", "source", "subset"])
+    batch = 4096
+    for s in range(0, order.num_rows, batch):
+        pieces = []
+        for j in range(s, min(s + batch, order.num_rows)):
+            p = int(pid[j])
+            if p not in maps:
+                f = layout.part(p).tok
+                maps[p] = (np.memmap(f, dtype=tok_dtype, mode="r") if f.stat().st_size
+                           else np.zeros(0, tok_dtype))
+            pieces.append(maps[p][off[j]:off[j] + ntok[j]])
+        flat = np.concatenate(pieces) if pieces else np.zeros(0, tok_dtype)
+        ws.add(SeqBatch(flat, ntok[s:s + batch], eos_id=plan["eos_id"], vocab_size=plan["vocab_size"],
+                        meta=meta.slice(s, batch), where=where, first_seq=s))
+
+
+def lineage_table(order: pa.Table, name: str) -> pa.Table:
+    """A shard's (or validation set's) lineage: the order's columns a reader needs, with the shard's name."""
+    lineage = order.select(["seq", "source", "subset", "group", "doc_id", "uid", "tokens", "epoch", "chunk", "lang",
+                            "license"] + (["balance"] if "balance" in order.column_names else []))
+    return lineage.add_column(0, "shard", pa.array([name] * lineage.num_rows, pa.string()))

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from curate.errors import ShardError
+from curate.schema import token_dtype
 
 MAGIC = b"MMIDIDX\x00\x00"
 VERSION = 1
@@ -56,25 +57,6 @@ DTYPE_CODES: dict[int, np.dtype] = {
 CODE_OF_DTYPE = {v: k for k, v in DTYPE_CODES.items()}
 
 _INT32_MAX = np.iinfo(np.int32).max
-
-
-def dtype_for_vocab(vocab_size: int, *, wide: type | np.dtype = np.int32) -> np.dtype:
-    """Token dtype for a vocabulary: ``uint16`` when every id fits (``vocab_size <= 65536``), else ``wide``.
-
-    ``wide`` is ``int32`` for Megatron (its dtype codes have no uint32); the other shard formats pass ``uint32``
-    (:func:`curate.shard_formats.token_dtype`).
-    """
-    if vocab_size <= 0:
-        msg = f"`vocab_size` must be > 0, got {vocab_size}"
-        raise ValueError(msg)
-    if vocab_size <= 1 << 16:
-        return np.dtype(np.uint16)
-    wide = np.dtype(wide)
-    if vocab_size <= int(np.iinfo(wide).max) + 1:
-        return wide
-    what = "a Megatron shard" if wide == np.int32 else "the shard"
-    msg = f"`vocab_size` {vocab_size} does not fit the {wide.name} token ids of {what}"
-    raise ValueError(msg)
 
 
 def idx_path(prefix: str | os.PathLike) -> Path:
@@ -157,7 +139,7 @@ class IndexedDatasetWriter:
     prefix : Path
         Output path without extension; ``<prefix>.bin`` and ``<prefix>.idx`` appear at :meth:`finalize`.
     vocab_size : int
-        Picks the token dtype (:func:`dtype_for_vocab`); ids must be ``< 65536`` for uint16, ``< 2**31`` else.
+        Picks the token dtype (:func:`curate.schema.token_dtype` of ``megatron``); ids must be ``< 65536`` for uint16, ``< 2**31`` else.
 
     Examples
     --------
@@ -168,7 +150,7 @@ class IndexedDatasetWriter:
 
     def __init__(self, prefix: str | os.PathLike, *, vocab_size: int) -> None:
         self.prefix = Path(prefix)
-        self.dtype = dtype_for_vocab(vocab_size)
+        self.dtype = token_dtype(vocab_size, "megatron")
         self.vocab_size = int(vocab_size)
         self._max_id = int(np.iinfo(self.dtype).max)
         self._bin_tmp = Path(f"{bin_path(self.prefix)}.tmp")

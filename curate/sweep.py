@@ -50,7 +50,8 @@ import yaml
 
 from curate.errors import SweepError
 from curate.io_utils import atomic_write_json, atomic_write_text, read_json
-from curate.recipe import Recipe, load_recipe, parse_recipe
+from curate.pipeline import load_recipe, parse_recipe
+from curate.recipe import Recipe
 
 #: Redraws allowed per mixture asked for, before the sweep gives up.
 REDRAWS_PER_MIXTURE = 25
@@ -189,7 +190,8 @@ def write_shared_validation(recipe: Recipe, corpus_run: Path, sweep_dir: Path) -
     corpus (``corpus_run``'s partitions and dedup components) before mixing, so they do not depend on the
     mixture and one set serves every mixture of the sweep.
     """
-    from curate.validation import member_settings, write_validation
+    from curate.runner import write_validation
+    from curate.validation import member_settings
 
     if not member_settings(recipe):
         return None

@@ -106,7 +106,7 @@ def stage_rows(led: Any, stage_cpu: dict[str, float]) -> list[dict[str, Any]]:
     stage_cpu : dict
         CPU seconds per per-partition step (``ingest``, the filters, ``tokenize``, ``sign``, ``write``).
     """
-    from curate.schema import STAGES
+    from curate.pipeline import stage_names
 
     def totals(stage: str) -> dict[str, Any]:
         rows = list(led.by_source(stage).values())
@@ -116,7 +116,7 @@ def stage_rows(led: Any, stage_cpu: dict[str, float]) -> list[dict[str, Any]]:
                 "bytes_in": sum(c.bytes_in for c in rows), "bytes_out": sum(c.bytes_out for c in rows),
                 "tokens_in": sum(t_in) if t_in else None, "tokens_out": sum(t_out) if t_out else None}
 
-    filters = [s for s in STAGES if s not in ("ingest", "dedup", "mix") and s in stage_cpu]
+    filters = [s for s in stage_names() if s not in ("ingest", "dedup", "mix") and s in stage_cpu]
     out = [{"stage": "ingest", "cpu_s": stage_cpu.get("ingest"), **totals("ingest")}]
     out += [{"stage": s, "cpu_s": stage_cpu.get(s), **totals(s)} for s in filters]
     # every document that survived its source's filters, as the first global step receives it (a filter that

@@ -69,65 +69,15 @@ from curate.io_utils import atomic_write_json, atomic_write_parquet, atomic_writ
 
 HELD_OUT = "validation"
 NEAR_DUP = "validation_near_duplicate"
-DIR = "validation"
 COMPONENTS = "components.parquet"
-#: trainer files written beside megatron_data_args.{txt,json}
-RUN_FILES = ("megatron_validation_sets.txt", "validation_sets.csv")
 #: names of the files a run writes in validation/
 FILE_PATTERN = re.compile(r"[A-Za-z0-9._-]+_\d{5}\.(?:bin|idx|lineage\.parquet|json)|components\.parquet")
 
 
 # ---------------------------------------------------------------------------- recipe
-def member_settings(recipe) -> dict[str, tuple[int, str]]:
-    """``{member key: (tokens, YAML path of the setting)}`` for every leaf member that holds out a set.
-
-    The most specific setting wins: subset, then source, then the top level; ``false`` opts out.
-    """
-    out: dict[str, tuple[int, str]] = {}
-    for g, src, sub, _share in recipe.members():
-        scfg = recipe.sources.get(src)
-        chain = []
-        if scfg is not None and sub and sub in scfg.subsets:
-            chain.append((scfg.subsets[sub].validation, f"sources.{src}.subsets.{sub}.validation"))
-        if scfg is not None:
-            chain.append((scfg.validation, f"sources.{src}.validation"))
-        chain.append((recipe.validation, "validation"))
-        for v, path in chain:
-            if v is None:
-                continue
-            if v is not False:
-                out[recipe.member_key(g, src, sub)] = (int(v.tokens), f"{path}.tokens")
-            break
-    return out
-
-
-def file_stem(member: str) -> str:
-    """The file-name stem of a member's set: ``<member>_00000`` with unsafe characters replaced by ``-``."""
-    return re.sub(r"[^A-Za-z0-9._-]", "-", member) + "_00000"
-
-
-def check_validation(r, fail) -> None:
-    """Recipe checks of ``validation:`` (``fail(message, yaml_path)`` raises the recipe error)."""
-    members = {(s, sub) for _g, s, sub, _ in r.members()}
-    named = [(f"sources.{n}.validation", s.validation) for n, s in r.sources.items()]
-    for n, s in r.sources.items():
-        for b, sb in s.subsets.items():
-            named.append((f"sources.{n}.subsets.{b}.validation", sb.validation))
-            if sb.validation is not None and (n, b) not in members:
-                fail(f"subset {b!r} is not a mixture member of its own (the mixture lists source {n!r} as a "
-                     f"whole); set `validation` on the source instead", f"sources.{n}.subsets.{b}.validation")
-    settings = member_settings(r)
-    if not settings:
-        return
-    if r.dedup is None or r.dedup.minhash is None:
-        path = "validation" if r.validation is not None else next(p for p, v in named if v)
-        fail("validation sets are kept disjoint from train by dedup components, which needs `dedup:` with "
-             "`minhash:` (near-duplicate detection); add it, or remove `validation`", path)
-    stems: dict[str, str] = {}
-    for m, (_n, path) in settings.items():
-        other = stems.setdefault(file_stem(m), m)
-        if other != m:
-            fail(f"members {other!r} and {m!r} would write the same validation files {file_stem(m)}.*", path)
+# the recipe-level rules live in curate.validation_rules (imported by curate.recipe: config, not implementation)
+from curate.validation_rules import (  # noqa: E402
+    DIR, RUN_FILES, check_validation, file_stem, member_settings, valid_prefixes, write_trainer_files)
 
 
 # ---------------------------------------------------------------------------- carve (pure)
@@ -272,8 +222,7 @@ def write_member_set(run_dir: str, member: str, out_dir: str) -> dict:
 
     MMIDIDX through the training shards' writer, the training lineage's columns; the ``.json`` entry last.
     """
-    from curate.mix_task import lineage_table, write_sequences
-    from curate.shard_formats import ShardWriters
+    from curate.shard_formats import ShardWriters, lineage_table, write_sequences
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     plan = read_json(run_dir / "work" / "mix" / "plan.json")
@@ -295,60 +244,6 @@ def write_member_set(run_dir: str, member: str, out_dir: str) -> dict:
     return entry
 
 
-def write_validation(run_dir: str | Path, recipe, out_dir: str | Path, *, ray=None, verify: bool = False,
-                     progress=None) -> list[dict]:
-    """Write the validation sets of ``run_dir``'s mix (``recipe``'s members) into ``out_dir``; return their entries.
-
-    The entry point for a sweep: the carve depends on the members, the seed, the validation settings and the
-    processed corpus, never on the weights, so several mixtures of one processed corpus share one set, written
-    once into a shared folder. One Ray task per member (``ray``: the initialized ``ray`` module; a local Ray is
-    started when None); a set whose ``.json`` entry and files (sizes, sha256 with ``verify``) are already
-    there is kept, so a killed run resumes. Also writes ``components.parquet``.
-    """
-    from curate.runner import _ray_get, notice, shard_damage
-
-    if ray is None:
-        from curate.runner import init_ray
-
-        ray = init_ray(None)
-    run_dir, out_dir = Path(run_dir), Path(out_dir)
-    plan = read_json(run_dir / "work" / "mix" / "plan.json")
-    members = list((plan.get("validation") or {}).get("members") or {})
-    if set(members) != set(member_settings(recipe)):
-        msg = (f"{run_dir}'s mix carved validation sets for {sorted(members)}, the recipe asks for "
-               f"{sorted(member_settings(recipe))}: rerun the mix with this recipe first")
-        raise CurateError(msg)
-    if not members:
-        return []
-    out_dir.mkdir(parents=True, exist_ok=True)
-    task = progress.add_task("validation", total=len(members)) if progress is not None else None
-    remote = ray.remote(num_cpus=1, max_retries=3)(write_member_set)
-    refs = []
-    for m in members:
-        marker = out_dir / f"{file_stem(m)}.json"
-        if marker.is_file():
-            damage = shard_damage(run_dir, read_json(marker), verify=verify, shard_dir=out_dir)
-            if damage is None:
-                if task is not None:
-                    progress.update(task, advance=1)
-                continue
-            notice(f"validation set {marker.stem} is rewritten: {damage}")
-            if out_dir.resolve() == (run_dir / DIR).resolve():  # the run is not complete until the set is back
-                for f in ("manifest.json", "audit.json"):
-                    (run_dir / f).unlink(missing_ok=True)
-            marker.unlink()
-        refs.append(remote.remote(str(run_dir), m, str(out_dir)))
-    while refs:
-        ready, refs = ray.wait(refs, num_returns=1)
-        _ray_get(ray, ready[0])
-        if task is not None:
-            progress.update(task, advance=1)
-    comp = run_dir / "work" / "mix" / "validation.components.parquet"
-    if not (out_dir / COMPONENTS).is_file():
-        atomic_write_parquet(out_dir / COMPONENTS, pq.read_table(comp))
-    return [read_json(out_dir / f"{file_stem(m)}.json") for m in members]
-
-
 def trusted_files(run_dir: Path, entries: list[dict]) -> list[str]:
     """The validation files (relative to ``run_dir``) whose sizes and sha256 the manifest records."""
     rels = [f"{DIR}/{f['path']}" for e in entries for f in e["formats"]["megatron"]["files"]]
@@ -357,27 +252,6 @@ def trusted_files(run_dir: Path, entries: list[dict]) -> list[str]:
 
 
 # ---------------------------------------------------------------------------- trainer configs
-def valid_prefixes(run_dir: Path, manifest: dict) -> list[str] | None:
-    """The ``valid`` list of ``megatron_data_args.json``: one absolute prefix per set (None without sets)."""
-    sets = (manifest.get("validation") or {}).get("sets") or []
-    return [str((Path(run_dir) / DIR / e["name"]).resolve()) for e in sets] or None
-
-
-def write_trainer_files(run_dir: Path, manifest: dict) -> list[str]:
-    """``megatron_validation_sets.txt`` (labels, in the ``valid`` list's order) and ``validation_sets.csv``."""
-    sets = (manifest.get("validation") or {}).get("sets") or []
-    if not sets:
-        return []
-    prefixes = valid_prefixes(run_dir, manifest)
-    atomic_write_text(run_dir / RUN_FILES[0], "".join(f"{e['label']}\n" for e in sets))
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["label", "path"])
-    w.writerows((e["label"], p) for e, p in zip(sets, prefixes))
-    atomic_write_text(run_dir / RUN_FILES[1], buf.getvalue())
-    return list(RUN_FILES)
-
-
 # ---------------------------------------------------------------------------- audit
 def audit_validation(run_dir: Path, manifest: dict | None, train: pa.Table, violations: list[dict]) -> dict | None:
     """The audit's ``validation`` section, and its violations appended to ``violations``.
@@ -466,4 +340,4 @@ def render(section: dict | None, console) -> None:
 
 
 __all__ = ["HELD_OUT", "NEAR_DUP", "audit_validation", "carve", "carve_for_mix", "check_validation",
-           "component_labels", "member_settings", "write_trainer_files", "write_validation"]
+           "component_labels", "member_settings", "write_trainer_files"]

@@ -47,7 +47,7 @@ def audit_run(tmp_path_factory, ray_session):
     """One small demo run (several shards, RWKV ctx_len set) shared by the audit and report tests."""
     from curate import audit as audit_mod
     from curate.demo import generate
-    from curate.recipe import parse_recipe
+    from curate.pipeline import parse_recipe
     from curate.runner import run
     from tests._demo import demo_recipe
 

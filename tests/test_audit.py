@@ -16,7 +16,7 @@ import yaml
 
 from curate import audit as audit_mod
 from curate.errors import CurateError, RecipeError
-from curate.recipe import parse_recipe
+from curate.pipeline import parse_recipe
 from curate.runner import run
 
 @pytest.fixture(scope="session")

@@ -56,7 +56,7 @@ import zstandard
 from curate.cli import main as cli_main
 from curate.errors import CurateError, InputError, SchemaError
 from curate.ledger import Ledger
-from curate.recipe import parse_recipe
+from curate.pipeline import parse_recipe
 from curate.runner import run
 
 REPO = Path(__file__).resolve().parent.parent

@@ -13,7 +13,7 @@ import pytest
 from curate.balance import plan_scope, water_fill
 from curate.errors import RecipeError
 from curate.mixer import select_documents
-from curate.recipe import parse_recipe
+from curate.pipeline import parse_recipe
 
 
 def _plan(supply: dict[str, int], target: int, alpha: float, *, max_epochs: float = 4.0, min_tokens: int = 0):
@@ -204,7 +204,7 @@ def test_balance_values_follow_routing_first() -> None:
 
 
 def test_meta_value_extraction_is_vectorized_and_null_safe() -> None:
-    from curate.worker import meta_value
+    from curate.partition import meta_value
 
     meta = pa.array(['{"domain": "news", "n": 3}', '{"n": 4}', None, '{"domain": "blog"}'])
     assert meta_value(meta, "domain").to_pylist() == ["news", None, None, "blog"]

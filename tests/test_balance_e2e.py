@@ -15,7 +15,7 @@ import pyarrow.dataset as ds
 import pytest
 
 from curate import audit as audit_mod
-from curate.recipe import parse_recipe
+from curate.pipeline import parse_recipe
 from curate.runner import run
 
 pytestmark = [pytest.mark.slow, pytest.mark.real]

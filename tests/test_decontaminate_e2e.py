@@ -17,9 +17,9 @@ import pytest
 from curate import audit as audit_mod
 from curate.demo import generate
 from curate.ledger import Ledger
-from curate.recipe import parse_recipe
+from curate.pipeline import parse_recipe
 from curate.runner import run
-from curate.worker import sequence_tokens
+from curate.partition import sequence_tokens
 from tests._demo import demo_recipe
 
 pytestmark = pytest.mark.slow

@@ -16,7 +16,7 @@ import yaml
 from curate import audit as audit_mod
 from curate.demo import generate
 from curate.ledger import Ledger
-from curate.recipe import parse_recipe
+from curate.pipeline import parse_recipe
 from curate.runner import run
 from tests._demo import demo_recipe
 from tests._mmidx import read_tokens

@@ -25,7 +25,8 @@ from curate.licenses import (
     resolve_policy,
     write_licenses_report,
 )
-from curate.recipe import LicensePolicy, SourceConfig, parse_recipe
+from curate.recipe import LicensePolicy, SourceConfig
+from curate.pipeline import parse_recipe
 
 NORMALIZE = [
     # the messy strings of package metadata and dataset cards

@@ -10,7 +10,7 @@ import pytest
 
 from curate.errors import RecipeError
 from curate.mix_task import assign_members
-from curate.recipe import parse_recipe
+from curate.pipeline import parse_recipe
 
 RECIPE = {
     "name": "route",

@@ -21,7 +21,7 @@ from curate.mixer import (
     window_deviation_bound,
     window_max_deviation,
 )
-from curate.recipe import parse_recipe
+from curate.pipeline import parse_recipe
 
 
 def _recipe(tmp_path, **over):

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from curate import audit as audit_mod
-from curate.recipe import parse_recipe
+from curate.pipeline import parse_recipe
 from curate.runner import run
 from tests._mmidx import read_tokens
 

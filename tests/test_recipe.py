@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from curate.errors import RecipeError
-from curate.recipe import load_recipe, parse_recipe
+from curate.pipeline import load_recipe, parse_recipe
 
 BASE = {
     "name": "t",

@@ -41,7 +41,7 @@ import yaml
 
 from curate.demo import generate
 from curate.io_utils import sha256_file
-from curate.recipe import load_recipe, parse_recipe
+from curate.pipeline import load_recipe, parse_recipe
 from curate.runner import run
 from tests.test_e2e import demo_recipe
 

@@ -19,7 +19,7 @@ import yaml
 from curate.demo import generate
 from curate.errors import RemixError
 from curate.io_utils import read_json
-from curate.recipe import parse_recipe
+from curate.pipeline import parse_recipe
 from curate.remix import processing_diff, processing_fingerprint, processing_settings
 from curate.runner import run
 from tests._demo import demo_recipe

@@ -118,7 +118,7 @@ def test_report_renders_offline_in_headless_chromium_20(audit_run, tmp_path) -> 
 
 @pytest.fixture(scope="module")
 def real_run(real_data, tmp_path_factory, ray_session):
-    from curate.recipe import parse_recipe
+    from curate.pipeline import parse_recipe
     from curate.runner import run
     from tests.test_real_e2e import real_recipe
 

@@ -41,7 +41,7 @@ def reader_python(fmt: str) -> Path:
 
 def _run(tmp: Path, name: str, formats) -> object:
     from curate.demo import generate
-    from curate.recipe import parse_recipe
+    from curate.pipeline import parse_recipe
     from curate.runner import run
     from tests._demo import demo_recipe
 

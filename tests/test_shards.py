@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from curate.errors import ShardError
+from curate.schema import token_dtype
 from curate.shards import (
     IndexedDatasetWriter,
-    dtype_for_vocab,
     iter_sequences,
     read_index,
     read_sequence,
@@ -93,7 +93,7 @@ def test_int32_layout_and_add_sequences(tmp_path):
 @pytest.mark.parametrize(("vocab", "dtype", "code"), [(256, np.uint16, 8), (65536, np.uint16, 8),
                                                       (65537, np.int32, 4), (50280, np.uint16, 8)])
 def test_dtype_boundary(tmp_path, vocab, dtype, code):
-    assert dtype_for_vocab(vocab) == np.dtype(dtype)
+    assert token_dtype(vocab, "megatron") == np.dtype(dtype)
     write(tmp_path / "s", [[vocab - 1]], vocab_size=vocab, eos_id=0, batches=1)
     got = independent_read(tmp_path / "s")
     assert got["code"] == code and got["seqs"] == [[vocab - 1, 0]]

@@ -22,7 +22,7 @@ import yaml
 from curate.demo import generate
 from curate.errors import SweepError
 from curate.io_utils import read_json
-from curate.recipe import load_recipe
+from curate.pipeline import load_recipe
 from curate.remix import processing_fingerprint
 from curate.sweep import draw_mixtures, member_keys, recipe_from_weights, sweep, units
 from tests._demo import demo_recipe

@@ -23,7 +23,7 @@ from curate.demo import generate
 from curate.errors import RecipeError
 from curate.ledger import Ledger
 from curate.mixer import ShortfallError
-from curate.recipe import parse_recipe
+from curate.pipeline import parse_recipe
 from curate.runner import run
 from curate.shard_formats import parse_data_args
 from curate.validation import NEAR_DUP, carve, carve_for_mix, component_labels, member_settings
@@ -331,7 +331,7 @@ def test_force_clean_and_invalidation_remove_the_validation_files_only(val_run, 
 
 
 def test_write_validation_into_a_shared_folder(val_run, tmp_path, ray_session) -> None:
-    from curate.validation import write_validation
+    from curate.runner import write_validation
 
     _tmp, _d, recipe, res, _n = val_run
     entries = write_validation(res.run_dir, recipe, tmp_path / "shared", ray=ray_session)

@@ -21,21 +21,22 @@ Readers (by module): :mod:`~curate.sources.code` (``the-stack-v1``, ``the-stack-
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Iterator
 
 from curate.errors import CurateError, RecipeError
 from curate.recipe import HF_PREFIX, Recipe, SourceConfig, expand_globs
-from curate.sources.base import READERS, Partition, ReadBatch, ReadContext, register
+from curate.sources.base import FORMATS, READERS, FormatInfo, Partition, ReadBatch, ReadContext, register
 
 __all__ = [
     "PARQUET_SPLIT_BYTES",
     "Partition",
     "ReadBatch",
     "ReadContext",
+    "FormatInfo",
+    "check_formats",
     "count_records",
-    "load_readers",
+    "format_info",
     "plan_partitions",
     "read_partition",
     "register",
@@ -45,28 +46,25 @@ __all__ = [
 #: this many compressed bytes, so one huge file does not become one long task.
 PARQUET_SPLIT_BYTES = 64 << 20
 
-#: Formats whose readers honour ``Partition.row_groups`` (all of them go through ``io.read_rows``).
-ROW_GROUP_FORMATS = frozenset({"the-stack-v1", "the-stack-v2", "culturax", "madlad", "refinedweb",
-                               "open-web-math", "proof-pile-2", "parquet", "pg19", "wikipedia"})
-#: Formats whose files hold exactly one document.
-ONE_DOC_FORMATS = frozenset({"text", "gutenberg-txt"})
-
-_READER_MODULES = ("code", "web", "math", "generic", "books", "wiki")
-_loaded = False
 
 
-def load_readers() -> None:
-    """Import every reader module once, so that their ``@register`` lines fill ``READERS``.
+def format_info(fmt: str) -> FormatInfo:
+    """The capabilities a format's reader registered (see :func:`~curate.sources.base.register`)."""
+    try:
+        return FORMATS[fmt]
+    except KeyError:
+        msg = (f"no reader is registered for format {fmt!r} (registered: {sorted(READERS)}); the module that "
+               "provides it is missing from this installation, or the recipe's `plugins` do not import it")
+        raise CurateError(msg) from None
 
-    The imports run on first use, not when ``curate.sources`` is imported, because the reader modules import
-    :mod:`curate.sources.io`, which imports this package.
-    """
-    global _loaded
-    if _loaded:
-        return
-    for mod in _READER_MODULES:
-        importlib.import_module(f"curate.sources.{mod}")
-    _loaded = True
+
+def check_formats(recipe: Recipe) -> None:
+    """Every source's ``format`` is a registered reader (after the plugins loaded); the error lists them."""
+    for name, src in recipe.sources.items():
+        if src.format not in READERS:
+            msg = (f"unknown format, got {src.format!r}; registered readers: {sorted(READERS)} (a plugin named "
+                   "in `plugins` can register more)")
+            raise RecipeError(msg, path=f"sources.{name}.format")
 
 
 # ---------------------------------------------------------------------------- planning
@@ -94,7 +92,7 @@ def _file_partitions(src: SourceConfig, path: str) -> list[tuple[str, int, tuple
 
         return [(p, nb, None) for p, nb in hf.expand(path)]
     size = os.path.getsize(path)
-    if src.format in ROW_GROUP_FORMATS and size > PARQUET_SPLIT_BYTES:
+    if format_info(src.format).row_groups and size > PARQUET_SPLIT_BYTES:
         from curate.sources.io import compression_of, is_parquet
 
         if compression_of(path) is None and is_parquet(path):
@@ -133,16 +131,11 @@ def plan_partitions(recipe: Recipe) -> list[Partition]:
 
 # ---------------------------------------------------------------------------- reading
 def _reader(part: Partition, src: SourceConfig):
-    load_readers()
     if part.format != src.format:
         msg = f"partition {part.key} has format {part.format!r} but its source says {src.format!r}"
         raise RecipeError(msg, path=f"sources.{part.source}.format")
-    try:
-        return READERS[part.format]
-    except KeyError:
-        msg = (f"no reader is registered for format {part.format!r} (registered: {sorted(READERS)}); "
-               "the module that provides it is missing from this installation")
-        raise CurateError(msg) from None
+    format_info(part.format)
+    return READERS[part.format]
 
 
 def read_partition(part: Partition, src: SourceConfig, ctx: ReadContext) -> Iterator[ReadBatch]:
@@ -174,15 +167,15 @@ def count_records(part: Partition, src: SourceConfig) -> int:
         return hf.count(path)
     if os.path.getsize(path) == 0:
         return 0
-    kind = "text" if part.format in ONE_DOC_FORMATS else (
-        part.format if part.format in ("jsonl", "parquet") else "auto")
-    if part.format in ONE_DOC_FORMATS or part.format in ROW_GROUP_FORMATS or part.format == "jsonl":
-        if file_type_problem(path, kind) is not None:
-            return 1  # the reader makes the whole file one quarantine record
-    if part.format in ONE_DOC_FORMATS:
+    info = format_info(part.format)
+    kind = "text" if info.one_doc else (info.file_kind if info.file_kind in ("jsonl", "parquet") else "auto")
+    cheap = info.one_doc or info.row_groups or info.file_kind == "jsonl"
+    if cheap and file_type_problem(path, kind) is not None:
+        return 1  # the reader makes the whole file one quarantine record
+    if info.one_doc:
         return text_file_records(path)
-    parquet = part.format == "parquet" or (part.format != "jsonl" and compression_of(path) is None
-                                           and is_parquet(path))
+    parquet = info.file_kind == "parquet" or (info.file_kind != "jsonl" and compression_of(path) is None
+                                              and is_parquet(path))
     if parquet:
         try:
             md = open_parquet(path).metadata
@@ -190,6 +183,11 @@ def count_records(part: Partition, src: SourceConfig) -> int:
             return 1  # an unreadable footer: the reader quarantines the file as one record
         groups = range(*part.row_groups) if part.row_groups else range(md.num_row_groups)
         return sum(md.row_group(i).num_rows for i in groups)
-    if part.format in ROW_GROUP_FORMATS or part.format == "jsonl":
+    if cheap:
         return count_lines(path)
     return sum(b.records for b in read_partition(part, src, ReadContext()))
+
+
+# The built-in readers register themselves on import (after everything above is defined: they import
+# curate.sources.io, whose imports of curate.sources.* need this package initialised only as far as this line).
+from curate.sources import books, code, generic, math, web, wiki  # noqa: E402, F401

@@ -6,8 +6,11 @@ file lists, so numbering is identical across runs with the same inputs.
 
 A reader is a generator registered per ``format``::
 
-    @register("culturax")
+    @register("culturax", row_groups=True)
     def read_culturax(part: Partition, src: SourceConfig, ctx: ReadContext) -> Iterator[ReadBatch]: ...
+
+``register`` carries what the format can do (:class:`FormatInfo`: code, honours row-group ranges, one document
+per file, the file kind), so no table elsewhere lists formats: a plugin's reader module is all a new format needs.
 
 It yields ``ReadBatch`` objects whose ``docs`` follow ``curate.schema.DOC_SCHEMA`` exactly (same column order
 and types) and whose ``quarantine`` follows ``QUARANTINE_SCHEMA``. Every input record ends in exactly one of the
@@ -28,8 +31,12 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from curate.recipe import SourceConfig
+from typing import TYPE_CHECKING, Literal
+
 from curate.schema import DOC_SCHEMA, QUARANTINE_SCHEMA
+
+if TYPE_CHECKING:
+    from curate.recipe import SourceConfig
 
 
 @dataclass(frozen=True)
@@ -79,15 +86,43 @@ class ReadBatch:
         assert self.records == self.docs.num_rows + self.quarantine.num_rows, "reader lost or invented records"
 
 
-Reader = Callable[[Partition, SourceConfig, ReadContext], Iterator[ReadBatch]]
+Reader = Callable[["Partition", "SourceConfig", ReadContext], Iterator[ReadBatch]]
 READERS: dict[str, Reader] = {}
 
 
-def register(fmt: str) -> Callable[[Reader], Reader]:
-    """Register a reader for ``format: fmt``."""
+@dataclass(frozen=True)
+class FormatInfo:
+    """What a registered format can do.
+
+    ``code``: its documents are source code (language ID is skipped unless ``langid.annotate_code``, and an
+    unknown licence is dropped by default). ``row_groups``: the reader honours ``Partition.row_groups``, so a
+    large Parquet file is split into row-group ranges, and ``curate plan`` counts its records from the
+    footer. ``one_doc``: every file is one document. ``file_kind``: what the reader's files are (``auto``:
+    Parquet or JSON lines, by content; ``jsonl``, ``parquet``; ``other``: a format of its own, counted by reading).
+    """
+
+    name: str
+    code: bool = False
+    row_groups: bool = False
+    one_doc: bool = False
+    file_kind: Literal["auto", "jsonl", "parquet", "other"] = "other"
+
+
+FORMATS: dict[str, FormatInfo] = {}
+
+
+def register(fmt: str, *, code: bool = False, row_groups: bool = False, one_doc: bool = False,
+             file_kind: Literal["auto", "jsonl", "parquet", "other"] | None = None) -> Callable[[Reader], Reader]:
+    """Register a reader for ``format: fmt`` with its capabilities (:class:`FormatInfo`).
+
+    ``file_kind`` defaults to ``auto`` for a ``row_groups`` reader and ``other`` otherwise.
+    """
+    kind = file_kind or ("auto" if row_groups else "other")
+    info = FormatInfo(fmt, code=code, row_groups=row_groups, one_doc=one_doc, file_kind=kind)
 
     def deco(fn: Reader) -> Reader:
         READERS[fmt] = fn
+        FORMATS[fmt] = info
         return fn
 
     return deco

@@ -317,7 +317,7 @@ def normalize_pg19(t: pa.Table, nctx: NormContext) -> Normalized:
         "short_book_title": column(t, "short_book_title"), "publication_date": column(t, "publication_date")})
 
 
-@register("pg19")
+@register("pg19", row_groups=True)
 def read_pg19(part: Partition, src: SourceConfig, ctx: ReadContext) -> Iterator[ReadBatch]:
     """Read deepmind/pg19 files (Parquet, JSON lines or ``hf://``); see the module docstring.
 
@@ -350,7 +350,7 @@ def _file_stem(path: str) -> str:
     return name
 
 
-@register("gutenberg-txt")
+@register("gutenberg-txt", one_doc=True)
 def read_gutenberg_txt(part: Partition, src: SourceConfig, ctx: ReadContext) -> Iterator[ReadBatch]:
     """Read one Project Gutenberg ``.txt`` file (optionally ``.gz``/``.bz2``/``.zst``) as one document.
 

@@ -140,7 +140,7 @@ def normalize_the_stack_v1(t: pa.Table, nctx: NormContext) -> Normalized:
     )
 
 
-@register("the-stack-v1")
+@register("the-stack-v1", code=True, row_groups=True)
 def read_the_stack_v1(part: Partition, src: SourceConfig, ctx: ReadContext) -> Iterator[ReadBatch]:
     """Read bigcode/the-stack (v1) files; see the module docstring."""
     yield from read_rows(part, src, ctx, columns=V1_COLUMNS, text_col="content", normalize=normalize_the_stack_v1)
@@ -269,7 +269,7 @@ def normalize_the_stack_v2(t: pa.Table, nctx: NormContext) -> Normalized:
     )
 
 
-@register("the-stack-v2")
+@register("the-stack-v2", code=True, row_groups=True)
 def read_the_stack_v2(part: Partition, src: SourceConfig, ctx: ReadContext) -> Iterator[ReadBatch]:
     """Read bigcode/the-stack-v2 metadata files and their content; see the module docstring."""
     yield from read_rows(part, src, ctx, columns=V2_COLUMNS, text_col="content", normalize=normalize_the_stack_v2)

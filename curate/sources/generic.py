@@ -91,14 +91,14 @@ def normalize_mapped(t: pa.Table, nctx: NormContext) -> Normalized:
     )
 
 
-@register("jsonl")
+@register("jsonl", file_kind="jsonl")
 def read_jsonl(part: Partition, src: SourceConfig, ctx: ReadContext) -> Iterator[ReadBatch]:
     """Read JSON lines with the recipe's column mapping; see the module docstring."""
     yield from read_rows(part, src, ctx, columns=mapped_columns(src), text_col=src.text_column or "text",
                          normalize=normalize_mapped, kind="jsonl")
 
 
-@register("parquet")
+@register("parquet", row_groups=True, file_kind="parquet")
 def read_parquet(part: Partition, src: SourceConfig, ctx: ReadContext) -> Iterator[ReadBatch]:
     """Read Parquet with the recipe's column mapping; see the module docstring."""
     yield from read_rows(part, src, ctx, columns=mapped_columns(src), text_col=src.text_column or "text",
@@ -118,7 +118,7 @@ def text_file_records(path: str) -> int:
         return 1
 
 
-@register("text")
+@register("text", one_doc=True)
 def read_text(part: Partition, src: SourceConfig, ctx: ReadContext) -> Iterator[ReadBatch]:
     """Read one plain-text file as one document; see the module docstring."""
     data = read_one_document_file(part, src, what="document")

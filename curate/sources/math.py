@@ -95,7 +95,7 @@ def normalize_open_web_math(t: pa.Table, nctx: NormContext) -> Normalized:
     )
 
 
-@register("open-web-math")
+@register("open-web-math", row_groups=True)
 def read_open_web_math(part: Partition, src: SourceConfig, ctx: ReadContext) -> Iterator[ReadBatch]:
     """Read open-web-math files; see the module docstring."""
     yield from read_rows(part, src, ctx, columns=OWM_COLUMNS, text_col="text", normalize=normalize_open_web_math)
@@ -120,7 +120,7 @@ def normalize_proof_pile_2(t: pa.Table, nctx: NormContext) -> Normalized:
     )
 
 
-@register("proof-pile-2")
+@register("proof-pile-2", row_groups=True)
 def read_proof_pile_2(part: Partition, src: SourceConfig, ctx: ReadContext) -> Iterator[ReadBatch]:
     """Read EleutherAI/proof-pile-2 files; see the module docstring."""
     yield from read_rows(part, src, ctx, columns=PROOF_PILE_2_COLUMNS, text_col="text",

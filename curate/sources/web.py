@@ -105,7 +105,7 @@ def normalize_culturax(t: pa.Table, nctx: NormContext) -> Normalized:
     )
 
 
-@register("culturax")
+@register("culturax", row_groups=True)
 def read_culturax(part: Partition, src: SourceConfig, ctx: ReadContext) -> Iterator[ReadBatch]:
     """Read uonlp/CulturaX files; see the module docstring."""
     yield from read_rows(part, src, ctx, columns=CULTURAX_COLUMNS, text_col="text", normalize=normalize_culturax)
@@ -130,7 +130,7 @@ def normalize_madlad(t: pa.Table, nctx: NormContext) -> Normalized:
     )
 
 
-@register("madlad")
+@register("madlad", row_groups=True)
 def read_madlad(part: Partition, src: SourceConfig, ctx: ReadContext) -> Iterator[ReadBatch]:
     """Read allenai/MADLAD-400 files; see the module docstring."""
     yield from read_rows(part, src, ctx, columns=MADLAD_COLUMNS, text_col="text", normalize=normalize_madlad)
@@ -166,7 +166,7 @@ def normalize_refinedweb(t: pa.Table, nctx: NormContext) -> Normalized:
     )
 
 
-@register("refinedweb")
+@register("refinedweb", row_groups=True)
 def read_refinedweb(part: Partition, src: SourceConfig, ctx: ReadContext) -> Iterator[ReadBatch]:
     """Read tiiuae/falcon-refinedweb files; see the module docstring."""
     yield from read_rows(part, src, ctx, columns=REFINEDWEB_COLUMNS, text_col="content",

@@ -389,7 +389,7 @@ def normalize_wikipedia(t: pa.Table, nctx: NormContext) -> Normalized:
     )
 
 
-@register("wikipedia")
+@register("wikipedia", row_groups=True)
 def read_wikipedia(part: Partition, src: SourceConfig, ctx: ReadContext) -> Iterator[ReadBatch]:
     """Read wikimedia/wikipedia files (Parquet, JSON lines or ``hf://``); see the module docstring.
 

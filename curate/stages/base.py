@@ -3,10 +3,12 @@
 A stage is a small class with one job over an Arrow table of documents (``curate.schema.DOC_SCHEMA``
 plus columns earlier stages added):
 
-- ``name`` is its ledger name (one of ``curate.schema.STAGES``: ``license``, ``langid``, ``quality``,
-  ``decontaminate``).
-- ``required_columns`` are checked by the runner before the first batch.
-- ``added_columns`` are the columns ``process`` adds or overwrites (besides ``drop_reason``).
+- ``name`` is its ledger name, the name of its entry in the stage registry (``curate.pipeline``: ``license``,
+  ``langid``, ``quality``, ``decontaminate``, and any a plugin registers).
+- ``required_columns`` are checked by the processor before every batch.
+- ``added_columns`` are the columns ``process`` adds or overwrites (besides ``drop_reason``); the processor checks
+  at every boundary that they are set and that the rows are the same, in the same order
+  (``curate.pipeline.check_stage_output``).
 - ``setup()`` loads models; it runs once per Ray actor, never in ``__init__``, so a stage pickles
   with only its configuration.
 - ``process(table)`` returns the same rows in the same order with ``added_columns`` set and a
@@ -24,6 +26,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from curate.errors import SchemaError
 from curate.schema import DROP_REASON
@@ -35,6 +38,8 @@ class Stage:
     name: ClassVar[str] = ""
     required_columns: ClassVar[tuple[str, ...]] = ("text",)
     added_columns: ClassVar[tuple[str, ...]] = ()
+    #: the processor tokenizes the documents this stage drops, so the ledger counts their tokens (few rows)
+    count_dropped_tokens: ClassVar[bool] = False
 
     def setup(self) -> None:
         """Load models or other heavy state. Called once per worker before the first ``process``."""
@@ -44,7 +49,7 @@ class Stage:
         raise NotImplementedError
 
     def describe(self) -> dict[str, Any]:
-        """JSON-able description of the configured stage, written to the run's resolved recipe."""
+        """JSON-able description of the configured stage; ``curate plan`` shows it (``curate.pipeline.describe``)."""
         return {"stage": self.name}
 
     # ------------------------------------------------------------------
@@ -54,6 +59,14 @@ class Stage:
         if missing:
             msg = f"stage `{self.name}` needs column(s) {missing}, got {table.column_names}"
             raise SchemaError(msg, file=where or "<pipeline>")
+
+
+def count_values(table: pa.Table, col: str) -> dict[str, int]:
+    """Count the non-null values of ``col`` (e.g. the eval set a document matched) with one Arrow aggregation."""
+    if table.num_rows == 0 or col not in table.column_names:
+        return {}
+    vc = pc.value_counts(table[col].combine_chunks().drop_null())
+    return {v["values"].as_py(): v["counts"].as_py() for v in vc}
 
 
 def with_drop_reason(table: pa.Table, reasons: pa.Array | list[str | None]) -> pa.Table:

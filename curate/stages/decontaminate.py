@@ -103,9 +103,9 @@ class DecontaminateStage(Stage):
 
     def match_counts(self, table: pa.Table) -> dict[str, int]:
         """Documents of a processed batch matched per eval set (ledger counters ``matched:<eval>``)."""
-        from curate.ledger import count_reasons
+        from curate.stages.base import count_values
 
-        return count_reasons(table, "decont_eval")
+        return count_values(table, "decont_eval")
 
     def describe(self) -> dict[str, Any]:
         return {"stage": self.name, "source": self.source, "mode": self.mode,

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -35,9 +35,11 @@ import pyarrow.compute as pc
 
 from curate import langid as lid
 from curate.errors import RecipeError
-from curate.recipe import LangIdPolicy, Recipe, SourceConfig
 from curate.schema import DROP_REASON
 from curate.stages.base import Stage, set_column, with_drop_reason
+
+if TYPE_CHECKING:
+    from curate.recipe import Recipe, SourceConfig
 
 #: Model file names known to carry the lid.176 label set.
 _LID176_NAMES = frozenset({"lid.176.ftz", "lid.176.bin"})
@@ -109,7 +111,9 @@ class LangIdStage(Stage):
         if policy is False:
             return None
         cfg = recipe.langid
-        if src.is_code and not cfg.annotate_code:
+        from curate.sources import format_info
+
+        if format_info(src.format).code and not cfg.annotate_code:
             if policy is None:
                 return None
             msg = (f"source `{source_name}` is code (format {src.format}), which language ID skips unless "
@@ -127,7 +131,7 @@ class LangIdStage(Stage):
         known = lid.lid176_labels() if Path(model_path or lid.LID176_FILE).name in _LID176_NAMES else None
         keep = drop = None
         min_score = 0.0
-        if isinstance(policy, LangIdPolicy):
+        if policy is not None and policy is not True:  # a LangIdPolicy mapping
             keep, drop, min_score = policy.keep, policy.drop, policy.min_score
         return cls(model_path=model_path, label_prefix=cfg.label_prefix, sample_chars=cfg.sample_chars, keep=keep,
                    drop=drop, min_score=min_score, source=source_name, known_labels=known)

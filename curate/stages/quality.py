@@ -18,8 +18,8 @@ Overrides (``sources.<name>.quality.<preset>.<key>``): a rule name with a number
 bound; a rule with both bounds needs ``{min: .., max: ..}``), a mapping ``{min, max}`` (either or both) or
 null (no bounds: score only); an option name with a value of the option's type; or one of the preset's
 ``aliases``, datatrove's parameter names (``min_doc_words: 100``, ``line_punct_thr: 0.1``), with a number or
-null. Anything else is a ``RecipeError`` that lists the valid keys. :func:`validate_source` runs all of this
-when the recipe is loaded, before any worker starts.
+null. Anything else is a ``RecipeError`` that lists the valid keys. ``curate.pipeline`` builds the stage of every
+source when the recipe is loaded, so all of this fails before any worker starts.
 
 Columns added (schema):
 
@@ -42,19 +42,21 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate import recipe as recipe_mod
+from curate import presets
 from curate.errors import RecipeError
 from curate.quality import heuristics as H
 from curate.quality.fasttext_clf import POSITIVE_LABEL, FastTextScorer
-from curate.recipe import Recipe, SourceConfig
 from curate.schema import DROP_REASON
 from curate.stages.base import Stage, set_column, with_drop_reason
+
+if TYPE_CHECKING:
+    from curate.recipe import Recipe, SourceConfig
 
 FASTTEXT = "fasttext"
 FASTTEXT_KEYS = ("model", "threshold", "label")
@@ -116,7 +118,7 @@ class Preset:
 # ---------------------------------------------------------------------------- loading presets
 def preset_file(name: str) -> Path:
     """Path of ``filters/quality/<name>.yaml``."""
-    return recipe_mod.FILTERS_DIR / "quality" / f"{name}.yaml"
+    return presets.filters_dir() / "quality" / f"{name}.yaml"
 
 
 def _bound(value: Any, *, where: str, file: str | None = None) -> float | None:
@@ -139,10 +141,10 @@ def load_preset(name: str) -> Preset:
     """
     p = preset_file(name)
     if not p.is_file():
-        known = recipe_mod.preset_names("quality")
+        known = presets.preset_names("quality")
         msg = f"unknown quality preset {name!r}; must be one of {known + [FASTTEXT]}"
         raise RecipeError(msg)
-    data = recipe_mod.read_yaml(p)
+    data = presets.read_yaml(p)
     f = str(p)
     if not isinstance(data, dict) or not isinstance(data.get("rules"), dict) or not data["rules"]:
         msg = "a quality preset needs a non-empty `rules:` mapping"
@@ -298,27 +300,16 @@ def apply_overrides(preset: Preset, overrides: dict[str, Any], *, yaml_path: str
     return out
 
 
-def validate_source(source_name: str, src: SourceConfig, recipe: Recipe | None = None, *,
-                    recipe_file: str | None = None) -> None:
-    """Build the stage of one source once, so that a bad preset or override fails when the recipe is loaded.
-
-    Raises
-    ------
-    RecipeError
-        as :meth:`QualityStage.from_source`, with ``recipe_file`` filled in.
-    """
-    try:
-        QualityStage.from_source(source_name, src, recipe)
-    except RecipeError as e:
-        raise RecipeError(e.message, path=e.path, recipe_file=e.recipe_file or recipe_file) from None
-
-
 def _family_of_option(preset: Preset, key: str) -> str:
     return next(f for f in preset.families if key in H.FAMILIES[f].options)
 
 
-def fasttext_preset(spec: dict[str, Any], *, yaml_path: str, recipe: Recipe | None) -> tuple[Preset, FastTextScorer]:
-    """Build the ``fasttext`` pseudo-preset (one rule, ``fasttext``, bounded below by ``threshold``)."""
+def fasttext_preset(spec: dict[str, Any], *, yaml_path: str, recipe: Recipe | None,
+                    check_paths: bool = False) -> tuple[Preset, FastTextScorer]:
+    """Build the ``fasttext`` pseudo-preset (one rule, ``fasttext``, bounded below by ``threshold``).
+
+    With ``check_paths`` the model file must exist (the recipe is being loaded on the driver).
+    """
     for key in spec:
         if key not in FASTTEXT_KEYS:
             msg = f"unknown key {key!r}; valid keys for `fasttext`: {list(FASTTEXT_KEYS)}"
@@ -328,6 +319,9 @@ def fasttext_preset(spec: dict[str, Any], *, yaml_path: str, recipe: Recipe | No
         raise RecipeError(msg, path=f"{yaml_path}.model")
     model = str(spec["model"])
     model = recipe.resolve_path(model) if recipe is not None else model
+    if check_paths and not Path(model).is_file():
+        msg = f"quality model not found: {model}"
+        raise RecipeError(msg, path=f"{yaml_path}.model")
     threshold = _bound(spec.get("threshold", 0.5), where=f"{yaml_path}.threshold")
     label = spec.get("label", POSITIVE_LABEL)
     if not isinstance(label, str) or not label:
@@ -380,7 +374,8 @@ class QualityStage(Stage):
         self.added_columns = (*(f"q_{r.name}" for r in self.rules), QUALITY_FAIL)
 
     @classmethod
-    def from_source(cls, source_name: str, src: SourceConfig, recipe: Recipe | None = None) -> QualityStage | None:
+    def from_source(cls, source_name: str, src: SourceConfig, recipe: Recipe | None = None, *,
+                    check_paths: bool = False) -> QualityStage | None:
         """Build the stage for one recipe source; None when it has no ``quality:`` key.
 
         Raises
@@ -396,13 +391,15 @@ class QualityStage(Stage):
         for pname, overrides in spec.items():
             yp = f"sources.{source_name}.quality.{pname}"
             if pname == FASTTEXT:
-                preset, scorer = fasttext_preset(overrides, yaml_path=yp, recipe=recipe)
+                preset, scorer = fasttext_preset(overrides, yaml_path=yp, recipe=recipe, check_paths=check_paths)
             else:
-                if not preset_file(pname).is_file():
-                    known = recipe_mod.preset_names("quality")
-                    msg = f"unknown quality preset {pname!r}; must be one of {known + [FASTTEXT]}"
-                    raise RecipeError(msg, path=f"sources.{source_name}.quality")
-                preset = apply_overrides(load_preset(pname), overrides, yaml_path=yp)
+                try:
+                    loaded = load_preset(pname)
+                except RecipeError as e:
+                    if e.path is not None or e.recipe_file is not None:
+                        raise  # an error inside the preset file names that file
+                    raise RecipeError(e.message, path=f"sources.{source_name}.quality") from None
+                preset = apply_overrides(loaded, overrides, yaml_path=yp)
             presets.append(preset)
         return cls(presets, scorer=scorer, source=source_name)
 

@@ -59,7 +59,7 @@ def run_args(recipe: Path, out: Path, *extra: str) -> list[str]:
 
 def tiny_with_clean(root: Path, n: int = 60) -> tuple[Path, Path]:
     """A tiny recipe over ``n`` records, and a clean, uninterrupted run of it (in this process's Ray)."""
-    from curate.recipe import load_recipe
+    from curate.pipeline import load_recipe
     from curate.runner import run
 
     recipe = write_recipe(root, [str(write_jsonl(root / "docs.jsonl", n))])

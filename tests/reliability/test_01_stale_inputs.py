@@ -13,7 +13,7 @@ import os
 import pyarrow.parquet as pq
 
 from curate.io_utils import read_json
-from curate.recipe import load_recipe
+from curate.pipeline import load_recipe
 from curate.runner import invalidate_changed_inputs, run
 from curate.sources import plan_partitions
 from tests.reliability._tiny import cli, cli_on_session, run_args, write_jsonl, write_recipe

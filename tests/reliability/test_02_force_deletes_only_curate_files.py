@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from curate.errors import ResumeError
-from curate.recipe import load_recipe
+from curate.pipeline import load_recipe
 from curate.runner import clean_run_dir, run
 from tests.reliability._tiny import cli, run_args, write_jsonl, write_recipe
 

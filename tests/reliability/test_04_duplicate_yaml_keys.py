@@ -9,7 +9,8 @@ import pytest
 
 from curate.cli import main as cli_main
 from curate.errors import RecipeError
-from curate.recipe import load_recipe, read_yaml
+from curate.recipe import read_yaml
+from curate.pipeline import load_recipe
 
 
 def _data(root: Path) -> Path:
@@ -87,13 +88,13 @@ def test_duplicate_key_in_a_license_preset_is_refused_22(tmp_path) -> None:
 
 
 def test_duplicate_key_in_a_quality_preset_is_refused_22(tmp_path, monkeypatch) -> None:
-    from curate import recipe as recipe_mod
+    from curate import presets
     from curate.stages import quality
 
     (tmp_path / "quality").mkdir()
     (tmp_path / "quality" / "mine.yaml").write_text(
         "rules:\n  gopher_word_count: {min: 50}\n  gopher_word_count: {min: 5}\n")
-    monkeypatch.setattr(recipe_mod, "FILTERS_DIR", tmp_path)
+    monkeypatch.setattr(presets, "FILTERS_DIR", tmp_path)
     with pytest.raises(RecipeError) as ei:
         quality.load_preset("mine")
     assert "`rules.gopher_word_count`" in str(ei.value) and "lines 2 and 3" in str(ei.value)

@@ -12,7 +12,7 @@ import json
 import pytest
 
 from curate import audit as audit_mod
-from curate.recipe import load_recipe
+from curate.pipeline import load_recipe
 from curate.runner import run
 from tests.reliability._tiny import cli_on_session, run_args, write_jsonl, write_recipe
 from tests.test_reliability import (assert_same_outputs, kill_when, output_hashes, private_ray_tmp, run_env,

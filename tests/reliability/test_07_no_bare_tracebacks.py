@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from curate import cli as cli_mod
-from curate.recipe import load_recipe
+from curate.pipeline import load_recipe
 from curate.runner import run
 from tests.reliability._tiny import cli, cli_on_session, run_args, write_jsonl, write_recipe
 from tests.test_reliability import assert_same_outputs, output_hashes
@@ -125,7 +125,7 @@ def test_read_only_output_directory_07(ray_session, tmp_path) -> None:
 
 def test_budget_just_below_the_limit_is_valid_07() -> None:
     """The bound is the int64 limit: a budget just under it passes validation (``plan`` then reports a shortfall)."""
-    from curate.recipe import parse_recipe
+    from curate.pipeline import parse_recipe
 
     recipe = {"name": "x", "budget_tokens": 2**63 - 1,
               "sources": {"s": {"format": "jsonl", "paths": ["a"], "text_column": "text"}},

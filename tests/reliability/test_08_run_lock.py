@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from curate.lock import LockError, RunLock
-from curate.recipe import load_recipe
+from curate.pipeline import load_recipe
 from curate.runner import run
 from tests.reliability._tiny import (cli, cli_on_session, run_args, tiny_with_clean, wait_until, write_jsonl,
                                     write_recipe)

@@ -16,7 +16,7 @@ import pytest
 
 from curate.errors import InputError
 from curate.planner import plan
-from curate.recipe import parse_recipe
+from curate.pipeline import parse_recipe
 from curate.sources import count_records
 from curate.sources.io import sniff
 from tests.sources import partition, read, src_config

@@ -13,7 +13,7 @@ import random
 from pathlib import Path
 
 from curate import audit as audit_mod
-from curate.recipe import parse_recipe
+from curate.pipeline import parse_recipe
 from curate.runner import run
 
 WORDS = "river stone market garden window paper music light winter harbor forest yellow bridge".split()

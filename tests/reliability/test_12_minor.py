@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from curate import audit as audit_mod
 from curate.ledger import Ledger
-from curate.worker import duplicate_doc_ids
+from curate.partition import duplicate_doc_ids
 from tests.sources import read
 
 

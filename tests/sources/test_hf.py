@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from curate.errors import InputError
-from curate.recipe import parse_recipe
+from curate.pipeline import parse_recipe
 from curate.sources import count_records, plan_partitions, read_partition
 from curate.sources.base import ReadContext
 from curate.sources.hf import parse

@@ -10,7 +10,7 @@ import pytest
 
 import curate.sources as sources
 from curate.errors import RecipeError
-from curate.recipe import parse_recipe
+from curate.pipeline import parse_recipe
 from curate.sources import count_records, plan_partitions, read_partition
 from curate.sources.base import ReadContext
 from tests.sources import write_bytes, write_lines

@@ -18,7 +18,8 @@ import pytest
 
 from curate import decont as D
 from curate.errors import InputError, RecipeError, SchemaError
-from curate.recipe import EvalSetConfig, parse_recipe
+from curate.recipe import EvalSetConfig
+from curate.pipeline import parse_recipe
 from curate.stages.decontaminate import DecontaminateStage
 
 ITEM_A = ("A farmer has seventeen sheep and buys nine more at the market every spring before the long rains "
@@ -200,12 +201,12 @@ def test_recipe_errors_name_the_yaml_path(tmp_path, block, path) -> None:
 
 def test_source_opt_out(tmp_path) -> None:
     block = {"evals": {"b": {"paths": ["bench.jsonl"], "fields": ["q"]}}}
-    from curate.worker import build_stages
+    from curate.pipeline import build_stages
 
     r = parse_recipe(_recipe(tmp_path, block), base_dir=tmp_path)
-    assert [s.name for s in build_stages(r, "web")][-1] == "decontaminate"
+    assert [s.name for _, s in build_stages(r, "web")][-1] == "decontaminate"
     r = parse_recipe(_recipe(tmp_path, block, decontaminate=False), base_dir=tmp_path)
-    assert "decontaminate" not in [s.name for s in build_stages(r, "web")]
+    assert "decontaminate" not in [s.name for _, s in build_stages(r, "web")]
 
 
 # ---------------------------------------------------------------------------- the real leak

@@ -14,7 +14,7 @@ import pytest
 
 from curate import langid as lid
 from curate.errors import RecipeError
-from curate.recipe import parse_recipe
+from curate.pipeline import parse_recipe
 from curate.schema import DROP_REASON
 from curate.stages.langid import LangIdStage
 

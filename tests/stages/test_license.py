@@ -13,7 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from curate.errors import RecipeError, SchemaError
-from curate.recipe import LicensePolicy, SourceConfig, parse_recipe
+from curate.recipe import LicensePolicy, SourceConfig
+from curate.pipeline import parse_recipe
 from curate.schema import DOC_SCHEMA, DROP_REASON
 from curate.stages.license import LicenseStage
 

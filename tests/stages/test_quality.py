@@ -12,7 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from curate.errors import RecipeError, SchemaError
-from curate.recipe import SourceConfig, parse_recipe
+from curate.recipe import SourceConfig
+from curate.pipeline import parse_recipe
 from curate.schema import DOC_SCHEMA, DROP_REASON
 from curate.stages.quality import QUALITY_FAIL, QualityStage, apply_overrides, load_preset
 from tests.quality.texts import GOOD, ZH
@@ -92,7 +93,7 @@ def test_bad_override_values(override, path, match):
 def test_override_errors_surface_when_the_recipe_loads(tmp_path):
     import yaml
 
-    from curate.recipe import load_recipe
+    from curate.pipeline import load_recipe
 
     data = {"name": "t", "budget_tokens": 10, "mixture": {"g": {"share": 1.0, "sources": {"web": 1}}},
             "sources": {"web": {"format": "jsonl", "paths": ["x.jsonl"], "text_column": "text",

@@ -44,83 +44,20 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.io_utils import atomic_write_json, atomic_write_parquet
+from curate.io_utils import atomic_write_json, atomic_write_parquet, temp_path
+from curate.layout import RunLayout
 from curate.ledger import Ledger
-from curate.recipe import Recipe, parse_recipe
-from curate.schema import DROP_REASON, QUARANTINE_SCHEMA
-from curate.shard_formats import token_dtype
+from curate.pipeline import BuildContext, StageEntry, build_stages, check_stage_output, recipe_from_payload
+from curate.recipe import Recipe
+from curate.schema import DROP_REASON, QUARANTINE_SCHEMA, kept_schema, token_dtype
 from curate.sources.base import Partition, ReadContext
 
 DOCS_DROP_COLS = ("text", "meta")
 
 
 def part_paths(run_dir: Path, part: Partition) -> dict[str, Path]:
-    base = run_dir / "work" / "parts"
-    k = part.key
-    return {
-        "docs": base / f"{k}.docs.parquet",
-        "kept": base / f"{k}.kept.parquet",
-        "tok": base / f"{k}.tok",
-        "ledger": base / f"{k}.ledger.json",
-        "done": base / f"{k}.done",
-        "samples": base / f"{k}.samples.parquet",
-        "stats": base / f"{k}.stats.json",
-        "quarantine": run_dir / "quarantine" / f"{k}.parquet",
-    }
-
-
-def recipe_from_payload(payload: dict[str, Any]) -> Recipe:
-    recipe = parse_recipe(payload["recipe"], base_dir=Path(payload["base_dir"]), check_paths=False)
-    import_plugins(recipe)
-    return recipe
-
-
-def import_plugins(recipe: Recipe) -> None:
-    """Import the recipe's ``plugins`` (module names only; the recipe itself never holds code).
-
-    A plugin runs at import time in the driver and in every worker, before any stage, e.g. to register a
-    reader with ``curate.sources.base.register``.
-    """
-    import importlib
-
-    from curate.errors import RecipeError
-
-    for i, mod in enumerate(recipe.plugins):
-        try:
-            importlib.import_module(mod)
-        except ImportError as e:
-            msg = f"cannot import plugin {mod!r}: {e}; install it in the environment of the driver and workers"
-            raise RecipeError(msg, path=f"plugins[{i}]") from None
-
-
-def build_stages(recipe: Recipe, source: str, *, decont_index: Any = None) -> list:
-    """The per-document stages a source runs, in pipeline order (license, langid, quality, decontaminate).
-
-    The license stage always runs: with no ``license:`` policy it only annotates the normalized license
-    for lineage. Language ID annotates every non-code document; it filters only with a ``langid:`` policy.
-    Quality runs only when the source names presets. Decontamination runs on every source of a recipe with a
-    ``decontaminate:`` block unless the source sets ``decontaminate: false``; ``decont_index`` is the index
-    the runner built once and shipped through the object store (None: the stage builds it in ``setup``).
-    """
-    from curate.stages.decontaminate import DecontaminateStage
-    from curate.stages.langid import LangIdStage
-    from curate.stages.license import LicenseStage
-    from curate.stages.quality import QualityStage
-
-    src = recipe.sources[source]
-    stages = []
-    lic = LicenseStage.from_source(source, src, recipe) or LicenseStage.annotator(source, src)
-    stages.append(lic)
-    lid = LangIdStage.from_source(source, src, recipe)
-    if lid is not None:
-        stages.append(lid)
-    q = QualityStage.from_source(source, src, recipe)
-    if q is not None:
-        stages.append(q)
-    dc = DecontaminateStage.from_source(source, src, recipe, index=decont_index)
-    if dc is not None:
-        stages.append(dc)
-    return stages
+    """The files of ``part`` (``curate.layout.PartFiles``) by name."""
+    return RunLayout(run_dir).part(part.key).as_dict()
 
 
 class PartitionProcessor:
@@ -132,7 +69,7 @@ class PartitionProcessor:
         self.run_dir = Path(run_dir)
         self.num_threads = num_threads
         self._recipe: Recipe | None = None
-        self._stages: dict[str, list] = {}
+        self._stages: dict[str, list[tuple[StageEntry, Any]]] = {}
         self._tokenizer = None
 
     # -------------------------------------------------------------- lazy, once per actor
@@ -142,10 +79,12 @@ class PartitionProcessor:
             self._recipe = recipe_from_payload(self.payload)
         return self._recipe
 
-    def stages(self, source: str) -> list:
+    def stages(self, source: str) -> list[tuple[StageEntry, Any]]:
+        """The registry's stages of ``source`` with their entries, set up once per actor."""
         if source not in self._stages:
-            stages = build_stages(self.recipe, source, decont_index=self.decont_index)
-            for st in stages:
+            stages = build_stages(self.recipe, source, ctx=BuildContext(check_paths=False,
+                                                                        decont_index=self.decont_index))
+            for _, st in stages:
                 st.setup()
             self._stages[source] = stages
         return self._stages[source]
@@ -160,18 +99,19 @@ class PartitionProcessor:
 
     # -------------------------------------------------------------- the work
     def process(self, part: Partition, input_record: dict | None = None) -> dict[str, Any]:
-        from curate.dedup import band_keys, content_hash, minhash_signatures
+        from curate.dedup import dedup_columns
         from curate.samples import PartitionProfile
         from curate.sources import read_partition
 
         cpu0 = time.process_time()
 
         paths = part_paths(self.run_dir, part)
-        for p in paths.values():
-            p.parent.mkdir(parents=True, exist_ok=True)
+        for name in ("docs", "quarantine"):
+            paths[name].parent.mkdir(parents=True, exist_ok=True)
         recipe = self.recipe
         src = recipe.sources[part.source]
-        stages = self.stages(part.source)
+        entries = self.stages(part.source)
+        stages = [st for _, st in entries]
         tok = self.tokenizer
         tok_dtype = token_dtype(tok.vocab_size)
         dedup = recipe.dedup
@@ -191,7 +131,7 @@ class PartitionProcessor:
         tok_offset = 0
         records = 0
         in_bytes = 0
-        tmp_tok = paths["tok"].with_name(paths["tok"].name + f".{os.getpid()}.tmp")
+        tmp_tok = temp_path(paths["tok"])
         ctx = ReadContext(resolve_path=recipe.resolve_path)
         # CPU seconds per step of this partition (curate.timings): reading counts as "ingest"
         cpu = dict.fromkeys(("ingest", *[st.name for st in stages], "tokenize", "sign", "write"), 0.0)
@@ -221,25 +161,27 @@ class PartitionProcessor:
                     ledger.record_table("ingest", qn, what="in")
                     ledger.record_table("ingest", qn, what="quarantined", reason_col="reason")
                     quarantine.append(q)
-                for st in stages:
+                for entry, st in entries:
                     if t.num_rows == 0:
                         break
                     st.check_columns(t, where=part.path)
                     ledger.record_table(st.name, t, what="in")
                     c0 = clock()
+                    uids = t["uid"]
                     t = st.process(t)
                     cpu[st.name] += clock() - c0
+                    check_stage_output(st, uids, t, where=part.path)
                     profile.scored(st, t)
                     reasons = t[DROP_REASON]
                     keep = pc.is_null(reasons)
                     dropped = t.filter(pc.invert(keep))
-                    if getattr(st, "match_counts", None) is not None:
+                    if entry.counters is not None:
                         c = ledger.get(st.name, part.source, part.subset).counters
-                        for k, v in st.match_counts(t).items():
-                            c[f"matched:{k}"] = c.get(f"matched:{k}", 0) + v
+                        for k, v in entry.counters(st, t).items():
+                            c[k] = c.get(k, 0) + v
                     if dropped.num_rows:
                         tokens_col = None
-                        if getattr(st, "count_dropped_tokens", False):
+                        if st.count_dropped_tokens:
                             # few rows (contaminated documents): their tokens tell the audit what the stage cost
                             _, n = tok.encode_batch(dropped["text"].to_pylist(), num_threads=self.num_threads)
                             n = np.asarray(n, dtype=np.int64)
@@ -250,10 +192,6 @@ class PartitionProcessor:
                                             tokens_col=tokens_col)
                         if tokens_col:
                             dropped = dropped.drop_columns([tokens_col])
-                        if hasattr(st, "fail_counts"):
-                            c = ledger.get(st.name, part.source, part.subset).counters
-                            for k, v in st.fail_counts(t).items():
-                                c[f"fail:{k}"] = c.get(f"fail:{k}", 0) + v
                         docs_tables.append(_docs_rows(dropped, status="dropped", stage=st.name))
                         profile.dropped(st.name, dropped, dropped[DROP_REASON])
                     t = t.filter(keep).drop_columns([DROP_REASON])
@@ -282,14 +220,8 @@ class PartitionProcessor:
                 }
                 for mk in recipe.balance_meta_keys():  # balance: {by: meta.<key>} reads the value in the mix task
                     cols[f"meta.{mk}"] = meta_value(t["meta"], mk)
-                if dedup is not None:
-                    cols["content_hash"] = pa.array(content_hash(t["text"]), type=pa.uint64())
-                    if mh is not None:
-                        sig = minhash_signatures(t["text"], ngram=mh.ngram, num_perm=mh.bands * mh.rows,
-                                                 seed=mh.seed, char_ngram=mh.char_ngram)
-                        keys = band_keys(sig, bands=mh.bands, rows=mh.rows)
-                        cols["band_keys"] = pa.FixedSizeListArray.from_arrays(
-                            pa.array(keys.reshape(-1), type=pa.uint64()), mh.bands)
+                if dedup is not None:  # content_hash, and band_keys with minhash
+                    cols.update(dedup_columns(t["text"], minhash=mh))
                 kept_tables.append(pa.table(cols))
                 cpu["sign"] += clock() - c1
                 if mh is not None and mh.verify_jaccard:
@@ -302,10 +234,11 @@ class PartitionProcessor:
         for (src_name, sub), n in duplicate_doc_ids(docs_all).items():
             ledger.get("ingest", src_name, sub).counters["duplicate_doc_ids"] = n
         atomic_write_parquet(paths["docs"], docs_all)
-        atomic_write_parquet(paths["kept"], _concat(kept_tables) if kept_tables else _empty_kept(dedup, mh, recipe))
+        atomic_write_parquet(paths["kept"], _concat(kept_tables) if kept_tables else kept_schema(
+            recipe.balance_meta_keys(), dedup=dedup is not None, bands=mh.bands if mh else None).empty_table())
         atomic_write_parquet(paths["quarantine"], _concat(quarantine) if quarantine else QUARANTINE_SCHEMA.empty_table())
         if mh is not None and mh.verify_jaccard:
-            atomic_write_parquet(paths["kept"].with_name(f"{part.key}.text.parquet"),
+            atomic_write_parquet(paths["text"],
                                  _concat(text_tables) if text_tables else pa.table(
                                      {"uid": pa.array([], pa.int64()), "text": pa.array([], pa.large_string())}))
         profile.write(paths["samples"], paths["stats"])
@@ -369,19 +302,6 @@ def meta_value(meta: pa.ChunkedArray | pa.Array, key: str) -> pa.Array:
     return s.cast(pl.String).str.json_path_match(path).to_arrow().cast(pa.string())
 
 
-def _empty_kept(dedup, mh, recipe: Recipe | None = None) -> pa.Table:
-    fields = [("uid", pa.int64()), ("doc_id", pa.string()), ("source", pa.string()), ("subset", pa.string()),
-              ("nbytes", pa.int64()), ("ntok", pa.int64()), ("tok_offset", pa.int64()), ("tokens", pa.int64()),
-              ("lang", pa.string()),
-              ("license", pa.string())]
-    fields += [(f"meta.{mk}", pa.string()) for mk in (recipe.balance_meta_keys() if recipe is not None else [])]
-    if dedup is not None:
-        fields.append(("content_hash", pa.uint64()))
-        if mh is not None:
-            fields.append(("band_keys", pa.list_(pa.uint64(), mh.bands)))
-    return pa.schema(fields).empty_table()
-
-
 def sequence_tokens(ntok: np.ndarray, max_doc_tokens: int | None) -> np.ndarray:
     """Tokens a document occupies in the shards: its ids plus one end-of-document token per sequence.
 
@@ -393,8 +313,3 @@ def sequence_tokens(ntok: np.ndarray, max_doc_tokens: int | None) -> np.ndarray:
         return ntok + 1
     chunks = np.maximum(1, -(-ntok // max_doc_tokens))
     return ntok + chunks
-
-
-def payload_for(recipe: Recipe) -> dict[str, Any]:
-    """What a worker needs to rebuild the recipe: the validated data and the folder paths resolve against."""
-    return {"recipe": json.loads(recipe.model_dump_json()), "base_dir": str(recipe.base_dir)}

@@ -1,0 +1,182 @@
+"""Every path under a run directory, named once: :class:`RunLayout` and the files of a partition, :class:`PartFiles`.
+
+=========================================== ========================================================================
+path                                        content (writer)
+=========================================== ========================================================================
+``run.json``, ``recipe.json``               the run's identity and its validated recipe payload (runner)
+``manifest.json``, ``ledger.json``          the shards and their hashes; the merged ledger (runner)
+``LICENSES.md``, ``licenses.json``          the licence report of the mixture (runner, from the lineage)
+``stats.json``, ``samples.parquet``,        the report's data and the report (timings, samples, report)
+``scores.json``, ``report.html``
+``work/partitions.json``                    the numbered partitions of the plan (runner)
+``work/parts/<key>.docs.parquet``           per partition: every document without text; ``.kept.parquet`` the
+``… .kept.parquet``, ``.text.parquet``,     survivors, ``.text.parquet`` their texts (for the dedup's verify step),
+``.tok``, ``.ledger.json``, ``.samples…``,  ``.tok`` their token ids, the ledger, samples, score histograms and the
+``.stats.json``, ``.done``                  ``.done`` marker written last (the per-partition processor)
+``work/dedup/``                             ``removed.parquet``, ``ledger.json``, ``done.json`` (dedup)
+``work/mix/``                               ``plan.json``, ``selected.parquet``, ``ledger.json``,
+                                            ``shard_<i>.order.parquet`` (the mix plan)
+``work/decontaminate/index.json``           what the decontamination index was built from (runner)
+``shards/<name>.*``                         the shards, their ``.json`` done markers, ``.lineage.parquet``
+``documents/<key>.parquet``                 the documents table of a partition (the mix)
+``quarantine/<key>.parquet``                input records that could not become documents (the processor)
+=========================================== ========================================================================
+
+The schemas of these files are in :mod:`curate.schema`. Every file is written atomically under the one
+temporary name of :func:`curate.io_utils.temp_path` (``.<name>.<pid>.tmp`` beside it) and renamed into place.
+Why one module: the processor, dedup, the mix, the runner, the audit and the report all read each other's
+files; a name built by hand in two places is a name that can drift.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def part_key(pid: int) -> str:
+    """File-name key of partition ``pid``: ``p000012``."""
+    return f"p{pid:06d}"
+
+
+@dataclass(frozen=True)
+class PartFiles:
+    """The files of one partition (see the module docstring)."""
+
+    key: str
+    docs: Path
+    kept: Path
+    text: Path
+    tok: Path
+    ledger: Path
+    done: Path
+    samples: Path
+    stats: Path
+    quarantine: Path
+    documents: Path
+
+    def as_dict(self) -> dict[str, Path]:
+        return {k: v for k, v in self.__dict__.items() if k != "key"}
+
+
+def text_of(kept: str | os.PathLike) -> Path:
+    """The ``.text.parquet`` beside a partition's ``.kept.parquet`` (or any ``<key>.<kind>.parquet``)."""
+    p = Path(kept)
+    return p.with_name(p.name.split(".", 1)[0] + ".text.parquet")
+
+
+class RunLayout:
+    """The paths of the run directory ``root``."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+
+    # ------------------------------------------------------------------ top level
+    @property
+    def run_json(self) -> Path:
+        return self.root / "run.json"
+
+    @property
+    def recipe_json(self) -> Path:
+        return self.root / "recipe.json"
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "manifest.json"
+
+    @property
+    def ledger(self) -> Path:
+        return self.root / "ledger.json"
+
+    @property
+    def report_html(self) -> Path:
+        return self.root / "report.html"
+
+    @property
+    def samples(self) -> Path:
+        return self.root / "samples.parquet"
+
+    @property
+    def scores(self) -> Path:
+        return self.root / "scores.json"
+
+    # ------------------------------------------------------------------ folders
+    @property
+    def work(self) -> Path:
+        return self.root / "work"
+
+    @property
+    def parts_dir(self) -> Path:
+        return self.work / "parts"
+
+    @property
+    def partitions_json(self) -> Path:
+        return self.work / "partitions.json"
+
+    @property
+    def shards_dir(self) -> Path:
+        return self.root / "shards"
+
+    @property
+    def documents_dir(self) -> Path:
+        return self.root / "documents"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.root / "quarantine"
+
+    # ------------------------------------------------------------------ partitions
+    def part(self, key: str | int) -> PartFiles:
+        """The files of a partition, by key (``p000012``) or pid."""
+        k = part_key(key) if isinstance(key, int) else key
+        b = self.parts_dir
+        return PartFiles(key=k, docs=b / f"{k}.docs.parquet", kept=b / f"{k}.kept.parquet",
+                         text=b / f"{k}.text.parquet", tok=b / f"{k}.tok", ledger=b / f"{k}.ledger.json",
+                         done=b / f"{k}.done", samples=b / f"{k}.samples.parquet", stats=b / f"{k}.stats.json",
+                         quarantine=self.quarantine_dir / f"{k}.parquet", documents=self.documents_dir / f"{k}.parquet")
+
+    # ------------------------------------------------------------------ global steps
+    @property
+    def dedup_dir(self) -> Path:
+        return self.work / "dedup"
+
+    @property
+    def dedup_done(self) -> Path:
+        return self.dedup_dir / "done.json"
+
+    @property
+    def dedup_removed(self) -> Path:
+        return self.dedup_dir / "removed.parquet"
+
+    @property
+    def mix_dir(self) -> Path:
+        return self.work / "mix"
+
+    @property
+    def mix_plan(self) -> Path:
+        return self.mix_dir / "plan.json"
+
+    @property
+    def mix_selected(self) -> Path:
+        return self.mix_dir / "selected.parquet"
+
+    def order(self, i: int) -> Path:
+        """The documents of shard ``i`` in shard order (written by the mix plan, read by the shard writer)."""
+        return self.mix_dir / f"shard_{i:05d}.order.parquet"
+
+    def step_ledger(self, step: str) -> Path:
+        """The ledger of a global step (``dedup``, ``mix``)."""
+        return self.work / step / "ledger.json"
+
+    @property
+    def decont_index(self) -> Path:
+        return self.work / "decontaminate" / "index.json"
+
+    # ------------------------------------------------------------------ shards
+    def shard_json(self, name: str) -> Path:
+        """The done marker of shard ``name`` (``mix_00003``)."""
+        return self.shards_dir / f"{name}.json"
+
+    def lineage(self, name: str) -> Path:
+        return self.shards_dir / f"{name}.lineage.parquet"
