@@ -165,6 +165,20 @@ class RunLayout:
         """The documents of shard ``i`` in shard order (written by the mix plan, read by the shard writer)."""
         return self.mix_dir / f"shard_{i:05d}.order.parquet"
 
+    @property
+    def mix_validation_order(self) -> Path:
+        """The held-out documents of every validation set, in set order (``curate.validation``)."""
+        return self.mix_dir / "validation.order.parquet"
+
+    @property
+    def mix_validation_components(self) -> Path:
+        return self.mix_dir / "validation.components.parquet"
+
+    @property
+    def validation_dir(self) -> Path:
+        """``validation/``: the held-out sets (``<member>_00000.*``) and ``components.parquet``."""
+        return self.root / "validation"
+
     def step_ledger(self, step: str) -> Path:
         """The ledger of a global step (``dedup``, ``mix``)."""
         return self.work / step / "ledger.json"

@@ -45,6 +45,7 @@ from typing import Any
 
 from curate.errors import RemixError
 from curate.io_utils import atomic_write_json, read_json
+from curate.layout import RunLayout
 from curate.recipe import HF_PREFIX, HfTokenizer, Recipe, expand_globs
 
 #: Per-source keys that the partitions and the dedup never read: the audit's bounds, and ``validation``, which the
@@ -200,7 +201,7 @@ def check_remix(recipe: Recipe, old_run: Path, new_run: Path, parts: list, input
 
 def _check_partition_plan(old_run: Path, parts: list) -> None:
     """NEW's partitions must be numbered as OLD's: the key is in every uid, so another order is other bytes."""
-    path = old_run / "work" / "partitions.json"
+    path = RunLayout(old_run).partitions_json
     if not path.is_file():
         return  # an OLD that never got past planning has no finished partition either: refused below
     def cell(p: dict) -> tuple:
@@ -276,19 +277,19 @@ def link_processed(recipe: Recipe, old_run: Path, new_run: Path, parts: list, in
         if old["quarantine"].is_file():
             _link(old["quarantine"], new["quarantine"], stats)
         _link(old["done"], new["done"], stats)
+    old_l, new_l = RunLayout(old_run), RunLayout(new_run)
     dedup = "none"
     if recipe.dedup is not None:
         dedup = "run here"
-        if (new_run / "work" / "dedup" / "done.json").is_file():
+        if new_l.dedup_done.is_file():
             dedup = "reused"
-        elif (old_run / "work" / "dedup" / "done.json").is_file():
-            if (new_run / "work" / "dedup").exists():
-                shutil.rmtree(new_run / "work" / "dedup")
-            _link_tree(old_run / "work" / "dedup", new_run / "work" / "dedup", "done.json", stats)
+        elif old_l.dedup_done.is_file():
+            if new_l.dedup_dir.exists():
+                shutil.rmtree(new_l.dedup_dir)
+            _link_tree(old_l.dedup_dir, new_l.dedup_dir, new_l.dedup_done.name, stats)
             dedup = "reused"
-    index = old_run / "work" / "decontaminate" / "index.json"
-    if recipe.decontaminate is not None and index.is_file():
-        _link(index, new_run / "work" / "decontaminate" / "index.json", stats)
+    if recipe.decontaminate is not None and old_l.decont_index.is_file():
+        _link(old_l.decont_index, new_l.decont_index, stats)
     return {**record, "parts": [p.key for p in parts], "dedup": dedup, **stats}
 
 

@@ -58,6 +58,7 @@ import pyarrow.parquet as pq
 from curate import __version__
 from curate.errors import CurateError, LedgerError, ResumeError
 from curate.io_utils import atomic_write_json, atomic_write_parquet, file_identity, read_json, sha256_file
+from curate.layout import RunLayout
 from curate.lock import LOCK_NAME, RunLock
 from curate.ledger import Ledger
 from curate.recipe import Recipe
@@ -568,12 +569,13 @@ def write_validation(run_dir: str | Path, recipe, out_dir: str | Path, *, ray=No
     started when None); a set whose ``.json`` entry and files (sizes, sha256 with ``verify``) are already
     there is kept, so a killed run resumes. Also writes ``components.parquet``.
     """
-    from curate.validation import COMPONENTS, DIR, file_stem, member_settings, write_member_set
+    from curate.validation import COMPONENTS, file_stem, member_settings, write_member_set
 
     if ray is None:
         ray = init_ray(None)
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    plan = read_json(run_dir / "work" / "mix" / "plan.json")
+    layout = RunLayout(run_dir)
+    plan = read_json(layout.mix_plan)
     members = list((plan.get("validation") or {}).get("members") or {})
     if set(members) != set(member_settings(recipe)):
         msg = (f"{run_dir}'s mix carved validation sets for {sorted(members)}, the recipe asks for "
@@ -594,7 +596,7 @@ def write_validation(run_dir: str | Path, recipe, out_dir: str | Path, *, ray=No
                     progress.update(task, advance=1)
                 continue
             notice(f"validation set {marker.stem} is rewritten: {damage}")
-            if out_dir.resolve() == (run_dir / DIR).resolve():  # the run is not complete until the set is back
+            if out_dir.resolve() == layout.validation_dir.resolve():  # the run is not complete until the set is back
                 for f in ("manifest.json", "audit.json"):
                     (run_dir / f).unlink(missing_ok=True)
             marker.unlink()
@@ -604,7 +606,7 @@ def write_validation(run_dir: str | Path, recipe, out_dir: str | Path, *, ray=No
         _ray_get(ready[0])
         if task is not None:
             progress.update(task, advance=1)
-    comp = run_dir / "work" / "mix" / "validation.components.parquet"
+    comp = layout.mix_validation_components
     if not (out_dir / COMPONENTS).is_file():
         atomic_write_parquet(out_dir / COMPONENTS, pq.read_table(comp))
     return [read_json(out_dir / f"{file_stem(m)}.json") for m in members]
@@ -775,7 +777,7 @@ def _run_locked(recipe: Recipe, run_dir: Path, parts: list[Partition], inputs: d
         with timer.phase("shards"):
             shards = run_shards(ray, recipe, run_dir, plan, progress, verify=verify)
 
-            validation = write_validation(run_dir, recipe, run_dir / "validation", ray=ray, verify=verify,
+            validation = write_validation(run_dir, recipe, RunLayout(run_dir).validation_dir, ray=ray, verify=verify,
                                           progress=progress)
         refresh_report(run_dir, "shards")
         with timer.phase("documents"):

@@ -66,6 +66,9 @@ import pyarrow.parquet as pq
 
 from curate.errors import CurateError
 from curate.io_utils import atomic_write_json, atomic_write_parquet, atomic_write_text, read_json
+from curate.layout import RunLayout
+from curate.validation_rules import (
+    DIR, RUN_FILES, check_validation, file_stem, member_settings, valid_prefixes, write_trainer_files)
 
 HELD_OUT = "validation"
 NEAR_DUP = "validation_near_duplicate"
@@ -75,9 +78,8 @@ FILE_PATTERN = re.compile(r"[A-Za-z0-9._-]+_\d{5}\.(?:bin|idx|lineage\.parquet|j
 
 
 # ---------------------------------------------------------------------------- recipe
-# the recipe-level rules live in curate.validation_rules (imported by curate.recipe: config, not implementation)
-from curate.validation_rules import (  # noqa: E402
-    DIR, RUN_FILES, check_validation, file_stem, member_settings, valid_prefixes, write_trainer_files)
+# the recipe-level rules (member_settings, check_validation) and the trainer files live in curate.validation_rules,
+# which curate.recipe imports: config, not implementation
 
 
 # ---------------------------------------------------------------------------- carve (pure)
@@ -140,7 +142,7 @@ def carve(members: np.ndarray, tokens: np.ndarray, uids: np.ndarray, labels: np.
 
 # ---------------------------------------------------------------------------- the mix task's hook
 def _dedup_edges(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    d = run_dir / "work" / "dedup"
+    d = RunLayout(run_dir).dedup_dir
     src, dst = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
     for f in sorted((d / "edges").glob("b*.parquet")):
         t = pq.read_table(f, columns=["src", "dst"])
@@ -167,7 +169,7 @@ def carve_for_mix(recipe, run_dir: Path, kept: pa.Table, doc_member: np.ndarray,
     settings = member_settings(recipe)
     if not settings:
         return kept, doc_member, None, None
-    out = run_dir / "work" / "mix"
+    layout = RunLayout(run_dir)
     uids = kept["uid"].to_numpy()
     src, dst = _dedup_edges(run_dir)
     labels = component_labels(uids, src, dst)
@@ -205,9 +207,9 @@ def carve_for_mix(recipe, run_dir: Path, kept: pa.Table, doc_member: np.ndarray,
             pieces[-1] = pieces[-1].append_column("balance", pa.nulls(len(r), pa.string()))
         info[m].update(sequences=len(r), file=file_stem(m), yaml_path=settings[m][1],
                        near_duplicates_removed=int((near & np.isin(labels, labels[rows])).sum()))
-    atomic_write_parquet(out / "validation.order.parquet", pa.concat_tables(pieces))
+    atomic_write_parquet(layout.mix_validation_order, pa.concat_tables(pieces))
     in_graph = np.isin(uids, np.concatenate([src, dst]))
-    atomic_write_parquet(out / "validation.components.parquet", pa.table({
+    atomic_write_parquet(layout.mix_validation_components, pa.table({
         "uid": pa.array(uids[in_graph], pa.int64()), "component": pa.array(labels[in_graph], pa.int64())}))
     gone = held | near
     reason = np.where(held[gone], HELD_OUT, NEAR_DUP)
@@ -225,8 +227,9 @@ def write_member_set(run_dir: str, member: str, out_dir: str) -> dict:
     from curate.shard_formats import ShardWriters, lineage_table, write_sequences
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    plan = read_json(run_dir / "work" / "mix" / "plan.json")
-    order = pq.read_table(run_dir / "work" / "mix" / "validation.order.parquet",
+    layout = RunLayout(run_dir)
+    plan = read_json(layout.mix_plan)
+    order = pq.read_table(layout.mix_validation_order,
                           filters=[("member", "=", member)]).drop_columns(["member"])
     name = file_stem(member)
     out_dir.mkdir(parents=True, exist_ok=True)
