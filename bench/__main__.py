@@ -1,4 +1,4 @@
-"""``python -m bench all|pipeline|stages|memory|scaling|profile|report|smoke``: the benchmark suite.
+"""``python -m bench all|pipeline|stages|memory|scaling|profile|scale|report|smoke``: the benchmark suite.
 
 Every command writes raw JSON to ``bench/results/`` (or ``--results``), and ``report`` (run at the end of
 every command except ``smoke``'s own temporary run) renders ``docs/BENCHMARKS.md`` from those files:
@@ -22,6 +22,9 @@ soak        the demo recipe over a generated corpus of ``--soak-mb`` MB of Parqu
 fixed       the fixed costs of a small run on the demo corpus: ``curate run`` 3 times (Ray start apart, every
             phase), a partition actor's imports and model loads, Ray's actor start and task fan-out, cold and
             warm.  ``fixed.json``
+scale       peak RSS of every process kind (driver, each Ray task and actor method) and wall time at
+            ``--scale-docs`` tiny documents (default 1M, 4M, 16M; 3 real sentences each, ``bench/bench_scale.py``):
+            issue #16's growth target; not part of ``all`` (about an hour).  ``scale.json``
 report      docs/BENCHMARKS.md from the JSON files
 smoke       the whole harness at ~2 MB in a temporary folder (the test suite runs this)
 all         stages, pipeline, scaling, memory, profile, fixed, report
@@ -206,7 +209,7 @@ def cmd_smoke(results: Path | None = None, *, size_mb: float = 1) -> dict[str, A
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     ap.add_argument("command", nargs="+", choices=["all", "pipeline", "stages", "memory", "scaling", "profile",
-                                                   "soak", "remix", "fixed", "report", "smoke"],
+                                                   "soak", "remix", "fixed", "scale", "report", "smoke"],
                     help="one or more commands; scaling and memory share curate runs when given together")
     ap.add_argument("--size-mb", type=float, nargs="+", default=DEFAULTS["size_mb"],
                     help="pipeline: curate vs datatrove corpus sizes (MB of text)")
@@ -219,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="memory: keep the existing memory.json rows at other sizes (add e.g. a 4 GB row)")
     ap.add_argument("--memory-sizes", type=float, nargs="+", default=DEFAULTS["memory_sizes"],
                     help="memory sizes (MB)")
+    ap.add_argument("--scale-docs", type=int, nargs="+", default=[1_000_000, 4_000_000, 16_000_000],
+                    help="scale: corpus sizes in documents (tiny documents of 3 real sentences)")
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--soak-mb", type=float, default=420, help="soak: Parquet MB of generated input")
     ap.add_argument("--only", nargs="*", help="stages: run only these benches")
@@ -262,6 +267,14 @@ def main(argv: list[str] | None = None) -> int:
         _save(res, "fixed", r)
         print(f"[fixed] demo corpus: {r['after_ray_median_s']:.1f} s after Ray start (median of "
               f"{len(r['runs'])}; load {r['load_before'][0]:.1f})", flush=True)
+    if "scale" in cmds:
+        from bench.bench_scale import bench_scale
+
+        r = bench_scale(args.scale_docs, cores=args.cores)
+        _save(res, "scale", r)
+        print(f"[scale] largest process but the partition actors grows {r['largest_growth']} per "
+              f"{r['doc_ratio']}x documents (target <= 1.3: {'met' if r['target_met'] else 'NOT met'}); "
+              f"wall {r['wall_ratio']}", flush=True)
     if "soak" in cmds:
         from bench import soak
 
