@@ -74,7 +74,8 @@ def sentences(real: Path = bc.REAL) -> pa.Array:
     return pa.array(sorted(out), pa.string())
 
 
-def build(n_docs: int, *, seed: int = 0, root: Path | None = None, tokenizer: str = "rwkv-world") -> Path:
+def build(n_docs: int, *, seed: int = 0, root: Path | None = None, tokenizer: str = "rwkv-world",
+          real: Path = bc.REAL) -> Path:
     """Write the corpus of ``n_docs`` documents (reused when ``corpus.json`` says it is complete)."""
     root = root or bc.CORPUS_ROOT
     out = root / f"scale-{n_docs}-s{seed}"
@@ -83,7 +84,7 @@ def build(n_docs: int, *, seed: int = 0, root: Path | None = None, tokenizer: st
         return out
     shutil.rmtree(out, ignore_errors=True)
     (out / "web").mkdir(parents=True)
-    pool = sentences()
+    pool = sentences(real)
     rng = np.random.default_rng(seed)
     text_bytes = 0
     for f, start in enumerate(range(0, n_docs, DOCS_PER_FILE)):

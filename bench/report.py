@@ -392,6 +392,37 @@ def _fixed(r: dict[str, Any] | None) -> list[str]:
             "gone by then).", ""]
 
 
+def _scale(r: dict[str, Any] | None) -> list[str]:
+    """``python -m bench scale`` (bench/bench_scale.py): peak RSS of every process kind as documents grow 4x."""
+    if not r or not r.get("rows"):
+        return []
+    rows = r["rows"]
+    kinds = sorted({k for x in rows for k in x["peak_mb"]}, key=lambda k: -max(x["peak_mb"].get(k, 0) for x in rows))
+    head = ["| process | " + " | ".join(f"{x['docs'] / 1e6:g}M docs MB" for x in rows) + " | growth per step |",
+            "|" + "---|" * (len(rows) + 2)]
+    for k in kinds:
+        g = r["growth"].get(k) or []
+        head.append(f"| `{k}` | " + " | ".join(_f(x["peak_mb"].get(k), 0) for x in rows) + " | "
+                    + ", ".join("-" if v is None else f"{v:.2f}x" for v in g) + " |")
+    walls = ["| documents | text MB | partitions | wall s | run s (no Ray start) | tokens | load before / after |",
+             "|---|---|---|---|---|---|---|"]
+    for x in rows:
+        walls.append(f"| {x['docs']:,} | {_f(x['text_mb'], 0)} | {x['files']} | {_f(x['wall_s'], 0)} | "
+                     f"{_f(x['run_s'], 0)} | {_f(x['tokens'])} | {x['load_before'][0]:.1f} / {x['load_after'][0]:.1f} |")
+    met = "met" if r["target_met"] else "**not met**"
+    largest = ", ".join(f"`{x['kind']}` {x['mb']:.0f} MB" for x in r["largest_non_actor"])
+    return ["## Scale: memory per process as documents grow", "",
+            "`python -m bench scale` (issue 16): corpora of tiny documents (3 real sentences each, drawn from the "
+            "RefinedWeb and Wikipedia samples; one `parquet` source of 100k-document files, exact + MinHash dedup, "
+            "one group), each run in a child process whose whole process tree is sampled for RSS every 0.2 s. A "
+            "Ray worker runs many tasks in turn: its peak is charged to the task it was running when sampled.", "",
+            *walls, "", *head, "",
+            f"Largest process other than the partition actors, per size: {largest}; growth per 4x documents "
+            f"{', '.join(f'{v:.2f}x' for v in r['largest_growth'])} (target <= 1.3x: {met}). Wall time grows "
+            f"{', '.join(f'{v:.2f}x' for v in r['wall_ratio'])} per {', '.join(f'{v:g}x' for v in r['doc_ratio'])} "
+            "documents.", ""]
+
+
 def render(results: Path) -> str:
     """The Markdown text of docs/BENCHMARKS.md for the JSON files under ``results``."""
     p = _load(results, "pipeline.json")
@@ -422,6 +453,7 @@ def render(results: Path) -> str:
     out += _soak(_load(results, "soak.json"))
     out += _fixed(_load(results, "fixed.json"))
     out += _remix(_load(results, "remix.json"))
+    out += _scale(_load(results, "scale.json"))
     out += _profile(_load(results, "profile.json"))
     return "\n".join(out).rstrip() + "\n"
 

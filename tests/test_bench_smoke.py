@@ -137,3 +137,38 @@ def test_fixed_cost_bench_times_each_source_and_renders(tmp_path):
                                     "date": "d", "cores": 2, "load_before": [1, 1, 1], "load_after": [1, 1, 1],
                                     "parts": parts, "ray": {}}))
     assert "**not met**" in text and "culturax" in text
+
+
+def test_scale_corpus_is_deterministic_tiny_documents(real_data, tmp_path):
+    """bench scale's corpus: the asked number of documents of 3 real sentences, the same for the same seed."""
+    import pyarrow.compute as pc
+
+    from bench import bench_scale as bs
+
+    a = bs.build(2_500, seed=1, root=tmp_path / "a", real=real_data)
+    b = bs.build(2_500, seed=1, root=tmp_path / "b", real=real_data)
+    files = sorted((a / "web").glob("*.parquet"))
+    assert [f.name for f in files] == [f.name for f in sorted((b / "web").glob("*.parquet"))]
+    ta = pq.read_table(files[0])
+    assert ta.equals(pq.read_table(b / "web" / files[0].name))
+    assert ta.num_rows == 2_500 and ta.column_names == ["id", "text"]
+    assert pc.count_distinct(ta["id"]).as_py() == 2_500
+    pool = set(bs.sentences(real_data).to_pylist())
+    first = ta["text"][0].as_py()
+    assert sum(s in first for s in pool) >= 3  # built from real sentences (some contain others)
+    info = json.loads((a / "corpus.json").read_text())
+    assert info["docs"] == 2_500 and info["text_mb"] > 0
+
+
+def test_scale_summary_judges_growth_of_the_largest_process():
+    from bench.bench_scale import summarize
+
+    def row(docs: int, peak: dict) -> dict:
+        return {"docs": docs, "run_s": docs / 1e4, "peak_mb": peak}
+
+    flat = summarize([row(1_000_000, {"driver": 300, "mix": 500, "PartitionActor.process": 600}),
+                      row(4_000_000, {"driver": 320, "mix": 600, "PartitionActor.process": 1_500})])
+    assert flat["target_met"] and flat["largest_growth"] == [1.2]  # the actors are judged apart
+    grows = summarize([row(1_000_000, {"driver": 300, "mix": 500}), row(4_000_000, {"driver": 320, "mix": 1_400})])
+    assert not grows["target_met"] and grows["worst_kind"] == {"kind": "mix", "growth": 2.8}
+    assert grows["doc_ratio"] == [4.0] and grows["wall_ratio"] == [4.0]
