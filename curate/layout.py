@@ -101,6 +101,16 @@ class RunLayout:
     def scores(self) -> Path:
         return self.root / "scores.json"
 
+    @property
+    def licenses_md(self) -> Path:
+        """``LICENSES.md``: the licence report for people (``curate.license_report``)."""
+        return self.root / "LICENSES.md"
+
+    @property
+    def licenses_json(self) -> Path:
+        """``licenses.json``: the licence report's payload (``curate.license_report``)."""
+        return self.root / "licenses.json"
+
     # ------------------------------------------------------------------ folders
     @property
     def work(self) -> Path:

@@ -657,7 +657,7 @@ def _stage_cpu(run_dir: Path, parts: list[Partition]) -> dict[str, float]:
 
 def finalize(recipe: Recipe, run_dir: Path, parts: list[Partition], plan: dict, shards: list[dict],
              validation: list[dict] | None = None) -> tuple[dict, Ledger]:
-    from curate.licenses import write_licenses_report
+    from curate.license_report import write_licenses_report
     from curate.shard_formats import write_run_files
     from curate.shards import rwkv_magic_prime
 
