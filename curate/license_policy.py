@@ -676,7 +676,7 @@ def attribution_ids(*, filters_dir: str | os.PathLike | None = None) -> frozense
 
 
 def preset_sets(filters_dir: str | os.PathLike | None = None) -> tuple[frozenset[str], frozenset[str]]:
-    """``(needs a notice, known to any preset)``: the union over all presets of ``attribution_required`` and ``allow``."""
+    """``(needs a notice, known to any preset)``: the union over all presets of ``attribution_required``, ``allow``."""
     att: set[str] = set()
     known: set[str] = set()
     for name in preset_names(filters_dir=filters_dir):

@@ -193,5 +193,6 @@ def count_records(part: Partition, src: SourceConfig) -> int:
 
 
 # The built-in readers register themselves on import (after everything above is defined: they import
-# curate.sources.rows and its helpers, whose imports of curate.sources.* need this package initialised only as far as this line).
+# curate.sources.rows and its helpers, whose imports of curate.sources.* need this package initialised only as far
+# as this line).
 from curate.sources import books, code, generic, math, web, wiki  # noqa: E402, F401
