@@ -3,7 +3,7 @@
 Corpus: every text document of ``../shared/data/real`` (culturax, wikipedia, refinedweb, gutenberg: about 5,600
 documents, from 40-character sentences to 2.1 MB books). Both sides see identical input:
 
-- ``direct``: the samples are made beforehand with :func:`curate.langid.sample_text` and converted to fresh
+- ``direct``: the samples are made beforehand with :func:`curate.lid_model.sample_text` and converted to fresh
   Python strings outside the clock; the clock covers only ``model.predict(samples, k=1)``.
 - ``stage``: ``LangIdStage.process(batch)`` on the Arrow batch, i.e. sampling, newline replacement, the same
   ``predict`` call, label mapping and the drop-reason policy (``keep: [en, de]``, ``min_score: 0.5``).
@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curate import langid as lid
+from curate import lid_model as lid
 from curate.stages.langid import LangIdStage
 
 REPO = Path(__file__).resolve().parent.parent

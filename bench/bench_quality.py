@@ -48,7 +48,7 @@ import pyarrow.compute as pc  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
 from curate.quality import heuristics as H  # noqa: E402
-from curate.stages.quality import QualityStage, apply_overrides, load_preset  # noqa: E402
+from curate.stages.quality import QualityStage, apply_overrides, load_quality_preset  # noqa: E402
 
 pa.set_cpu_count(1)
 
@@ -64,7 +64,7 @@ GROUPS = {
 
 def curate_stage(*, compatible: bool) -> QualityStage:
     """The stage with gopher + fineweb + c4; ``compatible`` switches curate's deviations to datatrove's."""
-    presets = [load_preset("gopher"), load_preset("fineweb"), load_preset("c4")]
+    presets = [load_quality_preset("gopher"), load_quality_preset("fineweb"), load_quality_preset("c4")]
     if compatible:
         presets[0] = apply_overrides(presets[0], {"count_punctuation_as_words": True, "dup_ngram_counting": "greedy"},
                                      yaml_path="bench.gopher")

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curate import langid as lid
+from curate import lid_model as lid
 from curate.stages.langid import LangIdStage
 
 REPO = Path(__file__).resolve().parent.parent

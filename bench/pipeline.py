@@ -331,7 +331,7 @@ def _local_language_filter(**kw):
     from datatrove.pipeline.filters import LanguageFilter
     from datatrove.utils.lid import FT176LID
 
-    from curate.langid import default_model_path
+    from curate.lid_model import default_model_path
 
     class LocalFT176LID(FT176LID):
         @property

@@ -89,6 +89,7 @@ import pyarrow.parquet as pq
 
 from curate.errors import CurateError
 from curate.io_utils import read_json, sha256_file
+from curate.layout import RunLayout, part_key
 from curate.ledger import Ledger
 from curate.recipe import Recipe
 from curate.pipeline import stage_names
@@ -134,25 +135,26 @@ def _json_or_none(path: Path, run_dir: Path, violations: list[dict], what: str) 
 def _load(run_dir: Path, violations: list[dict]) -> tuple[Recipe, dict | None, dict | None, list[dict]]:
     from curate.pipeline import load_run_recipe
 
-    if not (run_dir / "recipe.json").exists():
+    layout = RunLayout(run_dir)
+    if not layout.recipe_json.exists():
         msg = f"{run_dir} is not a curate run directory (no recipe.json); pass the folder `curate run` wrote"
         raise AuditUsageError(msg)
     try:
         recipe = load_run_recipe(run_dir)
     except (CurateError, ValueError, OSError, KeyError, TypeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        msg = f"{run_dir / 'recipe.json'} cannot be read as a recipe ({first}); the run directory is damaged"
+        msg = f"{layout.recipe_json} cannot be read as a recipe ({first}); the run directory is damaged"
         raise AuditUsageError(msg) from None
-    manifest = _json_or_none(run_dir / "manifest.json", run_dir, violations, "manifest")
+    manifest = _json_or_none(layout.manifest, run_dir, violations, "manifest")
     if manifest is not None and not isinstance(manifest.get("shards"), list):
-        _corrupt(violations, run_dir / "manifest.json", run_dir, ValueError("no `shards` list"), "manifest")
+        _corrupt(violations, layout.manifest, run_dir, ValueError("no `shards` list"), "manifest")
         manifest = None
-    plan = _json_or_none(run_dir / "work" / "mix" / "plan.json", run_dir, violations, "mix plan")
+    plan = _json_or_none(layout.mix_plan, run_dir, violations, "mix plan")
     if manifest is not None:
         entries = manifest["shards"]
     else:
         entries = []
-        shard_dir = run_dir / "shards"
+        shard_dir = layout.shards_dir
         for p in sorted(shard_dir.glob("*.json")) if shard_dir.is_dir() else []:
             e = _json_or_none(p, run_dir, violations, "shard entry")
             if isinstance(e, dict) and "index" in e:
@@ -173,13 +175,14 @@ def _read_ledger(path: Path, run_dir: Path, violations: list[dict]) -> Ledger | 
 
 def _ledger(run_dir: Path, violations: list[dict] | None = None) -> Ledger:
     violations = [] if violations is None else violations
-    if (run_dir / "ledger.json").exists():
-        led = _read_ledger(run_dir / "ledger.json", run_dir, violations)
+    layout = RunLayout(run_dir)
+    if layout.ledger.exists():
+        led = _read_ledger(layout.ledger, run_dir, violations)
         if led is not None:
             return led
-    paths = list((run_dir / "work" / "parts").glob("*.ledger.json")) if (run_dir / "work" / "parts").is_dir() else []
+    paths = list(layout.parts_dir.glob("*.ledger.json")) if layout.parts_dir.is_dir() else []
     led = Ledger()
-    for p in sorted(paths) + [run_dir / "work" / extra / "ledger.json" for extra in ("dedup", "mix")]:
+    for p in sorted(paths) + [layout.step_ledger(extra) for extra in ("dedup", "mix")]:
         one = _read_ledger(p, run_dir, violations)
         if one is not None:
             led.merge(one)
@@ -190,16 +193,17 @@ def _ledger(run_dir: Path, violations: list[dict] | None = None) -> Ledger:
 def run_progress(run_dir: Path, recipe: Recipe, manifest: dict | None, plan: dict | None,
                  entries: list[dict]) -> dict[str, Any]:
     """Which phase a run directory reached and what is still missing (see the module docstring)."""
-    parts_dir = run_dir / "work" / "parts"
+    layout = RunLayout(run_dir)
+    parts_dir = layout.parts_dir
     try:
-        parts = read_json(run_dir / "work" / "partitions.json")
-        keys = [f"p{int(p['pid']):06d}" for p in parts]
+        parts = read_json(layout.partitions_json)
+        keys = [part_key(int(p["pid"])) for p in parts]
     except (OSError, ValueError, KeyError, TypeError):
         keys = None
     done = {p.name[: -len(".done")] for p in parts_dir.glob("*.done")} if parts_dir.is_dir() else set()
-    docs_dir = run_dir / "documents"
+    docs_dir = layout.documents_dir
     docs = {p.stem for p in docs_dir.glob("*.parquet")} if docs_dir.is_dir() else set()
-    dedup_done = None if recipe.dedup is None else (run_dir / "work" / "dedup" / "done.json").exists()
+    dedup_done = None if recipe.dedup is None else layout.dedup_done.exists()
     complete = manifest is not None
     planned = plan.get("n_shards") if isinstance(plan, dict) else (len(entries) if complete else None)
     n_total = len(keys) if keys is not None else None
@@ -277,7 +281,7 @@ def check_files(run_dir: Path, manifest: dict, violations: list[dict], *, verify
 def empty_inputs(run_dir: Path) -> list[dict]:
     """A flag per 0-byte input file (it adds no record, which is rarely what was meant)."""
     try:
-        parts = read_json(run_dir / "work" / "partitions.json")
+        parts = read_json(RunLayout(run_dir).partitions_json)
     except (OSError, ValueError):
         return []
     out = []
@@ -334,7 +338,7 @@ def read_shard_lineage(run_dir: Path, entries: list[dict], violations: list[dict
     from curate.shard_formats import WRITERS, shard_formats
 
     tables = []
-    shard_dir = run_dir / "shards"
+    shard_dir = RunLayout(run_dir).shards_dir
     listed = {x["path"] for e in entries for f in shard_formats(e).values() for x in f["files"]}
     if shard_dir.is_dir():
         for fmt, cls in WRITERS.items():
@@ -629,14 +633,14 @@ def decontamination(led: Ledger, recipe: Recipe, run_dir: Path) -> tuple[dict[st
                 flags.append({"kind": "decontamination_expected", "where": f"decontaminate/{e}",
                               "message": f"eval set {e!r} matched nothing in {scope}, which the recipe expects to "
                                          "contain it (`decontaminate.expect`): check its paths and fields"})
-    p = run_dir / "work" / "decontaminate" / "index.json"
+    p = RunLayout(run_dir).decont_index
     index = read_json(p) if p.exists() else None
     return {"mode": d.mode, "ngram": d.ngram, "evals": list(d.evals), "table": table, "sources": sources,
             "index": index}, flags
 
 
 def dedup_matrix(run_dir: Path) -> dict[str, dict[str, int]]:
-    p = run_dir / "work" / "dedup" / "done.json"
+    p = RunLayout(run_dir).dedup_done
     try:
         return read_json(p).get("matrix", {})
     except (OSError, ValueError, AttributeError):
@@ -856,7 +860,7 @@ def pc_max(arr) -> int:
 
 def _longest_kept(run_dir: Path, sources: list[str]) -> dict[str, int]:
     """Longest sequence (tokens with eos) each of ``sources`` had after the filters, from ``work/parts``."""
-    parts = run_dir / "work" / "parts"
+    parts = RunLayout(run_dir).parts_dir
     best: dict[str, int] = {}
     for p in sorted(parts.glob("*.kept.parquet")) if parts.is_dir() else []:
         try:

@@ -15,6 +15,7 @@ import json
 import sys
 
 from curate.errors import CurateError, output_error
+from curate.layout import RunLayout
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -117,7 +118,7 @@ def _cmd_run(args) -> int:
     out = args.out or (args.resume or None)
     if args.resume is not None:
         target = recipe.output_dir(out)
-        if not (target / "run.json").exists():
+        if not RunLayout(target).run_json.exists():
             print(f"curate run: error: --resume: {target} holds no run to resume (no run.json); "
                   "drop --resume to start a new run there", file=sys.stderr)
             return 2
@@ -134,10 +135,11 @@ def _cmd_run(args) -> int:
         return 0
     # the audit the final report was drawn from: the same call on the same finished run, so not made twice
     result = res.audit if res.audit is not None else audit_mod.audit(res.run_dir)
-    (res.run_dir / "reports").mkdir(exist_ok=True)
+    layout = RunLayout(res.run_dir)
+    layout.reports_dir.mkdir(exist_ok=True)
     from curate.io_utils import atomic_write_text
 
-    atomic_write_text(res.run_dir / "audit.json", audit_mod.to_json(result))
+    atomic_write_text(layout.audit_json, audit_mod.to_json(result))
     audit_mod.render_table(result)
     return audit_mod.exit_code(result)
 
@@ -180,7 +182,7 @@ def _cmd_inspect(args) -> int:
     from curate.samples import load_samples, select_samples
 
     run_dir = Path(args.run_dir)
-    if not (run_dir / "recipe.json").exists():
+    if not RunLayout(run_dir).recipe_json.exists():
         print(f"curate inspect: error: {run_dir} is not a curate run directory (no recipe.json)", file=sys.stderr)
         return 2
     t = select_samples(load_samples(run_dir), source=args.source, reason=args.reason, n=max(args.n, 1),

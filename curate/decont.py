@@ -325,7 +325,7 @@ def _item_text(values: list[Any], fields: list[str], *, file: str, line: int | N
 
 
 def _eval_kind(path: str, fmt: str) -> str:
-    from curate.sources.io import compression_of, is_parquet
+    from curate.sources.decompress import compression_of, is_parquet
 
     if path.startswith("hf://"):
         return "hf"
@@ -340,7 +340,7 @@ def _eval_kind(path: str, fmt: str) -> str:
 
 
 def _jsonl_items(path: str, cfg: EvalSetConfig, out: EvalItems) -> int:
-    from curate.sources.io import BrokenStream, iter_lines
+    from curate.sources.decompress import BrokenStream, iter_lines
 
     base = os.path.basename(path)
     want = [*cfg.fields, *([cfg.id_field] if cfg.id_field else [])]
@@ -393,7 +393,7 @@ def _table_items(tables: Iterator[pa.Table], path: str, cfg: EvalSetConfig, out:
 
 
 def _parquet_tables(path: str, columns: list[str]) -> Iterator[pa.Table]:
-    from curate.sources.io import open_parquet
+    from curate.sources.rows import open_parquet
 
     pf = open_parquet(path)
     names = pf.schema_arrow.names
@@ -410,7 +410,7 @@ def _parquet_tables(path: str, columns: list[str]) -> Iterator[pa.Table]:
 
 
 def _text_item(path: str, out: EvalItems) -> int:
-    from curate.sources.io import BrokenStream, read_all
+    from curate.sources.decompress import BrokenStream, read_all
 
     try:
         data = read_all(path)

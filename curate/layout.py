@@ -5,7 +5,8 @@ path                                        content (writer)
 =========================================== ========================================================================
 ``run.json``, ``recipe.json``               the run's identity and its validated recipe payload (runner)
 ``manifest.json``, ``ledger.json``          the shards and their hashes; the merged ledger (runner)
-``LICENSES.md``, ``licenses.json``          the licence report of the mixture (runner, from the lineage)
+``LICENSES.md``, ``licenses.json``          the licence report of the mixture (``curate.license_report``)
+``audit.json``, ``reports/``                the audit of the run (``curate audit``, the final report)
 ``stats.json``, ``samples.parquet``,        the report's data and the report (timings, samples, report)
 ``scores.json``, ``report.html``
 ``work/partitions.json``                    the numbered partitions of the plan (runner)
@@ -101,6 +102,26 @@ class RunLayout:
     def scores(self) -> Path:
         return self.root / "scores.json"
 
+    @property
+    def audit_json(self) -> Path:
+        """``audit.json``: the last ``curate audit`` (or the run's final report) of this run."""
+        return self.root / "audit.json"
+
+    @property
+    def stats(self) -> Path:
+        """``stats.json``: the phases' and stages' timings (``curate.timings``)."""
+        return self.root / "stats.json"
+
+    @property
+    def licenses_md(self) -> Path:
+        """``LICENSES.md``: the licence report for people (``curate.license_report``)."""
+        return self.root / "LICENSES.md"
+
+    @property
+    def licenses_json(self) -> Path:
+        """``licenses.json``: the licence report's payload (``curate.license_report``)."""
+        return self.root / "licenses.json"
+
     # ------------------------------------------------------------------ folders
     @property
     def work(self) -> Path:
@@ -125,6 +146,21 @@ class RunLayout:
     @property
     def quarantine_dir(self) -> Path:
         return self.root / "quarantine"
+
+    @property
+    def reports_dir(self) -> Path:
+        """``reports/``: the audit's rendered reports (``curate audit``)."""
+        return self.root / "reports"
+
+    @property
+    def summary_files(self) -> tuple[Path, ...]:
+        """The top-level files that summarize a whole run (manifest and audit first: the run stops looking
+        complete when they go), stale as soon as any partition or shard is redone."""
+        return (self.manifest, self.audit_json, self.ledger, self.licenses_md, self.licenses_json)
+
+    def rel(self, path: str | os.PathLike) -> str:
+        """``path`` relative to the run directory, with ``/`` (the manifest's and the audit's keys)."""
+        return Path(path).relative_to(self.root).as_posix()
 
     # ------------------------------------------------------------------ partitions
     def part(self, key: str | int) -> PartFiles:
@@ -191,6 +227,10 @@ class RunLayout:
     def shard_json(self, name: str) -> Path:
         """The done marker of shard ``name`` (``mix_00003``)."""
         return self.shards_dir / f"{name}.json"
+
+    def shard_file(self, rel: str) -> Path:
+        """A file of ``shards/`` by the name a shard's ``.json`` entry records (``lineage``, a format's files)."""
+        return self.shards_dir / rel
 
     def lineage(self, name: str) -> Path:
         return self.shards_dir / f"{name}.lineage.parquet"

@@ -13,7 +13,7 @@ Conservation, checked for every entry: ``docs_in == docs_out + sum(dropped) + su
 For ``ingest``, ``docs_in`` counts input *records* (a record that cannot become a document is quarantined)
 and ``counters["files"]`` the input files read; ``counters["duplicate_doc_ids"]`` counts documents whose
 native-id ``doc_id`` repeats an earlier one of the same partition, and ``counters["text_*"]`` the documents the
-text-hygiene policy changed (``curate.sources.io.clean_text``); the audit flags the first and reports the rest.
+text-hygiene policy changed (``curate.sources.assemble.clean_text``); the audit flags the first and reports the rest.
 ``tokens_*`` are filled where known: tokens are counted after the filters (with the end-of-document token),
 so ``dedup`` and ``mix`` carry tokens; earlier stages do not.
 

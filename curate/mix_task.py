@@ -336,7 +336,7 @@ def assign_members(recipe: Recipe, kept: pa.Table) -> np.ndarray:
     home = np.array([recipe.member_key(recipe.home_group(e), *_split(e)) if e else "" for e in uniq], dtype=object)
     member = home[inv]
     if recipe.route_by_lang:
-        from curate.langid import lang_group
+        from curate.lid_model import lang_group
 
         routed = np.asarray(lang_group(kept["lang"], [r.as_rule() for r in recipe.route_by_lang]).to_pylist(),
                             dtype=object)

@@ -248,5 +248,6 @@ def recipe_from_payload(payload: dict[str, Any]) -> Recipe:
 def load_run_recipe(run_dir: str | Path) -> Recipe:
     """The recipe a run directory was written with (its ``recipe.json``), plugins imported."""
     from curate.io_utils import read_json
+    from curate.layout import RunLayout
 
-    return recipe_from_payload(read_json(Path(run_dir) / "recipe.json"))
+    return recipe_from_payload(read_json(RunLayout(run_dir).recipe_json))

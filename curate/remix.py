@@ -148,10 +148,11 @@ def processing_diff(old: dict[str, Any], new: dict[str, Any], path: str = "") ->
 def _old_recipe(old_run: Path) -> Recipe:
     from curate.pipeline import recipe_from_payload
 
-    if not (old_run / "run.json").is_file() or not (old_run / "recipe.json").is_file():
+    old = RunLayout(old_run)
+    if not old.run_json.is_file() or not old.recipe_json.is_file():
         msg = f"--from {old_run}: not a curate run directory (no run.json / recipe.json)"
         raise RemixError(msg)
-    return recipe_from_payload(read_json(old_run / "recipe.json"))
+    return recipe_from_payload(read_json(old.recipe_json))
 
 
 def check_remix(recipe: Recipe, old_run: Path, new_run: Path, parts: list, inputs: dict[str, dict]) -> dict:
@@ -194,7 +195,7 @@ def check_remix(recipe: Recipe, old_run: Path, new_run: Path, parts: list, input
                f"({', '.join(not_done[:5])}{' ...' if len(not_done) > 5 else ''}); wait until its parts phase "
                "is done, or run without --from")
         raise RemixError(msg)
-    run_json = read_json(old_run / "run.json")
+    run_json = read_json(RunLayout(old_run).run_json)
     return {"from": str(old_run), "fingerprint": run_json.get("fingerprint"),
             "processing_fingerprint": processing_fingerprint(old_recipe)}
 
@@ -295,7 +296,7 @@ def link_processed(recipe: Recipe, old_run: Path, new_run: Path, parts: list, in
 
 def record_run(run_dir: Path, recipe: Recipe, reused: dict | None) -> None:
     """Add ``processing_fingerprint`` (and, for a remix, ``reused``) to ``run_dir/run.json``."""
-    path = run_dir / "run.json"
+    path = RunLayout(run_dir).run_json
     info = read_json(path)
     info["processing_fingerprint"] = processing_fingerprint(recipe)
     if reused is not None:

@@ -30,6 +30,7 @@ from typing import Any
 import polars as pl
 
 from curate.io_utils import atomic_write_text
+from curate.layout import RunLayout
 from curate.pipeline import stage_names
 
 #: Reasons shown by name in the funnel; the rest are summed as "other".
@@ -228,7 +229,7 @@ def stream_series(run_dir: Path, groups: list[str], points: int = 50, *,
     import numpy as np
     import pyarrow.parquet as pq
 
-    files = sorted((Path(run_dir) / "shards").glob("*.lineage.parquet"))
+    files = sorted(RunLayout(run_dir).shards_dir.glob("*.lineage.parquet"))
     if not files:
         return {g: [] for g in groups}
     tabs = [pq.read_table(f, columns=["group", "tokens"]) for f in files]
@@ -880,14 +881,14 @@ def run_report(run_dir: str | Path) -> dict[str, Any]:
     from curate.audit import audit
 
     result = audit(Path(run_dir))
-    write_html(result, Path(run_dir) / "report.html")
+    write_html(result, RunLayout(run_dir).report_html)
     return result
 
 
 def write_run_report(run_dir: str | Path) -> Path:
     """Audit ``run_dir`` (complete or not) and write ``RUN_DIR/report.html``; returns its path."""
     run_report(run_dir)
-    return Path(run_dir) / "report.html"
+    return RunLayout(run_dir).report_html
 
 
 # ---------------------------------------------------------------------------- headless browser

@@ -72,7 +72,6 @@ from curate.partition import PartitionProcessor, part_paths
 
 log = logging.getLogger(__name__)
 
-RUN_SUBDIRS = ("work", "shards", "documents", "quarantine", "reports", "validation")
 RUN_FILES = ("run.json", "recipe.json", "ledger.json", "manifest.json", "LICENSES.md", "licenses.json", "audit.json",
              # the trainer configs derived from the manifest (curate.shard_formats.write_run_files)
              "megatron_data_args.txt", "megatron_data_args.json", "olmo_mixture.yaml", "mds_streams.yaml",
@@ -95,7 +94,8 @@ class RunResult:
 # ---------------------------------------------------------------------------- run directory
 def prepare_run_dir(recipe: Recipe, run_dir: Path, *, force: bool) -> bool:
     """Create or reuse ``run_dir``. Returns True when resuming. Refuses a foreign recipe unless ``force``."""
-    run_json = run_dir / "run.json"
+    layout = RunLayout(run_dir)
+    run_json = layout.run_json
     fp = recipe.fingerprint()
     if run_json.exists():
         prev = read_json(run_json)
@@ -116,7 +116,7 @@ def prepare_run_dir(recipe: Recipe, run_dir: Path, *, force: bool) -> bool:
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run_json, {"fingerprint": fp, "name": recipe.name, "curate_version": __version__,
                                  "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
-    atomic_write_json(run_dir / "recipe.json", payload_for(recipe))
+    atomic_write_json(layout.recipe_json, payload_for(recipe))
     return False
 
 
@@ -139,7 +139,7 @@ def shard_file_pattern(shard_name: str | None) -> re.Pattern:
 
 def _previous_shard_name(run_dir: Path) -> str | None:
     try:
-        return read_json(run_dir / "recipe.json")["recipe"]["shards"]["name"]
+        return read_json(RunLayout(run_dir).recipe_json)["recipe"]["shards"]["name"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -168,23 +168,24 @@ def clean_run_dir(run_dir: Path) -> None:
     left empty is removed; anything else, e.g. a user's ``documents/thesis.txt``, stays.
     """
     run_dir = run_dir.resolve()
-    if not (run_dir / "run.json").is_file():
+    layout = RunLayout(run_dir)
+    if not layout.run_json.is_file():
         msg = f"{run_dir} holds no curate run (no run.json): refusing to delete anything in it"
         raise ResumeError(msg)
-    work = run_dir / "work"
+    work = layout.work
     if work.is_dir() and not work.is_symlink():
         shutil.rmtree(work)
-    _remove_matching(run_dir / "shards", shard_file_pattern(_previous_shard_name(run_dir)), first=".json")
-    for d in ("documents", "quarantine"):
-        _remove_matching(run_dir / d, PART_TABLE)
-    _remove_matching(run_dir / "validation", _validation_files(), first=".json")
-    _remove_matching(run_dir / "reports", re.compile(r"(?!)"))
+    _remove_matching(layout.shards_dir, shard_file_pattern(_previous_shard_name(run_dir)), first=".json")
+    for d in (layout.documents_dir, layout.quarantine_dir):
+        _remove_matching(d, PART_TABLE)
+    _remove_matching(layout.validation_dir, _validation_files(), first=".json")
+    _remove_matching(layout.reports_dir, re.compile(r"(?!)"))
     # run.json last: until it goes, a killed clean can be redone
     top = re.compile("|".join(re.escape(f) for f in RUN_FILES if f != "run.json"))
     for f in run_dir.iterdir():
         if f.is_file() and top.fullmatch(_final_name(f.name)):
             f.unlink()
-    (run_dir / "run.json").unlink()
+    layout.run_json.unlink()
 
 
 def _validation_files() -> re.Pattern:
@@ -203,9 +204,10 @@ def remove_stale_temps(run_dir: Path) -> int:
     only curate's own names are touched.
     """
     run_dir = run_dir.resolve()
+    layout = RunLayout(run_dir)
     stale = []
-    for d in RUN_SUBDIRS:
-        p = run_dir / d
+    for p in (layout.work, layout.shards_dir, layout.documents_dir, layout.quarantine_dir, layout.reports_dir,
+              layout.validation_dir):
         if p.is_dir() and not p.is_symlink():
             stale += [f for f in p.rglob("*.tmp") if f.is_file()]
     stale += [f for name in RUN_FILES for f in (*run_dir.glob(f".{name}.*.tmp"), run_dir / f"{name}.tmp")
@@ -216,10 +218,6 @@ def remove_stale_temps(run_dir: Path) -> int:
 
 
 # ---------------------------------------------------------------------------- input identity and invalidation
-#: Top-level files that summarize a whole run: stale as soon as any partition or shard is redone.
-SUMMARY_FILES = ("manifest.json", "audit.json", "ledger.json", "LICENSES.md", "licenses.json")
-
-
 def notice(msg: str) -> None:
     """A one-line note on stderr about something a resume did on its own (shown even with ``--quiet``)."""
     print(f"curate run: note: {msg}", file=sys.stderr, flush=True)
@@ -260,21 +258,21 @@ def remove_downstream(run_dir: Path) -> bool:
     anything was there.
     """
     found = False
-    for f in SUMMARY_FILES:
-        if (run_dir / f).is_file():
-            (run_dir / f).unlink()
+    layout = RunLayout(run_dir)
+    for f in layout.summary_files:
+        if f.is_file():
+            f.unlink()
             found = True
-    for marker in (run_dir / "work" / "mix" / "plan.json", run_dir / "work" / "dedup" / "done.json"):
+    for marker in (layout.mix_plan, layout.dedup_done):
         if marker.is_file():
             marker.unlink()
             found = True
-    for d in ("mix", "dedup"):
-        if (run_dir / "work" / d).is_dir():
-            shutil.rmtree(run_dir / "work" / d)
+    for d in (layout.mix_dir, layout.dedup_dir):
+        if d.is_dir():
+            shutil.rmtree(d)
             found = True
-    for d, pattern in (("shards", shard_file_pattern(_previous_shard_name(run_dir))), ("documents", PART_TABLE),
-                       ("validation", _validation_files())):
-        folder = run_dir / d
+    for folder, pattern in ((layout.shards_dir, shard_file_pattern(_previous_shard_name(run_dir))),
+                            (layout.documents_dir, PART_TABLE), (layout.validation_dir, _validation_files())):
         if folder.is_dir() and any(pattern.fullmatch(_final_name(f.name)) for f in folder.iterdir()):
             found = True
         _remove_matching(folder, pattern, first=".json")
@@ -291,7 +289,8 @@ def invalidate_changed_inputs(run_dir: Path, parts: list[Partition], inputs: dic
     partitions. Then, whenever a partition is still to be processed, downstream outputs are deleted too: they
     can only be left over from before an invalidation that a kill interrupted.
     """
-    base = run_dir / "work" / "parts"
+    layout = RunLayout(run_dir)
+    base = layout.parts_dir
     keys = {p.key for p in parts}
     notes, stale = [], []
     for p in parts:
@@ -315,13 +314,12 @@ def invalidate_changed_inputs(run_dir: Path, parts: list[Partition], inputs: dic
         if remove_downstream(run_dir) and not (stale or orphans):
             notes.append("outputs left from before an interrupted invalidation were deleted")
     for k in (*stale, *orphans):
-        done = base / f"{k}.done"
-        if done.is_file():
-            done.unlink()  # the marker first: a kill after this leaves a partition that is simply not done
+        files = layout.part(k)
+        if files.done.is_file():
+            files.done.unlink()  # the marker first: a kill after this leaves a partition that is simply not done
         for f in base.glob(f"{k}.*"):
             f.unlink()
-        for d in ("quarantine", "documents"):
-            f = run_dir / d / f"{k}.parquet"
+        for f in (files.quarantine, files.documents):
             if f.is_file():
                 f.unlink()
     return notes
@@ -408,7 +406,7 @@ def decont_index(recipe: Recipe, run_dir: Path, parts: list[Partition]):
 
     t0 = time.time()
     index = recipe_index(recipe)
-    atomic_write_json(run_dir / "work" / "decontaminate" / "index.json",
+    atomic_write_json(RunLayout(run_dir).decont_index,
                       {**index.stats, "build_s": round(time.time() - t0, 3)})
     return index
 
@@ -478,8 +476,8 @@ def run_parts(ray, recipe: Recipe, run_dir: Path, parts: list[Partition], progre
 
 
 def run_dedup(ray, recipe: Recipe, run_dir: Path, parts: list[Partition], progress) -> None:
-    out = run_dir / "work" / "dedup"
-    done = out / "done.json"
+    layout = RunLayout(run_dir)
+    out, done = layout.dedup_dir, layout.dedup_done
     task = progress.add_task("dedup", total=1)
     if recipe.dedup is None or done.exists():
         progress.update(task, completed=1)
@@ -496,7 +494,7 @@ def run_dedup(ray, recipe: Recipe, run_dir: Path, parts: list[Partition], progre
 
 
 def run_mix(ray, recipe: Recipe, run_dir: Path, parts: list[Partition], progress) -> dict:
-    plan_path = run_dir / "work" / "mix" / "plan.json"
+    plan_path = RunLayout(run_dir).mix_plan
     task = progress.add_task("mix", total=1)
     if not plan_path.exists():
         from curate.mix_task import mix
@@ -516,7 +514,7 @@ def shard_damage(run_dir: Path, entry: dict, *, verify: bool = False, shard_dir:
     """
     from curate.shard_formats import shard_formats
 
-    d = run_dir / "shards" if shard_dir is None else Path(shard_dir)
+    d = RunLayout(run_dir).shards_dir if shard_dir is None else Path(shard_dir)
     files = [(x["path"], x.get("bytes"), x.get("sha256")) for f in shard_formats(entry).values() for x in f["files"]]
     for rel, want, _ in [*files, (entry["lineage"], entry.get("lineage_bytes"), None)]:
         f = d / rel
@@ -546,8 +544,8 @@ def run_shards(ray, recipe: Recipe, run_dir: Path, plan: dict, progress, *, veri
                 progress.update(task, advance=1)
                 continue
             notice(f"shard {marker.stem} is rewritten: {damage}")
-            for f in SUMMARY_FILES[:2]:  # the run is no longer complete until the shard is back
-                (run_dir / f).unlink(missing_ok=True)
+            for f in RunLayout(run_dir).summary_files[:2]:  # the run is no longer complete until the shard is back
+                f.unlink(missing_ok=True)
             marker.unlink()
         refs.append(remote.remote(payload_for(recipe), str(run_dir), i))
     t0, toks = time.time(), 0
@@ -565,8 +563,9 @@ def run_documents(ray, recipe: Recipe, run_dir: Path, parts: list[Partition], pr
     task = progress.add_task("documents", total=len(parts))
     remote = ray.remote(num_cpus=1, max_retries=3)(write_documents)
     refs = []
+    layout = RunLayout(run_dir)
     for p in parts:
-        if (run_dir / "documents" / f"{p.key}.parquet").exists():
+        if layout.part(p.key).documents.exists():
             progress.update(task, advance=1)
             continue
         refs.append(remote.remote(str(run_dir), p.key, p.pid))
@@ -614,8 +613,8 @@ def write_validation(run_dir: str | Path, recipe, out_dir: str | Path, *, ray=No
                 continue
             notice(f"validation set {marker.stem} is rewritten: {damage}")
             if out_dir.resolve() == layout.validation_dir.resolve():  # the run is not complete until the set is back
-                for f in ("manifest.json", "audit.json"):
-                    (run_dir / f).unlink(missing_ok=True)
+                for f in layout.summary_files[:2]:
+                    f.unlink(missing_ok=True)
             marker.unlink()
         refs.append(remote.remote(str(run_dir), m, str(out_dir)))
     while refs:
@@ -633,7 +632,7 @@ def write_validation(run_dir: str | Path, recipe, out_dir: str | Path, *, ray=No
 def collect_ledger(run_dir: Path, parts: list[Partition]) -> Ledger:
     led = Ledger.read_many(part_paths(run_dir, p)["ledger"] for p in parts)
     for extra in ("dedup", "mix"):
-        p = run_dir / "work" / extra / "ledger.json"
+        p = RunLayout(run_dir).step_ledger(extra)
         if p.exists():
             led.merge(Ledger.read(p))
     return led
@@ -648,12 +647,12 @@ def trusted_file_hashes(run_dir: Path, parts: list[Partition], shards: list[dict
     """
     from curate.io_utils import sha256_file
 
-    rels = [f"shards/{s['lineage']}" for s in shards]
+    layout = RunLayout(run_dir)
+    files = [layout.shard_file(s["lineage"]) for s in shards]
     for p in parts:
-        rels += [f"documents/{p.key}.parquet", f"quarantine/{p.key}.parquet"]
-    rels.append("ledger.json")
-    return {r: {"bytes": (run_dir / r).stat().st_size, "sha256": sha256_file(run_dir / r)}
-            for r in rels if (run_dir / r).is_file()}
+        files += [layout.part(p.key).documents, layout.part(p.key).quarantine]
+    files.append(layout.ledger)
+    return {layout.rel(f): {"bytes": f.stat().st_size, "sha256": sha256_file(f)} for f in files if f.is_file()}
 def _engines_used(run_dir: Path, parts: list[Partition], decided: dict | None) -> dict:
     """The encoder the gate chose (``decided``, from the mix plan) and how many partitions each library encoded."""
     used: dict[str, int] = {}
@@ -674,7 +673,7 @@ def _stage_cpu(run_dir: Path, parts: list[Partition]) -> dict[str, float]:
 
 def finalize(recipe: Recipe, run_dir: Path, parts: list[Partition], plan: dict, shards: list[dict],
              validation: list[dict] | None = None) -> tuple[dict, Ledger]:
-    from curate.licenses import write_licenses_report
+    from curate.license_report import write_licenses_report
     from curate.shard_formats import write_run_files
     from curate.shards import rwkv_magic_prime
 
@@ -683,7 +682,8 @@ def finalize(recipe: Recipe, run_dir: Path, parts: list[Partition], plan: dict, 
     if violations:
         msg = "ledger conservation broken:\n  " + "\n  ".join(v["message"] for v in violations)
         raise LedgerError(msg)
-    led.write(run_dir / "ledger.json")
+    layout = RunLayout(run_dir)
+    led.write(layout.ledger)
     total = sum(s["tokens"] for s in shards)
     manifest = {
         "name": recipe.name, "fingerprint": recipe.fingerprint(), "curate_version": __version__,
@@ -705,12 +705,13 @@ def finalize(recipe: Recipe, run_dir: Path, parts: list[Partition], plan: dict, 
         from curate.validation import trusted_files
 
         manifest["validation"] = {"sets": validation, "members": plan["validation"]["members"]}
-        manifest["files"].update({r: {"bytes": (run_dir / r).stat().st_size, "sha256": sha256_file(run_dir / r)}
+        manifest["files"].update({r: {"bytes": (layout.root / r).stat().st_size,
+                                      "sha256": sha256_file(layout.root / r)}
                                   for r in trusted_files(run_dir, validation)})
     # MDS's index.json and the trainers' blend configs come from the manifest, before it is written (its presence
     # marks the run complete)
     write_run_files(run_dir, manifest)
-    atomic_write_json(run_dir / "manifest.json", manifest)
+    atomic_write_json(layout.manifest, manifest)
     rows = []
     for s in shards:
         for r in s["by_license"]:
@@ -769,7 +770,7 @@ def _run_locked(recipe: Recipe, run_dir: Path, parts: list[Partition], inputs: d
     record_run(run_dir, recipe, link_processed(recipe, remix[0], run_dir, parts, inputs, remix[1]) if remix else None)
     for note in invalidate_changed_inputs(run_dir, parts, inputs):
         notice(note)
-    atomic_write_json(run_dir / "work" / "partitions.json", [p.__dict__ for p in parts])
+    atomic_write_json(RunLayout(run_dir).partitions_json, [p.__dict__ for p in parts])
     decont = decont_index(recipe, run_dir, parts)
     timer = PhaseTimer(run_dir)
     with timer.phase("ray_start"):  # 0 s when Ray was already up (a test session, a caller's own ray.init)
@@ -788,7 +789,7 @@ def _run_locked(recipe: Recipe, run_dir: Path, parts: list[Partition], inputs: d
                 plan = run_mix(ray, recipe, run_dir, parts, progress)
         except CurateError:
             # keep what the filters recorded, so `curate audit` can say where a source went missing
-            collect_ledger(run_dir, parts).write(run_dir / "ledger.json")
+            collect_ledger(run_dir, parts).write(RunLayout(run_dir).ledger)
             refresh_report(run_dir, "failed", final=True)
             raise
         with timer.phase("shards"):

@@ -43,6 +43,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curate.io_utils import atomic_write_json, atomic_write_parquet, read_json
+from curate.layout import RunLayout
 
 #: Documents kept per (source, reason) per partition, and in the merged sample.
 SAMPLE_K = 5
@@ -204,7 +205,7 @@ class PartitionProfile:
 
 # ---------------------------------------------------------------------------- merging
 def _parts_dir(run_dir: Path) -> Path:
-    return Path(run_dir) / "work" / "parts"
+    return RunLayout(run_dir).parts_dir
 
 
 def merge_scores(paths: list[Path]) -> dict[str, Any]:
@@ -227,8 +228,8 @@ def merge_scores(paths: list[Path]) -> dict[str, Any]:
 def load_scores(run_dir: str | Path) -> dict[str, Any]:
     """Merged score histograms: ``RUN_DIR/scores.json`` once written, else merged from ``work/parts``."""
     run_dir = Path(run_dir)
-    if (run_dir / "scores.json").exists():
-        return read_json(run_dir / "scores.json")
+    if RunLayout(run_dir).scores.exists():
+        return read_json(RunLayout(run_dir).scores)
     d = _parts_dir(run_dir)
     return merge_scores(list(d.glob("*.stats.json")) if d.is_dir() else [])
 
@@ -237,8 +238,7 @@ def _fates(run_dir: Path, uids: pa.Array) -> tuple[pa.Array, pa.Array]:
     """(stage, reason) after dedup and mix of kept documents ``uids``; null where they are still kept."""
     n = len(uids)
     stage, reason = pa.nulls(n, pa.string()), pa.nulls(n, pa.string())
-    rem_p = run_dir / "work" / "dedup" / "removed.parquet"
-    sel_p = run_dir / "work" / "mix" / "selected.parquet"
+    rem_p, sel_p = RunLayout(run_dir).dedup_removed, RunLayout(run_dir).mix_selected
     if n == 0:
         return stage, reason
     flt = [("uid", "in", uids.to_pylist())]
@@ -288,24 +288,25 @@ def write_run_samples(run_dir: str | Path) -> dict[str, Any]:
     info = {"rows": t.num_rows, "k": SAMPLE_K, "pool_k": POOL_K, "text_chars": TEXT_CHARS,
             "groups": len({(r["source"], r["reason"]) for r in t.select(_GROUP).to_pylist()})}
     t = t.replace_schema_metadata({b"curate.samples": json.dumps(info).encode()})
-    atomic_write_parquet(run_dir / "samples.parquet", t)
-    atomic_write_json(run_dir / "scores.json", merge_scores(list(d.glob("*.stats.json")) if d.is_dir() else []))
-    info["bytes"] = (run_dir / "samples.parquet").stat().st_size
+    layout = RunLayout(run_dir)
+    atomic_write_parquet(layout.samples, t)
+    atomic_write_json(layout.scores, merge_scores(list(d.glob("*.stats.json")) if d.is_dir() else []))
+    info["bytes"] = layout.samples.stat().st_size
     return info
 
 
 def load_samples(run_dir: str | Path) -> pa.Table:
     """The run's sample: ``RUN_DIR/samples.parquet`` once written, else merged now from ``work/parts``."""
     run_dir = Path(run_dir)
-    if (run_dir / "samples.parquet").exists():
-        return pq.read_table(run_dir / "samples.parquet")
+    if RunLayout(run_dir).samples.exists():
+        return pq.read_table(RunLayout(run_dir).samples)
     d = _parts_dir(run_dir)
     return merge_samples(run_dir, list(d.glob("*.samples.parquet")) if d.is_dir() else [])
 
 
 def samples_info(run_dir: str | Path) -> dict[str, Any] | None:
     """Size of the merged sample (rows, bytes, k, groups), or None before finalize."""
-    p = Path(run_dir) / "samples.parquet"
+    p = RunLayout(run_dir).samples
     if not p.exists():
         return None
     md = pq.read_schema(p).metadata or {}

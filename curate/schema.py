@@ -1,4 +1,4 @@
-"""The document schema that flows between stages, and the run-directory file schemas.
+"""The document schema that flows between stages, and every run-directory file schema.
 
 Every source reader normalizes its native rows to ``DOC_SCHEMA``:
 
@@ -28,6 +28,13 @@ Stages add columns (``lang_score``, ``license``, ``q_*`` scores, ``decont_eval``
 A quarantine record (``QUARANTINE_SCHEMA``) is written for every input record that could not be turned
 into a document: ``file``, ``row`` (0-based row/line index in the file, null for whole-file problems),
 ``field``, ``reason`` (a short machine-readable code, e.g. ``invalid_utf8``) and ``detail`` (human text).
+
+The run-directory tables (paths: :class:`curate.layout.RunLayout`), each defined here with its own comment:
+``quarantine/<key>.parquet`` (``QUARANTINE_SCHEMA``), ``work/parts/<key>.kept.parquet`` (``kept_schema``),
+``work/mix/shard_NNNNN.order.parquet`` (``ORDER_SCHEMA``), ``shards/<name>.lineage.parquet``
+(``LINEAGE_SCHEMA``) and ``documents/<key>.parquet`` (``DOCUMENTS_LEADING_FIELDS`` ...
+``DOCUMENTS_STATUS_FIELDS``). :func:`schema_problems` and :func:`documents_problems` say how a file's schema
+differs from its definition (``tests/test_schema.py`` checks a demo run's files against them).
 """
 
 from __future__ import annotations
@@ -84,6 +91,85 @@ def kept_schema(meta_keys: list[str], *, dedup: bool, bands: int | None) -> pa.S
         if bands:
             fields.append(("band_keys", pa.list_(pa.uint64(), bands)))
     return pa.schema(fields)
+
+
+#: A shard's documents in shard order: ``work/mix/shard_NNNNN.order.parquet``, written by the mix plan
+#: (``curate.mix_task.mix``), read by the shard writer. One row per sequence: ``seq`` its position in the shard,
+#: ``uid``/``pid`` the document and its partition, ``tok_offset`` its first id in ``work/parts/<key>.tok``,
+#: ``ntok`` the ids of this sequence without the end-of-document id, ``tokens`` with it, ``epoch`` the pass over
+#: the member's supply, ``chunk`` the piece of a document cut at ``max_doc_tokens`` (0 otherwise), then the
+#: document's labels and its mixture ``group``. With a ``balance:`` in the recipe a last column ``balance``
+#: (:data:`BALANCE_FIELD`) holds the value a balanced member's sequence was selected under (null elsewhere).
+ORDER_SCHEMA = pa.schema([("seq", pa.int64()), ("uid", pa.int64()), ("pid", pa.int64()), ("tok_offset", pa.int64()),
+                          ("ntok", pa.int64()), ("tokens", pa.int64()), ("epoch", pa.int32()), ("chunk", pa.int32()),
+                          ("source", pa.string()), ("subset", pa.string()), ("group", pa.string()),
+                          ("doc_id", pa.string()), ("lang", pa.string()), ("license", pa.string())])
+
+#: The optional last column of the order and lineage files (only when the recipe balances a member).
+BALANCE_FIELD = pa.field("balance", pa.string())
+
+#: A shard's (or validation set's) lineage: ``shards/<name>.lineage.parquet`` (``validation/<member>_00000...``),
+#: written by ``curate.shard_formats.lineage_table`` from the order file; the audit's and the LICENSES report's
+#: truth. One row per sequence, in shard order: ``shard`` the shard's name, then the order's columns a reader
+#: needs (``tokens`` counts the end-of-document id, as the shard's index does), and :data:`BALANCE_FIELD` when
+#: the recipe balances.
+LINEAGE_SCHEMA = pa.schema([("shard", pa.string()), ("seq", pa.int64()), ("source", pa.string()),
+                            ("subset", pa.string()), ("group", pa.string()), ("doc_id", pa.string()),
+                            ("uid", pa.int64()), ("tokens", pa.int64()), ("epoch", pa.int32()),
+                            ("chunk", pa.int32()), ("lang", pa.string()), ("license", pa.string())])
+
+#: The documents table, ``documents/<key>.parquet`` (``curate.mix_task.write_documents``): the final status of
+#: every input record of a partition, without text, sorted by uid (input order). It starts with these columns
+#: (``DOC_SCHEMA`` less ``text`` and ``meta``; all nullable), then the columns the stages added
+#: (``license_raw``, ``lang_score``, ``q_*``, ``quality_fail``, ``decont_*``: they depend on the recipe), then
+#: ``ntok`` and :data:`DOCUMENTS_STATUS_FIELDS`.
+DOCUMENTS_LEADING_FIELDS = tuple(pa.field(f.name, f.type) for f in DOC_SCHEMA if f.name not in ("text", "meta"))
+
+#: The last columns of the documents table: ``status`` (:data:`DOCUMENT_STATUSES`), ``stage`` (the ledger stage
+#: that decided: ``ingest`` for quarantined records, a filter, ``dedup``, ``mix``; null for kept documents),
+#: ``reason`` (its reason code), ``dup_of`` (the uid a dedup loser duplicates) and ``selected`` (times the
+#: document was written to the shards). Quarantined records (``status = quarantined``) are appended after the
+#: documents with :data:`DOCUMENTS_QUARANTINE_FIELDS` set instead of the document columns.
+DOCUMENTS_STATUS_FIELDS = (pa.field("ntok", pa.int64()), pa.field("status", pa.string()),
+                           pa.field("stage", pa.string()), pa.field("reason", pa.string()),
+                           pa.field("dup_of", pa.int64()), pa.field("selected", pa.int64()))
+
+#: The columns a documents table gains when its partition has quarantined records (from ``QUARANTINE_SCHEMA``).
+DOCUMENTS_QUARANTINE_FIELDS = (pa.field("file", pa.string()), pa.field("row", pa.int64()))
+
+#: Every value of the documents table's ``status``.
+DOCUMENT_STATUSES = frozenset({"kept", "dropped", "validation", "quarantined"})
+
+
+def schema_problems(actual: pa.Schema, expected: pa.Schema, *, optional: tuple[pa.Field, ...] = ()) -> list[str]:
+    """How ``actual`` differs from ``expected`` (same names, order and types; nullability is not compared),
+    allowing the fields of ``optional`` after them; an empty list when it conforms."""
+    want = [*expected, *optional]
+    names = actual.names
+    problems = []
+    for i, f in enumerate(want):
+        if i >= len(names):
+            if i < len(expected):
+                problems.append(f"column {i} `{f.name}` ({f.type}) is missing")
+            break
+        got = actual.field(i)
+        if got.name != f.name or not got.type.equals(f.type):
+            problems.append(f"column {i} is `{got.name}` ({got.type}), expected `{f.name}` ({f.type})")
+    if len(names) > len(want):
+        problems.append(f"unexpected column(s) {names[len(want):]}")
+    return problems
+
+
+def documents_problems(actual: pa.Schema) -> list[str]:
+    """How a documents table's schema differs from the layout above (see :data:`DOCUMENTS_LEADING_FIELDS`)."""
+    names = actual.names
+    lead = pa.schema([actual.field(i) for i in range(min(len(names), len(DOCUMENTS_LEADING_FIELDS)))])
+    problems = schema_problems(lead, pa.schema(DOCUMENTS_LEADING_FIELDS))
+    tail = [f for f in DOCUMENTS_QUARANTINE_FIELDS if f.name in names]
+    want_tail = [*DOCUMENTS_STATUS_FIELDS, *tail]
+    got_tail = [actual.field(i) for i in range(max(0, len(names) - len(want_tail)), len(names))]
+    problems += schema_problems(pa.schema(got_tail), pa.schema(want_tail))
+    return problems
 
 
 #: Column every filter stage adds: null keeps the row, a string is the drop reason code.

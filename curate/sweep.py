@@ -50,6 +50,7 @@ import yaml
 
 from curate.errors import SweepError
 from curate.io_utils import atomic_write_json, atomic_write_text, read_json
+from curate.layout import RunLayout
 from curate.pipeline import load_recipe, parse_recipe
 from curate.recipe import Recipe
 
@@ -205,8 +206,9 @@ def achieved(run_dir: Path, recipe: Recipe) -> dict[str, Any]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    manifest = read_json(run_dir / "manifest.json")
-    tables = [pq.read_table(run_dir / "shards" / s["lineage"], columns=["group", "source", "subset", "tokens"])
+    layout = RunLayout(run_dir)
+    manifest = read_json(layout.manifest)
+    tables = [pq.read_table(layout.shard_file(s["lineage"]), columns=["group", "source", "subset", "tokens"])
               for s in manifest["shards"]]
     t = pa.concat_tables(tables).group_by(["group", "source", "subset"]).aggregate([("tokens", "sum")])
     tokens = dict.fromkeys(member_keys(recipe), 0)
@@ -260,7 +262,7 @@ def sweep(recipe_path: str | Path, *, n: int, out: str | Path, concentration: fl
             first = run_dir
             write_shared_validation(recipe, run_dir, sweep_dir)
         result = audit_mod.audit(run_dir)
-        atomic_write_text(run_dir / "audit.json", audit_mod.to_json(result))
+        atomic_write_text(RunLayout(run_dir).audit_json, audit_mod.to_json(result))
         code = audit_mod.exit_code(result)
         weights = {recipe.member_key(g, s, sub): share for g, s, sub, share in recipe.members()}
         rows.append({"mixture": mid, "weights": weights, "achieved": achieved(run_dir, recipe)})

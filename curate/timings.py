@@ -30,15 +30,14 @@ from pathlib import Path
 from typing import Any
 
 from curate.io_utils import atomic_write_json, read_json
-
-STATS_FILE = "stats.json"
+from curate.layout import RunLayout
 
 
 class PhaseTimer:
     """Times the phases of one run and rewrites ``RUN_DIR/stats.json`` as each one finishes."""
 
     def __init__(self, run_dir: str | Path) -> None:
-        self.path = Path(run_dir) / STATS_FILE
+        self.path = RunLayout(run_dir).stats
         self.data: dict[str, Any] = {"phases": {}, "order": []}
         if self.path.exists():
             try:
@@ -71,7 +70,7 @@ class PhaseTimer:
 
 def read_timings(run_dir: str | Path) -> list[dict[str, Any]]:
     """Rows ``{phase, wall_s, driver_cpu_s, worker_cpu_s}`` in run order (empty before the first phase ends)."""
-    p = Path(run_dir) / STATS_FILE
+    p = RunLayout(run_dir).stats
     if not p.exists():
         return []
     d = read_json(p)
@@ -135,7 +134,7 @@ def stage_rows(led: Any, stage_cpu: dict[str, float]) -> list[dict[str, Any]]:
 
 def write_stage_rows(run_dir: str | Path, rows: list[dict[str, Any]]) -> None:
     """Add ``stages`` to ``RUN_DIR/stats.json`` (keeping the phases)."""
-    p = Path(run_dir) / STATS_FILE
+    p = RunLayout(run_dir).stats
     data = read_json(p) if p.exists() else {"phases": {}, "order": []}
     data["stages"] = rows
     atomic_write_json(p, data)
@@ -143,7 +142,7 @@ def write_stage_rows(run_dir: str | Path, rows: list[dict[str, Any]]) -> None:
 
 def read_stage_rows(run_dir: str | Path) -> list[dict[str, Any]]:
     """The ``stages`` rows of ``RUN_DIR/stats.json`` (empty before finalize)."""
-    p = Path(run_dir) / STATS_FILE
+    p = RunLayout(run_dir).stats
     try:
         return list(read_json(p).get("stages") or []) if p.exists() else []
     except (OSError, ValueError):

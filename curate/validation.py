@@ -266,7 +266,7 @@ def audit_validation(run_dir: Path, manifest: dict | None, train: pa.Table, viol
     """
     from curate.shard_formats import MegatronWriter
 
-    d = Path(run_dir) / DIR
+    d = RunLayout(run_dir).validation_dir
     if manifest is not None:
         entries = (manifest.get("validation") or {}).get("sets") or []
         requested = {m: i.get("requested") for m, i in ((manifest.get("validation") or {}).get("members") or {}).items()}

@@ -15,8 +15,11 @@ Readers (by module): :mod:`~curate.sources.code` (``the-stack-v1``, ``the-stack-
 :mod:`~curate.sources.web` (``culturax``, ``madlad``, ``refinedweb``), :mod:`~curate.sources.math`
 (``open-web-math``, ``proof-pile-2``), :mod:`~curate.sources.generic` (``jsonl``, ``parquet``, ``text``),
 :mod:`~curate.sources.books` (``pg19``, ``gutenberg-txt``) and :mod:`~curate.sources.wiki` (``wikipedia``,
-``mediawiki-xml``). Shared plumbing is in :mod:`~curate.sources.io`, ``hf://`` handling in
-:mod:`~curate.sources.hf`.
+``mediawiki-xml``). Shared plumbing: :mod:`~curate.sources.rows` (the row-reader driver),
+:mod:`~curate.sources.decompress` (file types, decompression, lines), :mod:`~curate.sources.jsonl` (JSON lines),
+:mod:`~curate.sources.rawbatch` (column specs, raw batches, quarantine records), :mod:`~curate.sources.arrow_utils`
+(the normalizers' Arrow helpers), :mod:`~curate.sources.assemble` (documents, ids, text hygiene); ``hf://``
+handling in :mod:`~curate.sources.hf`.
 """
 
 from __future__ import annotations
@@ -70,7 +73,7 @@ def check_formats(recipe: Recipe) -> None:
 # ---------------------------------------------------------------------------- planning
 def _row_group_ranges(path: str, *, target: int) -> list[tuple[tuple[int, int], int]]:
     """Cut a Parquet file into consecutive row-group ranges of about ``target`` compressed bytes."""
-    from curate.sources.io import open_parquet
+    from curate.sources.rows import open_parquet
 
     md = open_parquet(path).metadata
     ranges: list[tuple[tuple[int, int], int]] = []
@@ -93,7 +96,7 @@ def _file_partitions(src: SourceConfig, path: str) -> list[tuple[str, int, tuple
         return [(p, nb, None) for p, nb in hf.expand(path)]
     size = os.path.getsize(path)
     if format_info(src.format).row_groups and size > PARQUET_SPLIT_BYTES:
-        from curate.sources.io import compression_of, is_parquet
+        from curate.sources.decompress import compression_of, is_parquet
 
         if compression_of(path) is None and is_parquet(path):
             try:
@@ -142,7 +145,7 @@ def read_partition(part: Partition, src: SourceConfig, ctx: ReadContext) -> Iter
     """Yield the normalized batches of one partition, by the reader registered for ``part.format``.
 
     Every input record ends up in exactly one of ``batch.docs`` and ``batch.quarantine``; see
-    :mod:`curate.sources.base` for the contract and :mod:`curate.sources.io` for the reason codes.
+    :mod:`curate.sources.base` for the contract and :mod:`curate.sources.rawbatch` for the reason codes.
     """
     yield from _reader(part, src)(part, src, ctx)
 
@@ -157,10 +160,11 @@ def count_records(part: Partition, src: SourceConfig) -> int:
     """
     from curate.sources import hf
     from curate.sources.generic import text_file_records
-    from curate.sources.io import compression_of, count_lines, is_parquet, open_parquet
+    from curate.sources.decompress import compression_of, count_lines, is_parquet
+    from curate.sources.rows import open_parquet
 
     from curate.errors import InputError
-    from curate.sources.io import file_type_problem
+    from curate.sources.decompress import file_type_problem
 
     path = part.path
     if path.startswith(HF_PREFIX):
@@ -189,5 +193,6 @@ def count_records(part: Partition, src: SourceConfig) -> int:
 
 
 # The built-in readers register themselves on import (after everything above is defined: they import
-# curate.sources.io, whose imports of curate.sources.* need this package initialised only as far as this line).
+# curate.sources.rows and its helpers, whose imports of curate.sources.* need this package initialised only as far
+# as this line).
 from curate.sources import books, code, generic, math, web, wiki  # noqa: E402, F401

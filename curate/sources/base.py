@@ -70,7 +70,7 @@ class ReadBatch:
     """Documents and quarantine records of a run of input records.
 
     ``counters`` are added to the partition's ``ingest`` ledger counters (e.g. ``text_bom_stripped``: documents
-    whose text the hygiene policy of :func:`curate.sources.io.clean_text` changed, by fix).
+    whose text the hygiene policy of :func:`curate.sources.assemble.clean_text` changed, by fix).
     """
 
     docs: pa.Table

@@ -8,7 +8,7 @@ Project Gutenberg boilerplate already removed, but copies built from Gutenberg f
 it, so every row goes through :func:`strip_boilerplate`; ``meta.pg_boilerplate_stripped`` says whether anything was
 removed.
 
-``pg19`` files may be Parquet, JSON lines or ``hf://`` datasets (read through :func:`curate.sources.io.read_rows`).
+``pg19`` files may be Parquet, JSON lines or ``hf://`` datasets (read through :func:`curate.sources.rows.read_rows`).
 
 ``gutenberg-txt``: one book per file (``12345-0.txt`` UTF-8, ``12345-8.txt`` ISO-8859-1, ``12345.txt`` either),
 optionally ``.gz``/``.bz2``/``.zst`` compressed (by suffix). The bytes are decoded as UTF-8 (BOM dropped) and, when
@@ -16,7 +16,7 @@ that fails, as ISO-8859-1, which cannot fail; ``meta.encoding`` records which on
 UTF-8 by Project Gutenberg's naming, so undecodable bytes in it are damage, not Latin-1: they become U+FFFD,
 ``meta.encoding`` says how many, and the ingest ledger counts ``text_invalid_utf8_replaced`` (books) and
 ``text_invalid_utf8_sequences``, which the audit flags. CRLF line ends become LF before the boilerplate is looked
-for (and the text-hygiene policy of :func:`curate.sources.io.clean_text` applies, as everywhere). As for format
+for (and the text-hygiene policy of :func:`curate.sources.assemble.clean_text` applies, as everywhere). As for format
 ``text``, an empty file is zero records and a truncated compressed file is one ``truncated_file`` record
 (``on_error: error`` raises instead).
 
@@ -43,7 +43,7 @@ not public domain in the US. Measured on the 41 real books: 2 carry such a notic
 Metamorphosis).
 
 A row whose text is null or empty (or holds nothing but boilerplate) is quarantined (``null_text``/``empty_text``,
-the reason codes of :mod:`curate.sources.io`); ``on_error: error`` raises instead.
+the reason codes of :mod:`curate.sources.rawbatch`); ``on_error: error`` raises instead.
 """
 
 from __future__ import annotations
@@ -59,19 +59,10 @@ import pyarrow.compute as pc
 
 from curate.recipe import SourceConfig
 from curate.sources.base import Partition, ReadBatch, ReadContext, register
-from curate.sources.io import (
-    Col,
-    NormContext,
-    Normalized,
-    RawBatch,
-    assemble,
-    column,
-    constant,
-    json_objects,
-    non_empty,
-    read_one_document_file,
-    read_rows,
-)
+from curate.sources.arrow_utils import column, constant, json_objects, non_empty
+from curate.sources.assemble import assemble
+from curate.sources.rawbatch import Col, Normalized, NormContext, RawBatch
+from curate.sources.rows import read_one_document_file, read_rows
 
 LICENSE_PUBLIC_DOMAIN = "public-domain-us"
 LICENSE_COPYRIGHTED = "LicenseRef-PG-copyrighted"

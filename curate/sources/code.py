@@ -65,20 +65,10 @@ import pyarrow.compute as pc
 from curate.errors import SchemaError
 from curate.recipe import SourceConfig
 from curate.sources.base import Partition, ReadBatch, ReadContext, register
-from curate.sources.io import (
-    BrokenStream,
-    Col,
-    Normalized,
-    NormContext,
-    coalesce,
-    column,
-    json_objects,
-    json_string_lists,
-    non_empty,
-    read_all,
-    read_rows,
-    to_string,
-)
+from curate.sources.arrow_utils import coalesce, column, json_objects, json_string_lists, non_empty, to_string
+from curate.sources.decompress import BrokenStream, read_all
+from curate.sources.rawbatch import Col, Normalized, NormContext
+from curate.sources.rows import read_rows
 
 VARIANTS = ("max_stars", "max_issues", "max_forks")
 

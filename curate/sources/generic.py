@@ -20,7 +20,7 @@ meta        null: a generic file has no native fields the pipeline knows of
 text
 ----
 One document per file: the whole decompressed file, decoded as strict UTF-8 and kept as written, up to the
-text-hygiene policy every reader applies (:func:`curate.sources.io.clean_text`: a leading BOM is removed, CRLF
+text-hygiene policy every reader applies (:func:`curate.sources.assemble.clean_text`: a leading BOM is removed, CRLF
 and CR become LF, NUL is dropped). Paragraph splitting would invent document boundaries the source never had, so it
 is not done; split files beforehand to get smaller documents. ``native_id`` is null (``doc_id`` is the text
 hash, so a renamed file keeps its id) and ``meta`` is ``{"file": <path>}``. An empty file is zero records; a
@@ -39,23 +39,11 @@ import pyarrow as pa
 
 from curate.recipe import SourceConfig
 from curate.sources.base import Partition, ReadBatch, ReadContext, register
-from curate.sources.io import (
-    BrokenStream,
-    Col,
-    NormContext,
-    Normalized,
-    RawBatch,
-    assemble,
-    column,
-    compression_of,
-    constant,
-    iter_decompressed,
-    json_objects,
-    json_string_lists,
-    read_one_document_file,
-    read_rows,
-    to_string,
-)
+from curate.sources.arrow_utils import column, constant, json_objects, json_string_lists, to_string
+from curate.sources.assemble import assemble
+from curate.sources.decompress import BrokenStream, compression_of, iter_decompressed
+from curate.sources.rawbatch import Col, Normalized, NormContext, RawBatch
+from curate.sources.rows import read_one_document_file, read_rows
 
 
 # ---------------------------------------------------------------------------- jsonl / parquet

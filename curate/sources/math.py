@@ -42,7 +42,9 @@ import pyarrow.compute as pc
 
 from curate.recipe import SourceConfig
 from curate.sources.base import Partition, ReadBatch, ReadContext, register
-from curate.sources.io import Col, Normalized, NormContext, column, json_fields, json_text, read_rows, to_string
+from curate.sources.arrow_utils import column, json_fields, json_text, to_string
+from curate.sources.rawbatch import Col, Normalized, NormContext
+from curate.sources.rows import read_rows
 
 
 def merge_date(metadata: pa.Array, date: pa.Array, *, fields: tuple[pa.Array, dict[str, pa.Array]] | None = None

@@ -53,17 +53,9 @@ import pyarrow as pa
 
 from curate.recipe import SourceConfig
 from curate.sources.base import Partition, ReadBatch, ReadContext, register
-from curate.sources.io import (
-    Col,
-    Normalized,
-    NormContext,
-    coalesce,
-    column,
-    constant,
-    json_objects,
-    list_lengths,
-    read_rows,
-)
+from curate.sources.arrow_utils import coalesce, column, constant, json_objects, list_lengths
+from curate.sources.rawbatch import Col, Normalized, NormContext
+from curate.sources.rows import read_rows
 
 WEB_LICENSE = "web-unknown"
 _CULTURAX_NAME = re.compile(r"^(?P<lang>[A-Za-z]{2,3}(?:[_-][A-Za-z0-9]+)?)_part_\d+\.")

@@ -4,7 +4,7 @@ wikipedia
 ---------
 Native columns (wikimedia/wikipedia): ``id``, ``url``, ``title``, ``text`` (plain text already); all four are
 required. Files may be Parquet, JSON lines or ``hf://`` datasets (read through
-:func:`curate.sources.io.read_rows`). ``lang`` comes from the url host (``https://de.wikipedia.org/...`` -> de),
+:func:`curate.sources.rows.read_rows`). ``lang`` comes from the url host (``https://de.wikipedia.org/...`` -> de),
 since the dataset has no language column (one config per language edition).
 
 mediawiki-xml
@@ -38,7 +38,7 @@ meta        wikipedia: ``{"title"}``; XML: ``{"title", "url", "revision_id", "ti
 =========== =====================================================================================================
 
 Records with null or empty text (for XML also: wikitext that converts to nothing) are quarantined as
-``null_text``/``empty_text`` (the reason codes of :mod:`curate.sources.io`), a page whose wikitext mwparserfromhell
+``null_text``/``empty_text`` (the reason codes of :mod:`curate.sources.rawbatch`), a page whose wikitext mwparserfromhell
 fails on as ``wikitext_parse_error``; ``on_error: error`` raises instead.
 """
 
@@ -62,23 +62,11 @@ from curate.errors import InputError, SchemaError
 from curate.recipe import SourceConfig
 from curate.schema import DOC_SCHEMA
 from curate.sources.base import Partition, ReadBatch, ReadContext, register
-from curate.sources.io import (
-    BrokenStream,
-    Col,
-    NormContext,
-    Normalized,
-    column,
-    constant,
-    iter_decompressed,
-    json_objects,
-    make_doc_ids,
-    quarantine_from_records,
-    quarantine_record,
-    raise_for,
-    read_rows,
-    to_string,
-    uids,
-)
+from curate.sources.arrow_utils import column, constant, json_objects, to_string
+from curate.sources.assemble import make_doc_ids, uids
+from curate.sources.decompress import BrokenStream, iter_decompressed
+from curate.sources.rawbatch import Col, Normalized, NormContext, quarantine_from_records, quarantine_record, raise_for
+from curate.sources.rows import read_rows
 
 LICENSE = "CC-BY-SA-4.0"
 
@@ -595,7 +583,7 @@ FEED_BYTES = 1 << 16
 def read_mediawiki_xml(part: Partition, src: SourceConfig, ctx: ReadContext) -> Iterator[ReadBatch]:
     """Stream a MediaWiki XML export dump (plain or ``.gz``/``.bz2``/``.zst``), one ``<page>`` per record.
 
-    The decompressed bytes (:func:`curate.sources.io.iter_decompressed`) are fed to
+    The decompressed bytes (:func:`curate.sources.decompress.iter_decompressed`) are fed to
     ``xml.etree.ElementTree.XMLPullParser`` (the pull parser behind ``iterparse``) in slices of
     :data:`FEED_BYTES`; each finished ``<page>`` is read and cleared from the tree at once.
 

@@ -3,7 +3,7 @@
 Adds ``lang`` (string: the model's label without prefix, e.g. ``en``, ``ceb``, or ``eng_Latn`` for GlotLID;
 null for a blank document) and ``lang_score`` (float32: the model's probability for that label), replacing a
 ``lang`` the source gave, and sets ``drop_reason``. Model, sampling and labels are described in
-:mod:`curate.langid`.
+:mod:`curate.lid_model`.
 
 Per source (``sources.<name>.langid`` in the recipe):
 
@@ -33,7 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate import langid as lid
+from curate import lid_model as lid
 from curate.errors import RecipeError
 from curate.schema import DROP_REASON
 from curate.stages.base import Stage, set_column, with_drop_reason
@@ -55,7 +55,7 @@ class LangIdStage(Stage):
     label_prefix
         Prefix of the model's labels, stripped to give ``lang``.
     sample_chars
-        Character budget of the per-document sample (see :func:`curate.langid.sample_text`).
+        Character budget of the per-document sample (see :func:`curate.lid_model.sample_text`).
     keep, drop
         Languages to keep (everything else is dropped) or to drop; at most one of them. Neither, with
         ``min_score`` 0, annotates only.
@@ -180,7 +180,7 @@ class LangIdStage(Stage):
         Parameters
         ----------
         lang, score
-            Outputs of :func:`curate.langid.identify`.
+            Outputs of :func:`curate.lid_model.identify`.
 
         Returns
         -------

@@ -2,7 +2,7 @@
 
 Input: the ``license`` column of ``curate.schema.DOC_SCHEMA`` — the raw statement a reader wrote (a JSON list
 for the-stack, ``public-domain-us`` for PG-19, ``CC-BY-SA-4.0`` for Wikipedia, ``web-unknown`` for web
-crawls, an arXiv license URL or null for math; see ``curate.licenses``).
+crawls, an arXiv license URL or null for math; see ``curate.license_policy``).
 
 Output, same rows in the same order:
 
@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
 
-from curate.licenses import Policy, decide_array, resolve_policy
+from curate.license_policy import Policy, decide_array, resolve_policy
 from curate.stages.base import Stage, set_column, with_drop_reason
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ class LicenseStage(Stage):
     Examples
     --------
     >>> import pyarrow as pa
-    >>> from curate.licenses import Policy
+    >>> from curate.license_policy import Policy
     >>> stage = LicenseStage(Policy(frozenset({"MIT"}), "drop"), source="code")
     >>> out = stage.process(pa.table({"license": ['["MIT"]', '["GPL-2.0+"]', "[]"]}))
     >>> out["license"].to_pylist(), out["drop_reason"].to_pylist()

@@ -90,7 +90,7 @@ class Rule:
 
 
 @dataclass
-class Preset:
+class QualityPreset:
     """A loaded quality preset: ordered rules, options, and the YAML file it came from."""
 
     name: str
@@ -130,7 +130,7 @@ def _bound(value: Any, *, where: str, file: str | None = None) -> float | None:
     return float(value)
 
 
-def load_preset(name: str) -> Preset:
+def load_quality_preset(name: str) -> QualityPreset:
     """Load and validate ``filters/quality/<name>.yaml``.
 
     Raises
@@ -164,7 +164,7 @@ def load_preset(name: str) -> Preset:
             raise RecipeError(msg, path=f"rules.{rname}", recipe_file=f)
         rules.append(Rule(rname, _bound(spec.get("min"), where=f"rules.{rname}.min", file=f),
                           _bound(spec.get("max"), where=f"rules.{rname}.max", file=f)))
-    preset = Preset(name=name, version=str(data.get("version", name)), rules=rules, file=f)
+    preset = QualityPreset(name=name, version=str(data.get("version", name)), rules=rules, file=f)
     defaults = _option_defaults(preset)
     opts = data.get("options") or {}
     if not isinstance(opts, dict):
@@ -180,7 +180,7 @@ def load_preset(name: str) -> Preset:
     return preset
 
 
-def _load_aliases(raw: Any, preset: Preset, *, file: str) -> dict[str, list[str]]:
+def _load_aliases(raw: Any, preset: QualityPreset, *, file: str) -> dict[str, list[str]]:
     if not isinstance(raw, dict):
         msg = "`aliases` must map a name to `rule.min`/`rule.max` (or a list of them)"
         raise RecipeError(msg, path="aliases", recipe_file=file)
@@ -200,7 +200,7 @@ def _load_aliases(raw: Any, preset: Preset, *, file: str) -> dict[str, list[str]
     return out
 
 
-def _option_defaults(preset: Preset) -> dict[str, Any]:
+def _option_defaults(preset: QualityPreset) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for fam in preset.families:
         out.update(H.FAMILIES[fam].options)
@@ -251,7 +251,7 @@ def _check_option(key: str, value: Any, default: Any, *, where: str, file: str |
             raise RecipeError(msg, path=where, recipe_file=file) from None
 
 
-def apply_overrides(preset: Preset, overrides: dict[str, Any], *, yaml_path: str) -> Preset:
+def apply_overrides(preset: QualityPreset, overrides: dict[str, Any], *, yaml_path: str) -> QualityPreset:
     """Return a copy of ``preset`` with recipe overrides applied (see the module docstring).
 
     Raises
@@ -300,12 +300,12 @@ def apply_overrides(preset: Preset, overrides: dict[str, Any], *, yaml_path: str
     return out
 
 
-def _family_of_option(preset: Preset, key: str) -> str:
+def _family_of_option(preset: QualityPreset, key: str) -> str:
     return next(f for f in preset.families if key in H.FAMILIES[f].options)
 
 
 def fasttext_preset(spec: dict[str, Any], *, yaml_path: str, recipe: Recipe | None,
-                    check_paths: bool = False) -> tuple[Preset, FastTextScorer]:
+                    check_paths: bool = False) -> tuple[QualityPreset, FastTextScorer]:
     """Build the ``fasttext`` pseudo-preset (one rule, ``fasttext``, bounded below by ``threshold``).
 
     With ``check_paths`` the model file must exist (the recipe is being loaded on the driver).
@@ -327,7 +327,7 @@ def fasttext_preset(spec: dict[str, Any], *, yaml_path: str, recipe: Recipe | No
     if not isinstance(label, str) or not label:
         msg = f"`label` must be a fastText label such as {POSITIVE_LABEL!r}, got {label!r}"
         raise RecipeError(msg, path=f"{yaml_path}.label")
-    preset = Preset(name=FASTTEXT, version="fasttext_v1", rules=[Rule(FASTTEXT, min=threshold)],
+    preset = QualityPreset(name=FASTTEXT, version="fasttext_v1", rules=[Rule(FASTTEXT, min=threshold)],
                     options={"model": model, "label": label})
     return preset, FastTextScorer(model, label=label)
 
@@ -338,7 +338,7 @@ class QualityStage(Stage):
 
     Parameters
     ----------
-    presets : list of Preset
+    presets : list of QualityPreset
         loaded presets (with overrides applied), in priority order.
     scorer : FastTextScorer, optional
         the model of the ``fasttext`` preset, when one of ``presets`` is it.
@@ -351,7 +351,7 @@ class QualityStage(Stage):
     name: ClassVar[str] = "quality"
     required_columns: ClassVar[tuple[str, ...]] = ("text",)
 
-    def __init__(self, presets: list[Preset], *, scorer: FastTextScorer | None = None, source: str = "",
+    def __init__(self, presets: list[QualityPreset], *, scorer: FastTextScorer | None = None, source: str = "",
                  max_batch_chars: int = MAX_BATCH_CHARS) -> None:
         if not presets:
             msg = "QualityStage needs at least one preset"
@@ -386,7 +386,7 @@ class QualityStage(Stage):
         spec = src.quality_spec()
         if not spec:
             return None
-        presets: list[Preset] = []
+        presets: list[QualityPreset] = []
         scorer = None
         for pname, overrides in spec.items():
             yp = f"sources.{source_name}.quality.{pname}"
@@ -394,7 +394,7 @@ class QualityStage(Stage):
                 preset, scorer = fasttext_preset(overrides, yaml_path=yp, recipe=recipe, check_paths=check_paths)
             else:
                 try:
-                    loaded = load_preset(pname)
+                    loaded = load_quality_preset(pname)
                 except RecipeError as e:
                     if e.path is not None or e.recipe_file is not None:
                         raise  # an error inside the preset file names that file

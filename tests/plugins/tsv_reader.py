@@ -2,7 +2,7 @@
 
 One reader module and one ``register`` line are all a new format needs: no table elsewhere lists formats. The
 lines are parsed with Arrow's CSV reader (tab-separated, no quoting), normalized with the shared
-``curate.sources.io`` helpers, and a line without a tab is quarantined by them as ``empty_text``.
+``curate.sources`` helpers (``rawbatch``, ``assemble``), and a line without a tab is quarantined by them as ``empty_text``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from curate.sources.base import Partition, ReadBatch, ReadContext, register
-from curate.sources.io import Normalized, RawBatch, assemble, column
+from curate.sources.arrow_utils import column
+from curate.sources.assemble import assemble
+from curate.sources.rawbatch import Normalized, RawBatch
 
 
 @register("tsv")

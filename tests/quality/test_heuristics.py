@@ -16,7 +16,7 @@ import pytest
 
 from curate.quality import heuristics as H
 from curate.quality.words import split_words, token_kinds
-from curate.stages.quality import QualityStage, apply_overrides, load_preset
+from curate.stages.quality import QualityStage, apply_overrides, load_quality_preset
 from tests.quality.texts import GOOD, JA, TH, ZH, ZH_SHORT, ZH_SPAM, vocabulary
 
 LINES = GOOD.split("\n")
@@ -41,7 +41,7 @@ if __name__ == "__main__":
 
 def run(presets: list[str], texts: list[str], *, lang: list | None = None, meta: list | None = None,
         overrides: dict | None = None) -> pa.Table:
-    ps = [apply_overrides(load_preset(p), (overrides or {}).get(p, {}), yaml_path=f"test.{p}") for p in presets]
+    ps = [apply_overrides(load_quality_preset(p), (overrides or {}).get(p, {}), yaml_path=f"test.{p}") for p in presets]
     cols = {"text": pa.array(texts, pa.large_string())}
     if lang is not None:
         cols["lang"] = pa.array(lang, pa.string())
@@ -102,7 +102,7 @@ PASSING = {"gopher": GOOD, "c4": GOOD, "fineweb": GOOD, "code": CODE}
 
 
 def test_every_rule_has_a_case():
-    rules = [r.name for p in ("gopher", "c4", "fineweb", "code") for r in load_preset(p).rules]
+    rules = [r.name for p in ("gopher", "c4", "fineweb", "code") for r in load_quality_preset(p).rules]
     assert sorted(CASES) == sorted(r for r in rules if r != "c4_terminal_punct_frac")
 
 
@@ -239,7 +239,7 @@ def test_bad_stop_word_is_rejected():
     from curate.errors import RecipeError
 
     with pytest.raises(RecipeError, match=r"never match.*\.stop_words\.en\[0\]|stop_words.en\[0\]"):
-        apply_overrides(load_preset("gopher"), {"stop_words": {"en": ["don't"]}},
+        apply_overrides(load_quality_preset("gopher"), {"stop_words": {"en": ["don't"]}},
                         yaml_path="sources.web.quality.gopher")
 
 

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from curate.stages.quality import QualityStage, apply_overrides, load_preset
+from curate.stages.quality import QualityStage, apply_overrides, load_quality_preset
 
 pytestmark = pytest.mark.real
 
@@ -47,7 +47,7 @@ def wiki(real_data) -> pa.Table:
 @pytest.mark.parametrize("preset", ["gopher", "fineweb"])
 def test_wikipedia_keep_rate(wiki, preset):
     assert wiki.num_rows == 837  # en 330, de 267, vi 121, ko 87, zh 31, bg 1
-    st = QualityStage([load_preset(preset)])
+    st = QualityStage([load_quality_preset(preset)])
     out = st.process(wiki)
     by_lang = collections.Counter((lg, d) for lg, d in zip(out["lang"].to_pylist(), out["drop_reason"].to_pylist())
                                   if d)
@@ -68,17 +68,17 @@ def test_gutenberg_keep_rate(real_data):
     t = pa.table({"text": pa.array(bodies, pa.large_string()), "lang": pa.array(langs, pa.string())})
     # Gopher's 100,000-word ceiling was set for web pages; 17 of these 41 whole books exceed it, so a book
     # source lifts it (the override curate documents in filters/quality/gopher.yaml)
-    books_gopher = apply_overrides(load_preset("gopher"), {"gopher_word_count": {"max": None}},
+    books_gopher = apply_overrides(load_quality_preset("gopher"), {"gopher_word_count": {"max": None}},
                                    yaml_path="sources.books.quality.gopher")
     outs = {"gopher": QualityStage([books_gopher]).process(t),
-            "fineweb": QualityStage([load_preset("fineweb")]).process(t)}
+            "fineweb": QualityStage([load_quality_preset("fineweb")]).process(t)}
     titles = g["short_book_title"].to_pylist()
     for name, out in outs.items():
         dropped = {titles[i]: r for i, r in enumerate(out["drop_reason"].to_pylist()) if r}
         print(f"{name}: keep {keep_rate(out):.3f}; dropped {dropped}")
         assert keep_rate(out) >= 0.95
     # the published ceiling, for the record
-    strict = QualityStage([load_preset("gopher")]).process(t)
+    strict = QualityStage([load_quality_preset("gopher")]).process(t)
     assert QualityStage.fail_counts(strict)["gopher_word_count"] == 17
 
 
@@ -113,7 +113,7 @@ REFINEDWEB_FAILS = {
 def test_refinedweb_rule_drops(real_data, tmp_path):
     rw = pq.read_table(real_data / "refinedweb.parquet", columns=["content", "url"])
     t = pa.table({"text": rw["content"].cast(pa.large_string())})
-    st = QualityStage([load_preset("gopher"), load_preset("fineweb"), load_preset("c4")])
+    st = QualityStage([load_quality_preset("gopher"), load_quality_preset("fineweb"), load_quality_preset("c4")])
     out = st.process(t)
     fails = out["quality_fail"].to_pylist()
     urls = rw["url"].to_pylist()
@@ -136,7 +136,7 @@ def test_thestack_code_columns_and_drops(real_data):
                       columns=["content", "max_stars_repo_path", "avg_line_length", "max_line_length",
                                "alphanum_fraction"])
     meta = pa.array([json.dumps({"path": p}) for p in s["max_stars_repo_path"].to_pylist()])
-    out = QualityStage([load_preset("code")]).process(pa.table({"text": s["content"].cast(pa.large_string()),
+    out = QualityStage([load_quality_preset("code")]).process(pa.table({"text": s["content"].cast(pa.large_string()),
                                                                 "meta": meta}))
     np.testing.assert_allclose(out["q_code_avg_line_length"].to_numpy(), s["avg_line_length"].to_numpy(), rtol=1e-9)
     assert out["q_code_max_line_length"].to_pylist() == s["max_line_length"].to_pylist()

@@ -79,11 +79,11 @@ def test_same_key_in_different_mappings_is_fine_22(tmp_path) -> None:
 
 
 def test_duplicate_key_in_a_license_preset_is_refused_22(tmp_path) -> None:
-    from curate.licenses import load_preset
+    from curate.license_policy import load_license_preset
 
     (tmp_path / "mine.yaml").write_text("allow: [MIT]\nunknown: drop\nallow: [GPL-3.0-only]\n")
     with pytest.raises(RecipeError) as ei:
-        load_preset("mine", filters_dir=tmp_path)
+        load_license_preset("mine", filters_dir=tmp_path)
     assert "duplicate key 'allow' at lines 1 and 3" in str(ei.value)
 
 
@@ -96,5 +96,5 @@ def test_duplicate_key_in_a_quality_preset_is_refused_22(tmp_path, monkeypatch) 
         "rules:\n  gopher_word_count: {min: 50}\n  gopher_word_count: {min: 5}\n")
     monkeypatch.setattr(presets, "FILTERS_DIR", tmp_path)
     with pytest.raises(RecipeError) as ei:
-        quality.load_preset("mine")
+        quality.load_quality_preset("mine")
     assert "`rules.gopher_word_count`" in str(ei.value) and "lines 2 and 3" in str(ei.value)

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 
 from curate.sources import read_partition
 from curate.sources.base import ReadContext
-from curate.sources.io import clean_text
+from curate.sources.assemble import clean_text
 from tests.sources import partition, src_config
 
 BOOK = ("The Project Gutenberg eBook of Tiny Book\n\nTitle: Tiny Book\nAuthor: Someone\nLanguage: English\n\n"

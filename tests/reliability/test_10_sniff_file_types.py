@@ -18,7 +18,7 @@ from curate.errors import InputError
 from curate.planner import plan
 from curate.pipeline import parse_recipe
 from curate.sources import count_records
-from curate.sources.io import sniff
+from curate.sources.decompress import sniff
 from tests.sources import partition, read, src_config
 
 CSV = "id,text\n" + "".join(f"{i},row number {i}\n" for i in range(50))

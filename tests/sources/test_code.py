@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from curate.errors import InputError
-from curate.sources.io import clean_text
+from curate.sources.assemble import clean_text
 from curate.sources.base import ReadContext
 from tests.sources import read, write_lines
 

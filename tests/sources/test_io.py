@@ -1,4 +1,5 @@
-"""Shared reader plumbing: decompression, bad input, quarantine reasons, ids, batching (curate/sources/io.py)."""
+"""Shared reader plumbing: decompression, bad input, quarantine reasons, ids, batching (curate/sources/decompress.py, jsonl.py,
+arrow_utils.py, rawbatch.py, assemble.py, rows.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 import xxhash
 
 from curate.errors import InputError, SchemaError
-from curate.sources import io as sio
+from curate.sources import arrow_utils, jsonl
 from tests.sources import read, write_bytes, write_lines
 
 JSONL = {"text_column": "text", "id_column": "id"}
@@ -204,17 +205,17 @@ def test_fast_path_gives_the_same_batches_as_the_line_parser(tmp_path, monkeypat
     rows[7]["text"] = ""  # a quarantined record in a later block
     p = write_lines(tmp_path / "c.jsonl", rows)
     calls = {"fast": 0}
-    orig = sio._JsonlParser._fast
+    orig = jsonl._JsonlParser._fast
 
     def counting(self, lines, idx):
         out = orig(self, lines, idx)
         calls["fast"] += out is not None
         return out
 
-    monkeypatch.setattr(sio._JsonlParser, "_fast", counting)
+    monkeypatch.setattr(jsonl._JsonlParser, "_fast", counting)
     small = read(p, "culturax", batch_rows=3)
     assert calls["fast"] == 3  # blocks 2..4 went through pyarrow.json
-    monkeypatch.setattr(sio._JsonlParser, "_fast", lambda self, lines, idx: None)
+    monkeypatch.setattr(jsonl._JsonlParser, "_fast", lambda self, lines, idx: None)
     slow = read(p, "culturax", batch_rows=3)
     one = read(p, "culturax", batch_rows=100)
     assert small[0].equals(slow[0]) and small[0].equals(one[0])
@@ -254,5 +255,5 @@ def test_subset_by_takes_subset_from_a_column_with_partition_fallback(tmp_path):
 def test_json_string_lists_sorts_dedups_and_unions():
     a = pa.array([["MIT", "Apache-2.0"], None, [], ["MIT"], None], pa.list_(pa.string()))
     b = pa.array([["MIT"], ["GPL-3.0-only", ""], None, None, None], pa.list_(pa.string()))
-    out = sio.json_string_lists([a, b]).to_pylist()
+    out = arrow_utils.json_string_lists([a, b]).to_pylist()
     assert out == ['["Apache-2.0", "MIT"]', '["GPL-3.0-only"]', "[]", '["MIT"]', "[]"]

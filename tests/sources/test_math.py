@@ -7,8 +7,8 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curate.sources.io import json_fields
-from curate.sources.io import clean_text
+from curate.sources.arrow_utils import json_fields
+from curate.sources.assemble import clean_text
 from curate.sources.math import merge_date
 from tests.sources import read, write_lines
 

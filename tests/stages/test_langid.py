@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from curate import langid as lid
+from curate import lid_model as lid
 from curate.errors import RecipeError
 from curate.pipeline import parse_recipe
 from curate.schema import DROP_REASON

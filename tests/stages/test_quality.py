@@ -15,7 +15,7 @@ from curate.errors import RecipeError, SchemaError
 from curate.recipe import SourceConfig
 from curate.pipeline import parse_recipe
 from curate.schema import DOC_SCHEMA, DROP_REASON
-from curate.stages.quality import QUALITY_FAIL, QualityStage, apply_overrides, load_preset
+from curate.stages.quality import QUALITY_FAIL, QualityStage, apply_overrides, load_quality_preset
 from tests.quality.texts import GOOD, ZH
 
 SHORT = "The cat sat with me."
@@ -125,7 +125,7 @@ def test_fasttext_keys_are_checked(tmp_path):
 
 def test_same_preset_rules_twice_is_an_error():
     with pytest.raises(RecipeError, match="more than one preset"):
-        QualityStage([load_preset("gopher"), load_preset("gopher")], source="web")
+        QualityStage([load_quality_preset("gopher"), load_quality_preset("gopher")], source="web")
 
 
 # ---------------------------------------------------------------------------- processing
@@ -209,7 +209,7 @@ def test_stage_pickles_and_describes():
 
 
 def test_apply_overrides_does_not_touch_the_loaded_preset():
-    p = load_preset("fineweb")
+    p = load_quality_preset("fineweb")
     q = apply_overrides(p, {"fineweb_short_line_ratio": 0.9, "short_line_length": 10}, yaml_path="x")
     assert p.rules[1].max == 0.67 and p.options["short_line_length"] == 30
     assert q.rules[1].max == 0.9 and q.options["short_line_length"] == 10

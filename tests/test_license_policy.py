@@ -1,15 +1,14 @@
-"""curate.licenses: normalization table, expression evaluation, presets, policies and the LICENSES report."""
+"""curate.license_policy: normalization table, expression evaluation, presets and policies."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
 from curate.errors import RecipeError
-from curate.licenses import (
+from curate.license_policy import (
     Policy,
     attribution_ids,
     blocker,
@@ -17,16 +16,13 @@ from curate.licenses import (
     decide,
     decide_array,
     evaluate,
-    license_report,
-    load_preset,
+    load_license_preset,
     normalize,
     preset_names,
     requires_attribution,
     resolve_policy,
-    write_licenses_report,
 )
 from curate.recipe import LicensePolicy, SourceConfig
-from curate.pipeline import parse_recipe
 
 NORMALIZE = [
     # the messy strings of package metadata and dataset cards
@@ -197,7 +193,7 @@ def test_decide_array_vectorized_over_chunks_nulls_and_types() -> None:
 def test_shipped_presets_load_and_are_canonical() -> None:
     assert preset_names() == ["cc-by", "cc-by-sa", "copyleft", "permissive", "public-domain"]
     for name in preset_names():
-        p = load_preset(name)
+        p = load_license_preset(name)
         assert p.allow and p.attribution_required <= p.allow
         assert all(normalize(x) == x for x in p.allow), name
         # nothing non-commercial or no-derivatives is open
@@ -205,8 +201,8 @@ def test_shipped_presets_load_and_are_canonical() -> None:
 
 
 def test_preset_contents() -> None:
-    perm, copyleft, pd = load_preset("permissive"), load_preset("copyleft"), load_preset("public-domain")
-    ccby, ccbysa = load_preset("cc-by"), load_preset("cc-by-sa")
+    perm, copyleft, pd = load_license_preset("permissive"), load_license_preset("copyleft"), load_license_preset("public-domain")
+    ccby, ccbysa = load_license_preset("cc-by"), load_license_preset("cc-by-sa")
     assert {"MIT", "Apache-2.0", "BSD-2-Clause", "BSD-3-Clause", "ISC", "Zlib", "Unlicense", "CC0-1.0", "0BSD",
             "BSL-1.0", "public-domain-us"} <= perm.allow
     # weak copyleft is not permissive (see permissive.yaml)
@@ -237,13 +233,13 @@ def test_bad_preset_names_file_and_key(tmp_path: Path, text: str, path_fragment:
     (tmp_path / "bad.yaml").write_text(text)
     (tmp_path / "loop.yaml").write_text("allow: [MIT]\nunknown: drop\nextends: [bad]\n")
     with pytest.raises(RecipeError) as e:
-        load_preset("bad", filters_dir=tmp_path)
+        load_license_preset("bad", filters_dir=tmp_path)
     assert "bad.yaml" in str(e.value) and path_fragment in str(e.value)
 
 
 def test_missing_preset(tmp_path: Path) -> None:
     with pytest.raises(RecipeError, match="unknown license preset 'nope'"):
-        load_preset("nope", filters_dir=tmp_path)
+        load_license_preset("nope", filters_dir=tmp_path)
 
 
 # ---------------------------------------------------------------------------- policies
@@ -257,7 +253,7 @@ def test_resolve_policy_forms_and_unknown_precedence() -> None:
     code = resolve_policy("code", _src("the-stack-v1", "permissive"))
     text = resolve_policy("web", _src("culturax", "permissive"))
     assert code.unknown == "drop" and text.unknown == "keep"  # by-format
-    assert code.allow == load_preset("permissive").allow and code.preset == "permissive"
+    assert code.allow == load_license_preset("permissive").allow and code.preset == "permissive"
     assert resolve_policy("pg", _src("pg19", "public-domain")).unknown == "drop"  # the preset says drop
     ids = resolve_policy("j", _src("jsonl", ["mit", "Apache 2.0"]))
     assert ids.allow == {"MIT", "Apache-2.0"} and ids.unknown == "keep" and ids.preset is None
@@ -296,70 +292,6 @@ def test_resolve_policy_errors_name_the_yaml_path() -> None:
 )
 def test_requires_attribution(label: str, expected: bool | None) -> None:
     assert requires_attribution(label) is expected
-
-
-# ---------------------------------------------------------------------------- report
-LINEAGE = pa.table(
-    {
-        "source": ["code", "code", "code", "wiki", "web", "books", "books"],
-        "subset": ["", "", "", "en", "", "", ""],
-        "group": ["code", "code", "code", "text", "text", "text", "text"],
-        "license": ["MIT", "Apache-2.0 AND MIT", "MIT", "CC-BY-SA-4.0", "web-unknown", "public-domain-us", None],
-        "tokens": [100, 50, 25, 400, 300, 120, 5],
-    }
-)
-
-
-def test_license_report_tokens_and_attribution() -> None:
-    r = license_report(LINEAGE)
-    assert r["total_tokens"] == 1000
-    by = {e["license"]: e for e in r["licenses"]}
-    assert by["MIT"]["tokens"] == 125 and by["MIT"]["attribution"] is True
-    assert by["web-unknown"]["attribution"] is None and by["public-domain-us"]["attribution"] is False
-    assert by["unknown"]["tokens"] == 5  # a null label counts as unknown
-    assert r["licenses"][0]["license"] == "CC-BY-SA-4.0"  # largest first
-    assert set(r["attribution_required"]) == {"code", "wiki"}
-    assert {x["license"] for x in r["attribution_required"]["code"]} == {"MIT", "Apache-2.0 AND MIT"}
-    assert "same license" in r["attribution_required"]["wiki"][0]["obligation"]
-    assert r["unknown"] == {"tokens": 305, "share": 0.305, "labels": ["unknown", "web-unknown"]}
-    src = {s["source"]: s for s in r["sources"]}
-    assert src["code"]["licenses"] == {"MIT": 125, "Apache-2.0 AND MIT": 50}
-    assert src["books"]["unknown_tokens"] == 5
-
-
-def test_license_report_needs_columns() -> None:
-    with pytest.raises(ValueError, match="lacks column"):
-        license_report(LINEAGE.drop_columns(["tokens"]))
-
-
-def test_write_licenses_report(tmp_path: Path) -> None:
-    recipe = parse_recipe(
-        {
-            "name": "lic",
-            "budget_tokens": 1000,
-            "sources": {
-                "code": {"format": "the-stack-v1", "paths": ["a"], "license": "permissive"},
-                "wiki": {"format": "wikipedia", "paths": ["b"], "license": "cc-by-sa"},
-                "web": {"format": "culturax", "paths": ["c"]},
-                "books": {"format": "pg19", "paths": ["d"], "license": ["public-domain-us"]},
-            },
-            "mixture": {"code": {"share": 0.5, "sources": {"code": 1}},
-                        "text": {"share": 0.5, "sources": {"wiki": 1, "web": 1, "books": 1}}},
-        },
-        base_dir=tmp_path, check_paths=False,
-    )
-    payload = write_licenses_report(tmp_path / "run", LINEAGE, recipe)
-    files = sorted(p.name for p in (tmp_path / "run").iterdir())
-    assert files == ["LICENSES.md", "licenses.json"]  # no *.tmp left behind
-    on_disk = json.loads((tmp_path / "run" / "licenses.json").read_text())
-    assert on_disk == json.loads(json.dumps(payload))
-    assert on_disk["policies"]["web"]["policy"] is None
-    assert on_disk["policies"]["code"]["policy"]["unknown"] == "drop"
-    assert on_disk["policies"]["books"]["policy"]["allow"] == ["public-domain-us"]
-    md = (tmp_path / "run" / "LICENSES.md").read_text()
-    for needle in ("# Licenses of `lic`", "| CC-BY-SA-4.0 | 400 | 40.00% | required | wiki |", "**code**",
-                   "| web | culturax | none (labels only) |", "305 tokens (30.50%)"):
-        assert needle in md
 
 
 def test_license_text_in_the_license_field_is_unknown() -> None:

@@ -1,4 +1,4 @@
-"""License statements: normalization to SPDX, policy presets, per-value decisions and the LICENSES report.
+"""License policy: normalization of license statements to SPDX, policy presets and per-value decisions.
 
 What a source reader puts in the ``license`` column (``curate.schema.DOC_SCHEMA``) is a *raw statement*:
 
@@ -68,7 +68,6 @@ sample), so everything here is cached per distinct value; the stage maps decisio
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 from collections.abc import Iterable
@@ -81,12 +80,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.errors import RecipeError
-from curate.io_utils import atomic_write_text
 from curate.presets import filters_dir as _presets_dir
 from curate.presets import read_yaml
 
 if TYPE_CHECKING:
-    from curate.recipe import Recipe, SourceConfig
+    from curate.recipe import SourceConfig
 
 #: Non-SPDX tags a reader may write; they are identified licenses (or statuses), not parse failures.
 PUBLIC_DOMAIN_US = "public-domain-us"
@@ -571,7 +569,7 @@ def decide_array(raw: pa.Array | pa.ChunkedArray, policy: Policy | None) -> tupl
 
 # ---------------------------------------------------------------------------- presets and policies
 @dataclass(frozen=True)
-class Preset:
+class LicensePreset:
     """A license preset file (``filters/licenses/<name>.yaml``), with ``extends`` already merged."""
 
     name: str
@@ -607,7 +605,7 @@ def _normalize_ids(ids: Any, *, where: str, recipe_file: str | None) -> list[str
     return out
 
 
-def load_preset(name: str, *, filters_dir: str | os.PathLike | None = None) -> Preset:
+def load_license_preset(name: str, *, filters_dir: str | os.PathLike | None = None) -> LicensePreset:
     """Load ``<filters_dir>/<name>.yaml`` (default ``filters/licenses``), merging its ``extends`` presets.
 
     Raises
@@ -617,11 +615,11 @@ def load_preset(name: str, *, filters_dir: str | os.PathLike | None = None) -> P
         ``attribution_required`` id that is not allowed, or an ``extends`` cycle.
     """
     d = Path(filters_dir) if filters_dir is not None else _filters_dir()
-    return _load_preset(name, str(d), ())
+    return _load_license_preset(name, str(d), ())
 
 
 @lru_cache(maxsize=64)
-def _load_preset(name: str, d: str, chain: tuple[str, ...]) -> Preset:
+def _load_license_preset(name: str, d: str, chain: tuple[str, ...]) -> LicensePreset:
     path = Path(d) / f"{name}.yaml"
     where = str(path)
     if name in chain:
@@ -656,14 +654,14 @@ def _load_preset(name: str, d: str, chain: tuple[str, ...]) -> Preset:
         msg = f"`extends` must be a preset name or a list of them, got {parents!r}"
         raise RecipeError(msg, path="extends", recipe_file=where)
     for parent in parents:
-        p = _load_preset(parent, d, (*chain, name))
+        p = _load_license_preset(parent, d, (*chain, name))
         allow |= p.allow
         attrib |= p.attribution_required
     stray = sorted(attrib - allow)
     if stray:
         msg = f"{stray} are in `attribution_required` but not allowed; add them to `allow` or remove them"
         raise RecipeError(msg, path="attribution_required", recipe_file=where)
-    return Preset(name, frozenset(allow), unknown, frozenset(attrib), where)
+    return LicensePreset(name, frozenset(allow), unknown, frozenset(attrib), where)
 
 
 def preset_names(*, filters_dir: str | os.PathLike | None = None) -> list[str]:
@@ -674,15 +672,15 @@ def preset_names(*, filters_dir: str | os.PathLike | None = None) -> list[str]:
 
 def attribution_ids(*, filters_dir: str | os.PathLike | None = None) -> frozenset[str]:
     """Every id some preset lists under ``attribution_required`` (the LICENSES report uses this union)."""
-    return _preset_sets(filters_dir)[0]
+    return preset_sets(filters_dir)[0]
 
 
-def _preset_sets(filters_dir: str | os.PathLike | None) -> tuple[frozenset[str], frozenset[str]]:
-    """``(needs a notice, known to any preset)`` over all presets."""
+def preset_sets(filters_dir: str | os.PathLike | None = None) -> tuple[frozenset[str], frozenset[str]]:
+    """``(needs a notice, known to any preset)``: the union over all presets of ``attribution_required``, ``allow``."""
     att: set[str] = set()
     known: set[str] = set()
     for name in preset_names(filters_dir=filters_dir):
-        p = load_preset(name, filters_dir=filters_dir)
+        p = load_license_preset(name, filters_dir=filters_dir)
         att |= p.attribution_required
         known |= p.allow
     return frozenset(att), frozenset(known)
@@ -726,7 +724,7 @@ def resolve_policy(source_name: str, src: SourceConfig, *, filters_dir: str | os
     attrib: frozenset[str] = frozenset()
     if preset_name is not None:
         try:
-            preset = load_preset(preset_name, filters_dir=filters_dir)
+            preset = load_license_preset(preset_name, filters_dir=filters_dir)
         except RecipeError as e:
             where = f"{base}.preset" if not isinstance(lic, str) else base
             raise RecipeError(e.message, path=where if e.path is None else f"{where} ({e.recipe_file}: {e.path})"
@@ -745,7 +743,7 @@ def resolve_policy(source_name: str, src: SourceConfig, *, filters_dir: str | os
     return Policy(frozenset(allow), rule, preset_name, attrib)  # type: ignore[arg-type]
 
 
-# ---------------------------------------------------------------------------- attribution and the report
+# ---------------------------------------------------------------------------- attribution
 def requires_attribution(label: str, *, attribution: frozenset[str] | None = None,
                          known: frozenset[str] | None = None) -> bool | None:
     """Whether text under ``label`` must carry a notice: True, False, or None when that is not known.
@@ -756,7 +754,7 @@ def requires_attribution(label: str, *, attribution: frozenset[str] | None = Non
     alternative that needs none): ``"MIT OR Unlicense"`` -> False. Defaults: the union over all presets.
     """
     if attribution is None or known is None:
-        att, kn = _preset_sets(None)
+        att, kn = preset_sets(None)
         attribution = att if attribution is None else attribution
         known = kn if known is None else known
     c = classify(label)
@@ -780,168 +778,3 @@ def _tri(node: Any, attribution: frozenset[str], known: frozenset[str]) -> bool 
     if op == "AND":
         return _tri_and(vals)
     return False if False in vals else (None if None in vals else True)
-
-
-_OBLIGATIONS = (
-    ("CC-BY-SA", "credit the authors, link the license, mark changes; share adaptations under the same license "
-                 "(CC BY-SA §3(a)-(b)); keep each document's url/title"),
-    ("CC-BY", "credit the authors, link the license, mark changes (CC BY §3(a)); keep each document's url"),
-    ("Apache", "keep the copyright and license notice and any NOTICE file (Apache-2.0 §4)"),
-    ("GPL", "keep notices; distribute under the same license with corresponding source"),
-    ("LGPL", "keep notices; distribute the library files under the same license with source"),
-    ("AGPL", "keep notices; distribute under the same license with corresponding source"),
-    ("MPL", "keep notices; covered files stay under MPL with source (MPL-2.0 §3)"),
-)
-
-
-def _obligation(label: str) -> str:
-    for prefix, text in _OBLIGATIONS:
-        if re.search(rf"(?:^|[\s(]){re.escape(prefix)}-", label):
-            return text
-    return "keep the copyright and license notice with the text"
-
-
-def license_report(lineage: pa.Table, *, filters_dir: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Tokens per license and the attribution each source needs, from a lineage table.
-
-    Parameters
-    ----------
-    lineage
-        Columns ``source``, ``subset``, ``group``, ``license`` (labels from the license stage; null counts
-        as ``unknown``) and ``tokens``.
-    filters_dir
-        Where the presets live (default ``filters/licenses``): an id needs a notice when some preset lists it
-        under ``attribution_required``, and needs none when a preset allows it without listing it there.
-
-    Returns
-    -------
-    dict
-        ``total_tokens``; ``licenses``: ``[{license, tokens, share, attribution, sources}]`` largest first
-        (``attribution`` is True/False, or None when the license is not known); ``sources``:
-        ``[{source, subset, group, tokens, licenses: {label: tokens}, attribution: [labels],
-        unknown_tokens}]``; ``attribution_required``: ``{source: [{license, tokens, obligation}]}`` for every
-        source that carries text needing a notice; ``unknown``: ``{tokens, share, labels}``.
-    """
-    need = {"source", "subset", "group", "license", "tokens"}
-    missing = sorted(need - set(lineage.column_names))
-    if missing:
-        msg = f"lineage table lacks column(s) {missing}; it needs {sorted(need)}"
-        raise ValueError(msg)
-    attribution, known = _preset_sets(filters_dir)
-    t = lineage.select(sorted(need))
-    t = t.set_column(t.schema.get_field_index("license"), "license",
-                     pc.fill_null(pc.cast(t["license"], pa.string()), UNKNOWN))
-    for col in ("subset", "group"):
-        t = t.set_column(t.schema.get_field_index(col), col, pc.fill_null(pc.cast(t[col], pa.string()), ""))
-    t = t.set_column(t.schema.get_field_index("tokens"), "tokens", pc.cast(t["tokens"], pa.int64()))
-    rows = t.group_by(["source", "subset", "group", "license"]).aggregate([("tokens", "sum")]).to_pylist()
-    total = sum(r["tokens_sum"] for r in rows)
-
-    def share(x: int) -> float:
-        return x / total if total else 0.0
-
-    by_lic: dict[str, dict[str, Any]] = {}
-    by_src: dict[tuple[str, str, str], dict[str, Any]] = {}
-    for r in rows:
-        lab, tok = r["license"], r["tokens_sum"]
-        att = requires_attribution(lab, attribution=attribution, known=known)
-        e = by_lic.setdefault(lab, {"license": lab, "tokens": 0, "attribution": att, "sources": set()})
-        e["tokens"] += tok
-        e["sources"].add(r["source"])
-        s = by_src.setdefault((r["source"], r["subset"], r["group"]),
-                              {"source": r["source"], "subset": r["subset"], "group": r["group"], "tokens": 0,
-                               "licenses": {}, "attribution": set(), "unknown_tokens": 0})
-        s["tokens"] += tok
-        s["licenses"][lab] = s["licenses"].get(lab, 0) + tok
-        if att:
-            s["attribution"].add(lab)
-        if classify(lab).status:
-            s["unknown_tokens"] += tok
-    licenses = sorted(by_lic.values(), key=lambda e: (-e["tokens"], e["license"]))
-    for e in licenses:
-        e["share"] = share(e["tokens"])
-        e["sources"] = sorted(e["sources"])
-    sources = sorted(by_src.values(), key=lambda s: (s["source"], s["subset"], s["group"]))
-    attribution_required: dict[str, list[dict[str, Any]]] = {}
-    for s in sources:
-        s["licenses"] = dict(sorted(s["licenses"].items(), key=lambda kv: (-kv[1], kv[0])))
-        s["attribution"] = sorted(s["attribution"])
-        for lab in s["attribution"]:
-            lst = attribution_required.setdefault(s["source"], [])
-            hit = next((x for x in lst if x["license"] == lab), None)
-            if hit is None:
-                lst.append({"license": lab, "tokens": s["licenses"][lab], "obligation": _obligation(lab)})
-            else:
-                hit["tokens"] += s["licenses"][lab]
-    unknown_labels = sorted(e["license"] for e in licenses if classify(e["license"]).status)
-    unknown_tokens = sum(by_lic[lab]["tokens"] for lab in unknown_labels)
-    return {
-        "total_tokens": total,
-        "licenses": licenses,
-        "sources": sources,
-        "attribution_required": attribution_required,
-        "unknown": {"tokens": unknown_tokens, "share": share(unknown_tokens), "labels": unknown_labels},
-    }
-
-
-def _fmt_share(x: float) -> str:
-    return f"{100 * x:.2f}%" if not math.isnan(x) else "-"
-
-
-def _md_escape(s: str) -> str:
-    return s.replace("|", "\\|")
-
-
-def _markdown(report: dict[str, Any], policies: dict[str, Any], recipe_name: str) -> str:
-    out = [f"# Licenses of `{recipe_name}`", "",
-           f"{report['total_tokens']:,} tokens in the mixture. Labels are normalized SPDX expressions; "
-           "`none` = no license found, `unknown` = not stated or not parseable, `web-unknown` = crawled pages "
-           "(copyright of their publishers), `public-domain-us` = public domain in the US only.", "",
-           "## Policies", "", "| source | format | policy | allow | unknown |", "|---|---|---|---|---|"]
-    for name, p in policies.items():
-        if p["policy"] is None:
-            out.append(f"| {name} | {p['format']} | none (labels only) | - | kept |")
-        else:
-            allow = p["policy"]["allow"]
-            shown = ", ".join(allow[:8]) + (f", ... ({len(allow)} ids)" if len(allow) > 8 else "")
-            out.append(f"| {name} | {p['format']} | {p['policy']['preset'] or 'list'} | {_md_escape(shown)} | "
-                       f"{p['policy']['unknown']} |")
-    out += ["", "## Tokens by license", "", "| license | tokens | share | attribution | sources |",
-            "|---|---:|---:|---|---|"]
-    for e in report["licenses"]:
-        att = {True: "required", False: "no", None: "unknown"}[e["attribution"]]
-        out.append(f"| {_md_escape(e['license'])} | {e['tokens']:,} | {_fmt_share(e['share'])} | {att} | "
-                   f"{', '.join(e['sources'])} |")
-    out += ["", "## Attribution", ""]
-    if not report["attribution_required"]:
-        out.append("No source carries text whose license requires a notice.")
-    for src, lst in report["attribution_required"].items():
-        out.append(f"- **{src}**")
-        out += [f"  - {_md_escape(x['license'])} ({x['tokens']:,} tokens): {x['obligation']}" for x in lst]
-    unk = report["unknown"]
-    out += ["", "## Unknown status", "",
-            f"{unk['tokens']:,} tokens ({_fmt_share(unk['share'])}) have no known license: "
-            + (", ".join(f"`{x}`" for x in unk["labels"]) or "none") + ".",
-            "Web text (`web-unknown`) belongs to its publishers; check the terms before redistributing shards.",
-            ""]
-    return "\n".join(out)
-
-
-def write_licenses_report(run_dir: str | os.PathLike, lineage_table: pa.Table, recipe: Recipe) -> dict[str, Any]:
-    """Write ``LICENSES.md`` and ``licenses.json`` into ``run_dir`` (each atomically, ``curate.io_utils``).
-
-    Returns the ``licenses.json`` payload: :func:`license_report` plus ``recipe`` and ``policies``
-    (``{source: {format, policy}}``, ``policy`` being :meth:`Policy.describe` or None).
-    """
-    report = license_report(lineage_table)
-    policies = {}
-    for name, src in recipe.sources.items():
-        pol = resolve_policy(name, src)
-        policies[name] = {"format": src.format, "policy": None if pol is None else pol.describe()}
-    payload = {"recipe": recipe.name, "policies": policies, **report}
-    run = Path(run_dir)
-    run.mkdir(parents=True, exist_ok=True)
-    for fname, text in (("licenses.json", json.dumps(payload, indent=2, sort_keys=False) + "\n"),
-                        ("LICENSES.md", _markdown(report, policies, recipe.name))):
-        atomic_write_text(run / fname, text)
-    return payload

