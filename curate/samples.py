@@ -43,6 +43,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curate.io_utils import atomic_write_json, atomic_write_parquet, read_json
+from curate.layout import RunLayout
 
 #: Documents kept per (source, reason) per partition, and in the merged sample.
 SAMPLE_K = 5
@@ -237,7 +238,7 @@ def _fates(run_dir: Path, uids: pa.Array) -> tuple[pa.Array, pa.Array]:
     """(stage, reason) after dedup and mix of kept documents ``uids``; null where they are still kept."""
     n = len(uids)
     stage, reason = pa.nulls(n, pa.string()), pa.nulls(n, pa.string())
-    rem_p = run_dir / "work" / "dedup" / "removed.parquet"
+    dedup_dir = RunLayout(run_dir).dedup_dir
     sel_p = run_dir / "work" / "mix" / "selected.parquet"
     if n == 0:
         return stage, reason
@@ -248,8 +249,10 @@ def _fates(run_dir: Path, uids: pa.Array) -> tuple[pa.Array, pa.Array]:
         r = sel["reason"].take(at)
         stage = pc.if_else(pc.is_valid(r), pa.scalar("mix"), stage)
         reason = pc.coalesce(r, reason)
-    if rem_p.exists():  # dedup comes first: a duplicate never reaches the mix
-        rem = pq.read_table(rem_p, columns=["uid", "reason"], filters=flt)
+    from curate.dedup import has_removed, read_removed
+
+    if has_removed(dedup_dir):  # dedup comes first: a duplicate never reaches the mix
+        rem = read_removed(dedup_dir, columns=["uid", "reason"], uids=uids)
         at = pc.index_in(uids, value_set=rem["uid"])
         r = rem["reason"].take(at)
         stage = pc.if_else(pc.is_valid(r), pa.scalar("dedup"), stage)
