@@ -278,7 +278,7 @@ def run_curate(text_files: list[Path], work: Path, *, exact: bool) -> dict[str, 
     summary = dedup.find_duplicates(files, cfg=DedupConfig(exact=exact, minhash=mh), priority={"bench": 0},
                                     out_dir=str(work / ("dedup_exact" if exact else "dedup")))
     t2 = time.perf_counter()
-    removed = pq.read_table(work / ("dedup_exact" if exact else "dedup") / "removed.parquet")
+    removed = dedup.read_removed(work / ("dedup_exact" if exact else "dedup"))
     return {"wall_s": round(t2 - t0, 2), "partition_columns_s": round(t1 - t0, 2),
             "find_duplicates_s": round(t2 - t1, 2), "removed_exact": summary["removed_exact"],
             "removed_near": summary["removed_near"], "removed": removed}

@@ -522,7 +522,7 @@ def profile_parts(variant: str = "mixed", size_mb: float = 10, *, seed: int = 0,
     """
     import pyinstrument
 
-    import curate.dedup as cd
+    import curate.dedup.signatures as cd  # the kernels dedup_columns calls (patched for timing below)
     import curate.sources as cs
     from curate.pipeline import load_recipe
     from curate.sources import plan_partitions

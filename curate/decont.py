@@ -22,7 +22,7 @@ Normalization (both sides, the same code)
    is two tokens and a URL several; the byte-level split runs at 38 MB/s, and a decontamination match should
    not depend on whether a copy kept a decimal point.
 
-Hashes: a token is hashed from its bytes (:func:`curate.dedup._word_hashes`, 64-bit); an n-gram's hash is the
+Hashes: a token is hashed from its bytes (:func:`curate.dedup.signatures._word_hashes`, 64-bit); an n-gram's hash is the
 sum of its token hashes times per-position odd constants, through the ``fmix64`` finalizer (the MinHash shingle
 hash, :mod:`curate.dedup`), computed for every position of a whole batch at once with numpy. Distinct n-grams
 collide with probability ~2^-64: the match is exact in practice, with no bloom-filter false positives.
@@ -71,7 +71,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.dedup import _POS, _fmix64, _per_doc, _word_hashes
+from curate.dedup.signatures import _POS, _fmix64, _per_doc, _word_hashes
 from curate.errors import InputError, SchemaError
 from curate.utf8 import CLASSIFIED, NOSPACE, WORD, as_string_array, blocks, char_tables, classify_bytes, decode_at, \
     runs, utf8_buffers

@@ -14,7 +14,8 @@ path                                        content (writer)
 ``… .kept.parquet``, ``.text.parquet``,     survivors, ``.text.parquet`` their texts (for the dedup's verify step),
 ``.tok``, ``.ledger.json``, ``.samples…``,  ``.tok`` their token ids, the ledger, samples, score histograms and the
 ``.stats.json``, ``.done``                  ``.done`` marker written last (the per-partition processor)
-``work/dedup/``                             ``removed.parquet``, ``ledger.json``, ``done.json`` (dedup)
+``work/dedup/``                             ``removed/f<i>.parquet`` (one per input file) + ``removed/_index.json``,
+                                            ``edges/b<r>.parquet``, ``done.json`` (dedup, :mod:`curate.dedup`)
 ``work/mix/``                               ``plan.json``, ``selected.parquet``, ``ledger.json``,
                                             ``shard_<i>.order.parquet`` (the mix plan)
 ``work/decontaminate/index.json``           what the decontamination index was built from (runner)
@@ -183,7 +184,17 @@ class RunLayout:
 
     @property
     def dedup_removed(self) -> Path:
-        return self.dedup_dir / "removed.parquet"
+        """The folder of the dedup's removal files (one per input file; read with ``curate.dedup.read_removed``)."""
+        return self.dedup_dir / "removed"
+
+    @property
+    def dedup_removed_index(self) -> Path:
+        return self.dedup_removed / "_index.json"
+
+    @property
+    def dedup_edges(self) -> Path:
+        """The LSH candidate edges (``b<r>.parquet``: src, dst, src_file, dst_file), kept after the dedup."""
+        return self.dedup_dir / "edges"
 
     @property
     def mix_dir(self) -> Path:

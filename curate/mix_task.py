@@ -81,14 +81,15 @@ def mix(payload: dict[str, Any], run_dir: str, pids: list[int]) -> dict:
     led = Ledger()
 
     # ---- dedup ledger: survivors of the filters in, duplicates dropped
-    removed_path = layout.dedup_removed
     for src, scfg in recipe.sources.items():
         for sub in (scfg.subsets or {"": None}):
             led.touch("dedup", src, sub)
             led.touch("mix", src, sub)
     led.record_table("dedup", kept, what="in", tokens_col="tokens")
-    if recipe.dedup is not None and removed_path.exists():
-        removed = pq.read_table(removed_path, columns=["uid", "reason"])
+    from curate.dedup import has_removed, read_removed
+
+    if recipe.dedup is not None and has_removed(layout.dedup_dir):
+        removed = read_removed(layout.dedup_dir, columns=["uid", "reason"])
         is_removed = pc.is_in(kept["uid"], value_set=removed["uid"])
         gone = kept.filter(is_removed).join(removed, "uid", join_type="left outer").sort_by("uid")
         led.record_table("dedup", gone, what="dropped", reason_col="reason", tokens_col="tokens")
@@ -431,9 +432,11 @@ def write_documents(run_dir: str, key: str, pid: int) -> int:
     window = [("uid", ">=", pid << 32), ("uid", "<", (pid + 1) << 32)]
     if docs.num_rows and "status" in docs.column_names:
         docs = docs.sort_by("uid")
-        removed_path = RunLayout(run_dir).dedup_removed
-        if removed_path.exists():
-            rem = pq.read_table(removed_path, columns=["uid", "reason", "dup_of"], filters=window)
+        from curate.dedup import has_removed, read_removed
+
+        dedup_dir = RunLayout(run_dir).dedup_dir
+        if has_removed(dedup_dir):
+            rem = read_removed(dedup_dir, pids=[pid], columns=["uid", "reason", "dup_of"])
         else:
             rem = pa.table({"uid": pa.array([], pa.int64()), "reason": pa.array([], pa.string()),
                             "dup_of": pa.array([], pa.int64())})

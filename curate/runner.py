@@ -5,7 +5,7 @@ Phases (each resumable; a file's presence means it is complete, see ``curate.io_
     parts      Ray actor pool (one actor per CPU, models loaded once per actor): each partition goes
                ingest → license → langid → quality → decontaminate → tokenize
                                                                       work/parts/<key>.{docs,kept,tok,ledger,done}
-    dedup      Ray tasks: exact + MinHash LSH across all sources      work/dedup/removed.parquet
+    dedup      Ray tasks: exact + MinHash LSH across all sources      work/dedup/removed/f<i>.parquet
     mix        one Ray task: token-proportional selection and interleaving over the small ``kept`` tables
                                                                       work/mix/{plan.json, shard_NNNNN.order.parquet}
     shards     Ray tasks, one per shard: each shards.format + lineage shards/<name>_NNNNN.{bin,idx,lineage.parquet,json}

@@ -238,7 +238,7 @@ def _fates(run_dir: Path, uids: pa.Array) -> tuple[pa.Array, pa.Array]:
     """(stage, reason) after dedup and mix of kept documents ``uids``; null where they are still kept."""
     n = len(uids)
     stage, reason = pa.nulls(n, pa.string()), pa.nulls(n, pa.string())
-    rem_p, sel_p = RunLayout(run_dir).dedup_removed, RunLayout(run_dir).mix_selected
+    dedup_dir, sel_p = RunLayout(run_dir).dedup_dir, RunLayout(run_dir).mix_selected
     if n == 0:
         return stage, reason
     flt = [("uid", "in", uids.to_pylist())]
@@ -248,8 +248,10 @@ def _fates(run_dir: Path, uids: pa.Array) -> tuple[pa.Array, pa.Array]:
         r = sel["reason"].take(at)
         stage = pc.if_else(pc.is_valid(r), pa.scalar("mix"), stage)
         reason = pc.coalesce(r, reason)
-    if rem_p.exists():  # dedup comes first: a duplicate never reaches the mix
-        rem = pq.read_table(rem_p, columns=["uid", "reason"], filters=flt)
+    from curate.dedup import has_removed, read_removed
+
+    if has_removed(dedup_dir):  # dedup comes first: a duplicate never reaches the mix
+        rem = read_removed(dedup_dir, columns=["uid", "reason"], uids=uids)
         at = pc.index_in(uids, value_set=rem["uid"])
         r = rem["reason"].take(at)
         stage = pc.if_else(pc.is_valid(r), pa.scalar("dedup"), stage)

@@ -13,7 +13,7 @@ member, its values are split after the carve).
 **Carve** (:func:`carve`, a pure function called by the mix task, :func:`carve_for_mix`). The candidates of
 a member are its documents that survived the filters and dedup. Each document belongs to a *dedup component*
 (:func:`component_labels`): the connected components of dedup's LSH candidate edges (``work/dedup/edges``)
-united with every removal's ``uid → dup_of`` link (``work/dedup/removed.parquet``), so exact copies across
+united with every removal's ``uid → dup_of`` link (``work/dedup/removed/``), so exact copies across
 sources and the near-duplicates dedup verified or merely proposed are one component; a document in none is its
 own. Candidates are ranked by a seeded 64-bit hash of (recipe seed, member, component label), ties by uid, and
 taken in that order, **whole documents**, until the member's held-out tokens reach N (at least N, overshoot
@@ -84,7 +84,7 @@ FILE_PATTERN = re.compile(r"[A-Za-z0-9._-]+_\d{5}\.(?:bin|idx|lineage\.parquet|j
 
 # ---------------------------------------------------------------------------- carve (pure)
 def _fmix64(h: np.ndarray) -> np.ndarray:
-    from curate.dedup import _fmix64 as f
+    from curate.dedup.signatures import _fmix64 as f
 
     return f(h)
 
@@ -142,15 +142,17 @@ def carve(members: np.ndarray, tokens: np.ndarray, uids: np.ndarray, labels: np.
 
 # ---------------------------------------------------------------------------- the mix task's hook
 def _dedup_edges(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    d = RunLayout(run_dir).dedup_dir
+    """The dedup graph: the LSH candidate edges (``work/dedup/edges/``) and every removal's ``uid -> dup_of``."""
+    from curate.dedup import has_removed, read_removed
+
+    layout = RunLayout(run_dir)
     src, dst = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
-    for f in sorted((d / "edges").glob("b*.parquet")):
+    for f in sorted(layout.dedup_edges.glob("b*.parquet")):
         t = pq.read_table(f, columns=["src", "dst"])
         src.append(t["src"].to_numpy())
         dst.append(t["dst"].to_numpy())
-    if (d / "removed.parquet").is_file():
-        t = pq.read_table(d / "removed.parquet", columns=["uid", "dup_of"]).filter(
-            pc.is_valid(pc.field("dup_of")))
+    if has_removed(layout.dedup_dir):
+        t = read_removed(layout.dedup_dir, columns=["uid", "dup_of"]).filter(pc.is_valid(pc.field("dup_of")))
         src.append(t["uid"].to_numpy())
         dst.append(t["dup_of"].to_numpy())
     return np.concatenate(src), np.concatenate(dst)

@@ -116,7 +116,7 @@ def test_signatures_equal_reference_min_across_shingle_blocks(monkeypatch):
         if sizes[d]:
             want[d] = (a[None, :] * x[offsets[d]: offsets[d + 1], None] + b[None, :]).min(axis=0)
     for block in (4096, 7, 3, 1):  # documents spanning one or several permutation blocks
-        monkeypatch.setattr(dedup, "_BLOCK", block)
+        monkeypatch.setattr(dedup.signatures, "_BLOCK", block)
         assert np.array_equal(dedup.signatures_from_shingles(values, offsets, num_perm=16, seed=9), want), block
 
 
@@ -273,7 +273,7 @@ def test_exact_keeper_follows_priority_then_doc_id(ray_session, tmp_path):
     uid = _uid_of(docs, 3)
     summary = dedup.find_duplicates(files, cfg=DedupConfig(exact=True), priority={"wiki": 0, "web": 1, "books": 2},
                                     out_dir=str(tmp_path / "dedup"), num_buckets=2)
-    removed = pq.read_table(tmp_path / "dedup" / "removed.parquet")
+    removed = dedup.read_removed(tmp_path / "dedup")
     assert removed.schema == dedup.REMOVED_SCHEMA
     rows = {r["doc_id"]: r for r in removed.to_pylist()}
     assert sorted(rows) == ["books:1", "forum:0", "forum:1", "web:2", "wiki:9"]
@@ -387,7 +387,7 @@ def _quality(ray_session, tmp_path: Path, docs, priority, parts: int = 3,
     files = _write_parts(tmp_path, docs, parts=parts, minhash=mh)
     dedup.find_duplicates(files, cfg=DedupConfig(minhash=mh), priority=priority,
                           out_dir=str(tmp_path / "dedup"), num_buckets=3)
-    removed = pq.read_table(tmp_path / "dedup" / "removed.parquet").to_pylist()
+    removed = dedup.read_removed(tmp_path / "dedup").to_pylist()
     uid = _uid_of(docs, parts)
     idx = {u: i for i, u in enumerate(uid[d] for _, d, _ in docs)}
     true = brute_force_pairs([t for _, _, t in docs])
@@ -453,7 +453,7 @@ def test_result_is_independent_of_buckets_and_partitions(ray_session, tmp_path):
     out = []
     for nb in (1, 4):
         s = dedup.find_duplicates(files, cfg=cfg, priority=prio, out_dir=str(tmp_path / f"o{nb}"), num_buckets=nb)
-        out.append((s, pq.read_table(tmp_path / f"o{nb}" / "removed.parquet")))
+        out.append((s, dedup.read_removed(tmp_path / f"o{nb}")))
     assert out[0][1].equals(out[1][1])
     assert {k: v for k, v in out[0][0].items() if k != "buckets"} == {k: v for k, v in out[1][0].items()
                                                                        if k != "buckets"}
@@ -461,7 +461,7 @@ def test_result_is_independent_of_buckets_and_partitions(ray_session, tmp_path):
     # the same documents in another number of partitions (other uids): the same doc_ids are removed
     files2 = _write_parts(tmp_path / "b", docs, parts=1, minhash=MinHashConfig())
     dedup.find_duplicates(files2, cfg=cfg, priority=prio, out_dir=str(tmp_path / "o_b"), num_buckets=2)
-    b = pq.read_table(tmp_path / "o_b" / "removed.parquet")
+    b = dedup.read_removed(tmp_path / "o_b")
     assert sorted(b.column("doc_id").to_pylist()) == sorted(out[0][1].column("doc_id").to_pylist())
 
 
@@ -473,7 +473,7 @@ def test_verify_jaccard_removes_only_verified_members(ray_session, tmp_path):
     idx = {uid[d]: i for i, (_, d, _) in enumerate(docs)}
     cfg = DedupConfig(exact=False, minhash=MinHashConfig(verify_jaccard=True, threshold=0.88))
     s = dedup.find_duplicates(files, cfg=cfg, priority={"web": 0}, out_dir=str(tmp_path / "v"), num_buckets=2)
-    removed = pq.read_table(tmp_path / "v" / "removed.parquet").to_pylist()
+    removed = dedup.read_removed(tmp_path / "v").to_pylist()
     assert removed and s["removed_near"] == len(removed)
     plain = DedupConfig(exact=False, minhash=MinHashConfig(verify_jaccard=False))
     unverified = dedup.find_duplicates(files, cfg=plain, priority={"web": 0}, out_dir=str(tmp_path / "u"))
@@ -489,7 +489,7 @@ def test_verify_jaccard_removes_only_verified_members(ray_session, tmp_path):
         dedup.find_duplicates(files, cfg=cfg, priority={"web": 0}, out_dir=str(tmp_path / "v2"), num_buckets=2)
     dedup.find_duplicates(files, cfg=cfg, priority={"web": 0}, out_dir=str(tmp_path / "v2"), num_buckets=3,
                           text_lookup=lambda us: {u: by_uid[u] for u in us})
-    assert pq.read_table(tmp_path / "v2" / "removed.parquet").equals(pq.read_table(tmp_path / "v" / "removed.parquet"))
+    assert dedup.read_removed(tmp_path / "v2").equals(dedup.read_removed(tmp_path / "v"))
     # ... and from a `text` column of the dedup files themselves (named like the runner's <key>.kept.parquet)
     kept = []
     for f in files:
@@ -498,7 +498,7 @@ def test_verify_jaccard_removes_only_verified_members(ray_session, tmp_path):
         pq.write_table(t.append_column("text", pa.array([by_uid[u] for u in t.column("uid").to_pylist()])), k)
         kept.append(str(k))
     dedup.find_duplicates(kept, cfg=cfg, priority={"web": 0}, out_dir=str(tmp_path / "v3"), num_buckets=1)
-    assert pq.read_table(tmp_path / "v3" / "removed.parquet").equals(pq.read_table(tmp_path / "v" / "removed.parquet"))
+    assert dedup.read_removed(tmp_path / "v3").equals(dedup.read_removed(tmp_path / "v"))
 
 
 def test_verify_bucket_keeps_chained_members_and_caps_comparisons(tmp_path, monkeypatch):
@@ -523,9 +523,9 @@ def test_verify_bucket_keeps_chained_members_and_caps_comparisons(tmp_path, monk
     pq.write_table(pa.table({"uid": pa.array([3, 1, 2], pa.int64()), "text": pa.array([c, a, b], pa.large_string())}),
                    out / "verify" / "text" / "b00000" / "f000000.parquet")
     assert dedup._verify_bucket(0, str(out), 0.7, 5, 5) == 1
-    rows = pq.read_table(out / "near" / "b00000.parquet").to_pylist()
+    rows = pq.read_table(out / "near" / "f000000" / "b00000.parquet").to_pylist()
     assert [(r["doc_id"], r["dup_of"], r["reason"]) for r in rows] == [("c", 2, dedup.NEAR)]
-    monkeypatch.setattr(dedup, "_MAX_VERIFY", 1)
+    monkeypatch.setattr(dedup.verify, "_MAX_VERIFY", 1)
     assert dedup._verify_bucket(0, str(out), 0.7, 5, 5) == 0
 
 
@@ -538,10 +538,10 @@ def test_verify_buckets_grow_with_candidate_text_and_do_not_change_the_result(ra
     mh = MinHashConfig()
     dedup.find_duplicates(files, cfg=DedupConfig(exact=False, minhash=mh), priority={"web": 0}, out_dir=str(out),
                           num_buckets=2)
-    ray_removed = pq.read_table(out / "removed.parquet")
+    ray_removed = dedup.read_removed(out)
     assert ray_removed.num_rows > 0
     # edges/ stays for inspection: rerun the components and verify steps in process with tiny buckets
-    monkeypatch.setattr(dedup, "_VERIFY_BUCKET_BYTES", 1024)
+    monkeypatch.setattr(dedup.verify, "_VERIFY_BUCKET_BYTES", 1024)
     paths = sorted(files)
     nbv = dedup._components(str(out), paths, {"web": 0}, 2, True)
     candidate_bytes = sum(pq.read_table(f, columns=["nbytes"]).column("nbytes").to_numpy().sum()
@@ -550,7 +550,7 @@ def test_verify_buckets_grow_with_candidate_text_and_do_not_change_the_result(ra
     for i, p in enumerate(paths):
         dedup._verify_fetch(i, p, nbv, str(out), None)
     n = sum(dedup._verify_bucket(r, str(out), mh.threshold, mh.ngram, mh.char_ngram) for r in range(nbv))
-    near = pa.concat_tables([pq.read_table(f) for f in sorted((out / "near").glob("b*.parquet"))])
+    near = pa.concat_tables([pq.read_table(f) for f in sorted((out / "near").glob("f*/b*.parquet"))])
     assert n == ray_removed.num_rows
     assert near.sort_by("uid").equals(ray_removed.sort_by("uid"))
 

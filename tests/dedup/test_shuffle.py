@@ -1,0 +1,117 @@
+"""Tests of curate.dedup.shuffle and the bucket sizing: the bucket count follows the input size, every reduce
+task's input stays within the bucket bound (plus at most one group), and the result does not depend on the
+bucket count."""
+
+from __future__ import annotations
+
+import glob
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curate import dedup
+from curate.dedup import shuffle
+from curate.dedup.files import bucket_count, key_bucket, node_bucket
+from curate.recipe import DedupConfig, MinHashConfig
+from tests.test_dedup import _write_parts, planted_corpus
+
+TINY = 4096  # bytes of shuffle rows per bucket: a few KB, so a small corpus needs many buckets
+
+
+def test_bucket_count_follows_the_bytes_and_never_drops_below_the_cpus():
+    assert bucket_count(0, 4) == 4
+    assert bucket_count(10 * TINY, 4, TINY) == 10
+    assert bucket_count(10 * TINY + 1, 4, TINY) == 11
+    assert bucket_count(10, 0, TINY) == 1
+
+
+def test_buckets_are_hash_ranges():
+    h = np.array([0, (1 << 63) - 1, 1 << 63, (1 << 64) - 1], dtype=np.uint64)
+    assert key_bucket(h, 2).tolist() == [0, 0, 1, 1]
+    assert key_bucket(h, 1).tolist() == [0, 0, 0, 0]
+    uid = np.arange(100_000, dtype=np.int64) + (7 << 32)  # one partition's uids spread over all buckets
+    counts = np.bincount(node_bucket(uid, 8), minlength=8)
+    assert counts.min() > 0.9 * len(uid) / 8
+
+
+def _lsh_buckets(tmp, docs, parts: int) -> tuple[int, list[pa.Table], list]:
+    mh = MinHashConfig()
+    files = sorted(_write_parts(tmp, docs, parts=parts, minhash=mh))
+    est = sum(shuffle.lsh_bytes(pq.read_metadata(f), mh.bands) for f in files)
+    nb = bucket_count(est, 1, TINY)
+    out = str(tmp / "d")
+    for i, f in enumerate(files):
+        shuffle.lsh_map(f, i, nb, mh.bands, out, after_exact=False)
+    buckets = [pa.concat_tables([pq.read_table(x) for x in sorted(glob.glob(f"{out}/lsh/b{r:05d}/*.parquet"))])
+               if glob.glob(f"{out}/lsh/b{r:05d}/*.parquet") else None for r in range(nb)]
+    for r in range(nb):
+        shuffle.lsh_reduce(r, out)
+    edges = sorted(glob.glob(f"{out}/edges/*.parquet"))
+    return nb, buckets, edges
+
+
+def test_lsh_reduce_input_is_bounded_and_bucket_count_grows_with_the_input(tmp_path):
+    small = planted_corpus(bases=8, distractors=8, seed=5)
+    large = planted_corpus(bases=32, distractors=32, seed=5)  # 4x the documents
+    nb_s, buckets_s, _ = _lsh_buckets(tmp_path / "s", small, parts=2)
+    nb_l, buckets_l, edges = _lsh_buckets(tmp_path / "l", large, parts=4)
+    assert nb_l >= 3 * nb_s > 3
+    for buckets in (buckets_s, buckets_l):
+        sizes = []
+        for t in buckets:
+            if t is None:
+                continue
+            # the estimate's row size is the real one (plus Arrow's validity bitmaps)
+            assert t.num_rows * shuffle.LSH_ROW_BYTES <= t.nbytes <= 1.1 * t.num_rows * shuffle.LSH_ROW_BYTES
+            band, key = t["band"].to_numpy(), t["key"].to_numpy()
+            _, group = np.unique(np.stack([band.astype(np.uint64), key]), axis=1, return_counts=True)
+            # a bucket exceeds the target only by hash-range noise and its largest group, never by the corpus
+            rows_bytes = t.num_rows * shuffle.LSH_ROW_BYTES
+            assert rows_bytes <= 1.5 * TINY + group.max() * shuffle.LSH_ROW_BYTES, (rows_bytes, group.max())
+            sizes.append(rows_bytes)
+        assert np.mean(sizes) <= TINY
+    # the bucketed edges are the edges of one bucket
+    one = tmp_path / "one"
+    out = str(one / "d")
+    files = sorted(glob.glob(str(tmp_path / "l" / "parts" / "*.dedup.parquet")))
+    for i, f in enumerate(files):
+        shuffle.lsh_map(f, i, 1, MinHashConfig().bands, out, after_exact=False)
+    shuffle.lsh_reduce(0, out)
+    def pairs(fs):
+        t = pa.concat_tables([pq.read_table(f) for f in fs])
+        return set(zip(t["src"].to_pylist(), t["dst"].to_pylist()))
+    assert pairs(edges) == pairs([f"{out}/edges/b00000.parquet"])
+
+
+def test_exact_estimate_from_the_footer_matches_the_shuffle_rows(tmp_path):
+    docs = planted_corpus(bases=8, distractors=8, seed=6)
+    files = sorted(_write_parts(tmp_path, docs, parts=2, minhash=None))
+    est = sum(shuffle.exact_bytes(pq.read_metadata(f)) for f in files)
+    out = str(tmp_path / "d")
+    nb = bucket_count(est, 1, TINY)
+    for i, f in enumerate(files):
+        shuffle.exact_map(f, i, nb, {"web": 0}, out)
+    real = sum(pq.read_table(f).nbytes for f in glob.glob(f"{out}/exact/map/b*/*.parquet"))
+    assert 0.5 * real <= est <= 2 * real, (est, real)
+
+
+def test_find_duplicates_takes_more_buckets_for_more_input_with_the_same_result(ray_session, tmp_path):
+    docs = planted_corpus(bases=16, distractors=16, seed=8)
+    docs += [("wiki", "wiki:" + d[4:], t.upper()) for _, d, t in docs[::7]]
+    cfg = DedupConfig(minhash=MinHashConfig())
+    prio = {"wiki": 0, "web": 1}
+    files = _write_parts(tmp_path / "a", docs, parts=3, minhash=MinHashConfig())
+    s_tiny = dedup.find_duplicates(files, cfg=cfg, priority=prio, out_dir=str(tmp_path / "tiny"), bucket_bytes=1024)
+    s_one = dedup.find_duplicates(files, cfg=cfg, priority=prio, out_dir=str(tmp_path / "one"), num_buckets=1)
+    b = s_tiny["buckets"]
+    assert b["exact"] > 2 and b["lsh"] > 2 and b["components"] > 2 and b["rank"] > 2, b
+    assert s_one["buckets"]["lsh"] == 1
+    assert dedup.read_removed(tmp_path / "tiny").equals(dedup.read_removed(tmp_path / "one"))
+    assert {k: v for k, v in s_tiny.items() if k != "buckets"} == {k: v for k, v in s_one.items() if k != "buckets"}
+    for name in ("tiny", "one"):  # byte-identical removal files, whatever the buckets
+        got = sorted(glob.glob(str(tmp_path / name / "removed" / "f*.parquet")))
+        assert len(got) == len(files)
+    for a, c in zip(sorted(glob.glob(str(tmp_path / "tiny" / "removed" / "*"))),
+                    sorted(glob.glob(str(tmp_path / "one" / "removed" / "*")))):
+        assert open(a, "rb").read() == open(c, "rb").read(), a
