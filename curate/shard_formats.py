@@ -1,6 +1,6 @@
 """Shard formats: the files one shard is written as, for each trainer, all from the same ordered sequences.
 
-``shards.format`` names one format or a list. :func:`curate.mix_task.write_shard` gathers each batch of a
+``shards.format`` names one format or a list. :func:`curate.mix.writer.write_shard` gathers each batch of a
 shard's sequences once (a :class:`SeqBatch`) and hands the same batch to one writer per format, so the token
 streams of all formats are identical; every sequence is a document's ids then one end-of-document id. A writer
 writes its files under temporary names and renames them in :meth:`ShardFormatWriter.finalize`, which returns
@@ -53,6 +53,7 @@ import io
 import json
 import os
 from functools import cached_property
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -60,11 +61,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
 from curate.errors import ShardError
-from curate.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text
+from curate.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text, temp_path
 from curate.schema import token_dtype
-from curate.shards import IndexedDatasetWriter, read_index, sequences_with_eos, sha256_file
+from curate.shards import IndexedDatasetWriter, piece_with_eos, read_index, sequences_with_eos, sha256_file
 
 FORMATS = ("megatron", "olmo-npy", "datatrove", "mds")
 
@@ -77,15 +79,36 @@ class SeqBatch:
     ``flat``/``lens`` are the documents' ids without end-of-document ids (what the Megatron writer takes);
     :attr:`tokens_sizes` adds one ``eos_id`` per sequence, once, for the other formats. ``meta`` holds the
     batch's ``doc_id``, ``source`` and ``subset`` columns (one row per sequence).
+
+    A *piece* (:meth:`piece`, ``self.piece`` is ``(ntok, start)``) is part of one document too long for a
+    batch: ids ``[start, start + len(flat))`` of its ``ntok``. Its :attr:`tokens_sizes` are that stretch of the
+    token stream (the eos on the last piece) and ``[ntok + 1]`` as sizes on the first piece only (empty after),
+    and ``meta`` has the document's row on the first piece only: a writer that appends the tokens and indexes
+    the sizes writes the same bytes whether the document came whole or in pieces.
     """
 
     def __init__(self, flat: np.ndarray, lens: np.ndarray, *, eos_id: int, vocab_size: int, meta: pa.Table,
                  where: str, first_seq: int) -> None:
         self.flat, self.lens, self.eos_id, self.vocab_size = flat, np.asarray(lens, np.int64), int(eos_id), vocab_size
         self.meta, self.where, self.first_seq = meta, where, first_seq
+        self.piece: tuple[int, int] | None = None
+
+    @classmethod
+    def of_piece(cls, ids: np.ndarray, *, ntok: int, start: int, eos_id: int, vocab_size: int, meta: pa.Table,
+                 where: str, seq: int) -> SeqBatch:
+        """The piece ``[start, start + len(ids))`` of document ``seq`` of the shard, which has ``ntok`` ids."""
+        b = cls(ids, np.array([ids.size]), eos_id=eos_id, vocab_size=vocab_size,
+                meta=meta if start == 0 else meta.slice(0, 0), where=where, first_seq=seq)
+        b.piece = (int(ntok), int(start))
+        return b
 
     @cached_property
     def tokens_sizes(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.piece is not None:
+            ntok, start = self.piece
+            return piece_with_eos(self.flat, ntok=ntok, start=start, eos_id=self.eos_id,
+                                  dtype=token_dtype(self.vocab_size), where=self.where, seq=self.first_seq,
+                                  vocab_size=self.vocab_size)
         out, sizes = sequences_with_eos(self.flat, self.lens, eos_id=self.eos_id, dtype=token_dtype(self.vocab_size),
                                         where=self.where, first_seq=self.first_seq, vocab_size=self.vocab_size)
         return out, (np.zeros(0, np.int64) if sizes is None else sizes)
@@ -212,7 +235,11 @@ class MegatronWriter(ShardFormatWriter):
         self.info: dict[str, Any] = {}
 
     def add(self, batch: SeqBatch) -> None:
-        self.w.add_batch(batch.flat, batch.lens, eos_id=batch.eos_id)
+        if batch.piece is not None:
+            ntok, start = batch.piece
+            self.w.add_piece(batch.flat, ntok=ntok, start=start, eos_id=batch.eos_id)
+        else:
+            self.w.add_batch(batch.flat, batch.lens, eos_id=batch.eos_id)
 
     def finalize(self) -> dict[str, Any]:
         self.info = self.w.finalize()
@@ -261,9 +288,12 @@ class OlmoNpyWriter(ShardFormatWriter):
 
     def add(self, batch: SeqBatch) -> None:
         tokens, sizes = batch.tokens_sizes
-        if not sizes.size:
+        if not tokens.size:
             return
         self.npy.write(tokens.astype(self.dtype.newbyteorder("<"), copy=False).tobytes())
+        if not sizes.size:  # a later piece of a long document: its row went with the first piece
+            self.tokens += int(tokens.size)
+            return
         end = self.tokens + np.cumsum(sizes)
         src, sub = batch.meta["source"], batch.meta["subset"]
         source = pc.if_else(pc.equal(pc.fill_null(sub, ""), ""), src,
@@ -330,10 +360,10 @@ class DatatroveWriter(ShardFormatWriter):
 
     def add(self, batch: SeqBatch) -> None:
         tokens, sizes = batch.tokens_sizes
-        if not sizes.size:
+        if not tokens.size:
             return
         self.ds.write(tokens.astype(self.dtype.newbyteorder("<"), copy=False).tobytes())
-        self.index.write((self.tokens + np.cumsum(sizes)).astype("<u8").tobytes())
+        self.index.write((self.tokens + np.cumsum(sizes)).astype("<u8").tobytes())  # nothing for a later piece
         self.sequences += int(sizes.size)
         self.tokens += int(tokens.size)
 
@@ -378,20 +408,28 @@ def mds_config(dtype: np.dtype) -> dict[str, Any]:
 
 
 _SHAPE_WIDTH = np.array([1, 2, 4, 8], dtype=np.int64)
+#: samples per block of offsets written by MdsWriter.finalize (8 MiB of int64 a block)
+_OFFSET_BLOCK = 1 << 20
 
 
-def _mds_samples(tokens: np.ndarray, sizes: np.ndarray, dtype: np.dtype) -> tuple[bytes, np.ndarray]:
+def _mds_samples(tokens: np.ndarray, sizes: np.ndarray, dtype: np.dtype, *, ids: bool = True) -> tuple[bytes, np.ndarray]:
     """Encode sequences as MDS samples of one ``ndarray:<dtype>`` column; returns the bytes and sample lengths.
 
-    Vectorized: every byte's destination is computed with numpy, no per-sample Python.
+    Vectorized: every byte's destination is computed with numpy, no per-sample Python. ``ids=False``: the
+    samples' headers only, for a sequence whose ids follow in pieces (``tokens`` is then ignored).
     """
     item = np.dtype(dtype).itemsize
     code = np.where(sizes < 1 << 8, 0, np.where(sizes < 1 << 16, 1, np.where(sizes < 1 << 32, 2, 3)))
     width = _SHAPE_WIDTH[code]
     datum = 1 + width + sizes * item
     sample = 4 + datum
-    start = np.concatenate([[0], np.cumsum(sample)[:-1]])
-    out = np.zeros(int(sample.sum()), dtype=np.uint8)
+    if not ids:
+        head = 5 + width
+        out = np.zeros(int(head.sum()), dtype=np.uint8)
+        start = (np.cumsum(head) - head).astype(np.int64)
+    else:
+        start = (np.cumsum(sample) - sample).astype(np.int64)
+        out = np.zeros(int(sample.sum()), dtype=np.uint8)
     # uint32 datum size, then the ndim/shape-dtype byte (ndim is 1)
     out[start[:, None] + np.arange(4)] = datum.astype("<u4").view(np.uint8).reshape(-1, 4)
     out[start + 4] = (1 << 2) | code
@@ -400,6 +438,8 @@ def _mds_samples(tokens: np.ndarray, sizes: np.ndarray, dtype: np.dtype) -> tupl
     k = np.arange(8)
     keep = k[None, :] < width[:, None]
     out[(start[:, None] + 5 + k[None, :])[keep]] = len_bytes[keep]
+    if not ids:
+        return out.tobytes(), sample
     # the ids
     body = tokens.astype(np.dtype(dtype).newbyteorder("<"), copy=False).view(np.uint8)
     vstart = start + 5 + width
@@ -414,7 +454,8 @@ class MdsWriter(ShardFormatWriter):
     """``mds/<name>.mds``: one MDS shard; ``mds/index.json`` lists them all (:func:`write_run_files`).
 
     Samples stream to ``<name>.mds.body.tmp``; :meth:`finalize` writes the header (count, offsets, config)
-    and copies the body after it, since the header's size depends on the sample count.
+    and copies the body after it, since the header's size depends on the sample count. Held in memory: the
+    uint32 length of every sample (4 bytes a sequence); the offsets are written from them in blocks.
     """
 
     format = "mds"
@@ -427,30 +468,46 @@ class MdsWriter(ShardFormatWriter):
         self.body = _HashedFile(Path(f"{self.path}.body"))
         self.lengths: list[np.ndarray] = []
 
+    def _too_big(self, nbytes: int) -> ShardError:
+        return ShardError(f"{self.path}: {nbytes} bytes, over the 4 GiB an MDS shard's uint32 offsets address; "
+                          "lower shards.max_tokens")
+
     def add(self, batch: SeqBatch) -> None:
         tokens, sizes = batch.tokens_sizes
-        if not sizes.size:
+        if not tokens.size:
             return
-        data, lengths = _mds_samples(tokens, sizes, self.dtype)
+        if batch.piece is None:
+            data, lengths = _mds_samples(tokens, sizes, self.dtype)
+        else:  # a long document in pieces: its sample header before the first piece's ids, then ids only
+            head, lengths = _mds_samples(np.zeros(0, self.dtype), sizes, self.dtype, ids=False)
+            data = head + tokens.astype(self.dtype.newbyteorder("<"), copy=False).tobytes()
+        if self.body.bytes + len(data) > _UINT32_MAX:  # fail before writing gigabytes that cannot be addressed
+            raise self._too_big(self.body.bytes + len(data))
         self.body.write(data)
-        self.lengths.append(lengths)
+        if lengths.size:
+            self.lengths.append(lengths.astype(np.uint32))
         self.sequences += int(sizes.size)
         self.tokens += int(tokens.size)
 
     def finalize(self) -> dict[str, Any]:
         self.body.close()
         config = json.dumps(mds_config(self.dtype), sort_keys=True).encode()
-        lengths = np.concatenate(self.lengths) if self.lengths else np.zeros(0, np.int64)
+        lengths = np.concatenate(self.lengths) if self.lengths else np.zeros(0, np.uint32)
+        self.lengths = [lengths]
         head = 4 + 4 * (lengths.size + 1) + len(config)
-        offsets = head + np.concatenate([[0], np.cumsum(lengths)])
-        if int(offsets[-1]) > _UINT32_MAX:
+        if head + self.body.bytes > _UINT32_MAX:
             self.abort()
-            msg = (f"{self.path}: {int(offsets[-1])} bytes, over the 4 GiB an MDS shard's uint32 offsets address; "
-                   "lower shards.max_tokens")
-            raise ShardError(msg)
+            raise self._too_big(head + self.body.bytes)
         out = _HashedFile(self.path)
         try:
-            out.write(np.uint32(lengths.size).astype("<u4").tobytes() + offsets.astype("<u4").tobytes() + config)
+            out.write(np.uint32(lengths.size).astype("<u4").tobytes())
+            base = head  # the offsets, a block at a time: absolute starts of the samples, then the end
+            out.write(np.array([base], "<u4").tobytes())
+            for s in range(0, lengths.size, _OFFSET_BLOCK):
+                ends = base + np.cumsum(lengths[s:s + _OFFSET_BLOCK], dtype=np.int64)
+                out.write(ends.astype("<u4").tobytes())
+                base = int(ends[-1])
+            out.write(config)
             with open(self.body.tmp, "rb") as f:
                 for block in iter(lambda: f.read(1 << 22), b""):
                     out.write(block)
@@ -720,31 +777,148 @@ def check_run_files(run_dir: Path, manifest: dict) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------- gathering sequences
+#: A gather batch holds at most this many sequences (a shard's order is cut into batches from its first row).
+GATHER_ROWS = 4096
+#: ... and at most this many token ids; a longer sequence is gathered and written in pieces of this many ids.
+#: The gather's transient memory is about 20 bytes a token of the batch (:meth:`SequenceGather._gather`), so
+#: 170 MB at most, whatever the shard or document size.
+GATHER_TOKENS = 8 << 20
+#: Rows of an order file read at a time (:func:`iter_order`); a multiple of :data:`GATHER_ROWS`.
+ORDER_READ_ROWS = 16 * GATHER_ROWS
+
+#: the columns of an order file the gather reads
+_GATHER_COLUMNS = ("pid", "tok_offset", "ntok", "doc_id", "source", "subset")
+
+
+def iter_order(path: Path, *, rows: int | None = None) -> Iterator[pa.Table]:
+    """An order file in tables of at most ``rows`` (:data:`ORDER_READ_ROWS`) rows: never whole in memory."""
+    pf = pq.ParquetFile(path)
+    for b in pf.iter_batches(batch_size=rows or ORDER_READ_ROWS):
+        yield pa.Table.from_batches([b])
+
+
+def gather_cuts(ntok: np.ndarray, *, rows: int, tokens: int) -> list[tuple[int, int]]:
+    """Consecutive ``(start, stop)`` batches of sequences with ``ntok`` ids: each at most ``rows`` sequences and
+    ``tokens`` ids, cut greedily from the first; a sequence of more than ``tokens`` ids is a batch of its own."""
+    n = int(ntok.size)
+    cum = np.cumsum(ntok, dtype=np.int64)
+    out, s = [], 0
+    while s < n:
+        before = int(cum[s - 1]) if s else 0
+        e = min(s + rows, int(np.searchsorted(cum, before + tokens, side="right")))
+        e = max(e, s + 1)
+        out.append((s, e))
+        s = e
+    return out
+
+
+class SequenceGather:
+    """Gather a shard's sequences from the partitions' memory-mapped ``.tok`` files and feed the writers.
+
+    :meth:`add` takes the order a table at a time (any number of rows: an order file is read in
+    :data:`ORDER_READ_ROWS`); the sequences are cut into gather batches of at most :data:`GATHER_ROWS`
+    sequences and :data:`GATHER_TOKENS` ids counted from the shard's first sequence, so the batches, and the
+    bytes written, do not depend on how the order was read. Rows short of a full batch wait for the next
+    :meth:`add`; :meth:`finish` writes them. A batch is gathered with one fancy index per partition
+    (no per-sequence Python); a sequence longer than :data:`GATHER_TOKENS` goes to the writers in pieces.
+    """
+
+    def __init__(self, ws, run_dir: Path, plan: dict, *, where: str, rows: int | None = None,
+                 tokens: int | None = None) -> None:
+        from curate.layout import RunLayout
+
+        self.ws, self.plan, self.where = ws, plan, where
+        self.rows, self.tokens = rows or GATHER_ROWS, tokens or GATHER_TOKENS
+        self.tok_dtype = token_dtype(plan["vocab_size"])  # the partitions' .tok files (fmt None)
+        self.layout = RunLayout(run_dir)
+        self.maps: dict[int, np.ndarray] = {}
+        self.pending: pa.Table | None = None
+        self.seq = 0  # sequences handed to the writers so far
+
+    def _map(self, pid: int) -> np.ndarray:
+        if pid not in self.maps:
+            f = self.layout.part(pid).tok
+            self.maps[pid] = (np.memmap(f, dtype=self.tok_dtype, mode="r") if f.stat().st_size
+                              else np.zeros(0, self.tok_dtype))
+        return self.maps[pid]
+
+    def add(self, order: pa.Table) -> None:
+        t = order.select(list(_GATHER_COLUMNS))
+        if self.pending is not None:
+            t = pa.concat_tables([self.pending, t])
+        self.pending = None
+        ntok = t["ntok"].to_numpy()
+        cuts = gather_cuts(ntok, rows=self.rows, tokens=self.tokens)
+        if cuts:
+            # a batch cut before the last row met a bound; the last batch waits for more rows unless it is full
+            # already (or one long document, always a batch of its own)
+            s, e = cuts[-1]
+            if e - s < self.rows and not (e == s + 1 and ntok[s] > self.tokens):
+                self.pending = t.slice(s, e - s)
+                cuts = cuts[:-1]
+        self._write(t, ntok, cuts)
+
+    def finish(self) -> None:
+        if self.pending is not None:
+            t, self.pending = self.pending, None
+            ntok = t["ntok"].to_numpy()
+            self._write(t, ntok, gather_cuts(ntok, rows=self.rows, tokens=self.tokens))
+
+    def _write(self, t: pa.Table, ntok: np.ndarray, cuts: list[tuple[int, int]]) -> None:
+        pid = t["pid"].to_numpy()
+        off = t["tok_offset"].to_numpy()
+        meta = t.select(["doc_id", "source", "subset"])
+        kw = {"eos_id": self.plan["eos_id"], "vocab_size": self.plan["vocab_size"], "where": self.where}
+        for s, e in cuts:
+            if e == s + 1 and ntok[s] > self.tokens:  # one long document, in pieces
+                n, p, o = int(ntok[s]), int(pid[s]), int(off[s])
+                mm = self._map(p)
+                for a in range(0, n, self.tokens):
+                    ids = np.asarray(mm[o + a:o + min(a + self.tokens, n)])
+                    self.ws.add(SeqBatch.of_piece(ids, ntok=n, start=a, meta=meta.slice(s, 1), seq=self.seq, **kw))
+            else:
+                flat = self._gather(pid[s:e], off[s:e], ntok[s:e])
+                self.ws.add(SeqBatch(flat, ntok[s:e], meta=meta.slice(s, e - s), first_seq=self.seq, **kw))
+            self.seq += e - s
+
+    def _gather(self, pid: np.ndarray, off: np.ndarray, ntok: np.ndarray) -> np.ndarray:
+        """The ids of sequences ``(pid, off, ntok)`` back to back: per partition one index array and one take.
+
+        Indices within the batch are int32 (a batch holds at most :data:`GATHER_TOKENS` < 2**31 ids), offsets
+        into a ``.tok`` file int64: about 20 bytes a token of the batch, transient.
+        """
+        ntok = ntok.astype(np.int64)
+        dest = np.zeros(ntok.size, np.int64)  # where each sequence starts in the batch
+        np.cumsum(ntok[:-1], out=dest[1:])
+        flat = np.empty(int(ntok.sum()), self.tok_dtype)
+        by_pid = np.argsort(pid, kind="stable")
+        uniq, first_at = np.unique(pid[by_pid], return_index=True)
+        for p, at in zip(uniq.tolist(), np.split(by_pid, first_at[1:])):
+            n = ntok[at]
+            total = int(n.sum())
+            if not total:
+                continue
+            # token k of this partition's run is token k - start(k) of its sequence
+            step = np.arange(total, dtype=np.int32)
+            step -= np.repeat((np.cumsum(n) - n).astype(np.int32), n)
+            src = np.repeat(off[at].astype(np.int64), n)
+            src += step
+            vals = self._map(p)[src]
+            del src
+            dst = np.repeat(dest[at].astype(np.int32), n)
+            dst += step
+            flat[dst] = vals
+        return flat
+
+
 def write_sequences(ws, run_dir: Path, order: pa.Table, plan: dict, *, where: str) -> None:
     """Gather each sequence of ``order`` (pid, tok_offset, ntok) from the partitions' memory-mapped ``.tok``
-    files and hand them, in batches, to the writers ``ws`` (one eos appended per sequence by the writers)."""
-    from curate.layout import RunLayout
-
-    tok_dtype = token_dtype(plan["vocab_size"])  # the partitions' .tok files (fmt None)
-    layout = RunLayout(run_dir)
-    maps: dict[int, np.ndarray] = {}
-    pid = order["pid"].to_numpy()
-    off = order["tok_offset"].to_numpy()
-    ntok = order["ntok"].to_numpy()
-    meta = order.select(["doc_id", "source", "subset"])
-    batch = 4096
-    for s in range(0, order.num_rows, batch):
-        pieces = []
-        for j in range(s, min(s + batch, order.num_rows)):
-            p = int(pid[j])
-            if p not in maps:
-                f = layout.part(p).tok
-                maps[p] = (np.memmap(f, dtype=tok_dtype, mode="r") if f.stat().st_size
-                           else np.zeros(0, tok_dtype))
-            pieces.append(maps[p][off[j]:off[j] + ntok[j]])
-        flat = np.concatenate(pieces) if pieces else np.zeros(0, tok_dtype)
-        ws.add(SeqBatch(flat, ntok[s:s + batch], eos_id=plan["eos_id"], vocab_size=plan["vocab_size"],
-                        meta=meta.slice(s, batch), where=where, first_seq=s))
+    files and hand them, in bounded batches (:class:`SequenceGather`), to the writers ``ws`` (one eos appended
+    per sequence by the writers)."""
+    g = SequenceGather(ws, run_dir, plan, where=where)
+    for s in range(0, order.num_rows, ORDER_READ_ROWS):
+        g.add(order.slice(s, ORDER_READ_ROWS))
+    g.finish()
 
 
 def lineage_table(order: pa.Table, name: str) -> pa.Table:
@@ -752,3 +926,94 @@ def lineage_table(order: pa.Table, name: str) -> pa.Table:
     lineage = order.select(["seq", "source", "subset", "group", "doc_id", "uid", "tokens", "epoch", "chunk", "lang",
                             "license"] + (["balance"] if "balance" in order.column_names else []))
     return lineage.add_column(0, "shard", pa.array([name] * lineage.num_rows, pa.string()))
+
+
+#: Rows per row group of a lineage file: ``pq.write_table``'s default, so a lineage written a batch at a time has
+#: the bytes of one written whole. The rows of one row group are buffered (about 100 bytes a row).
+LINEAGE_ROW_GROUP = 1 << 20
+
+#: The shard entry's aggregates of the lineage: entry key -> the lineage columns it groups by
+AGGREGATES = {"by_group": ("group",), "by_source": ("source", "subset"),
+              "by_license": ("source", "subset", "group", "license")}
+
+
+class LineageWriter:
+    """A shard's lineage (:func:`lineage_table`) written a batch of the order at a time, and its aggregates.
+
+    Rows go to a ``pq.ParquetWriter`` on the file's temporary name (:func:`curate.io_utils.temp_path`), one
+    row group of :data:`LINEAGE_ROW_GROUP` rows at a time, and :meth:`close` renames it into place: the bytes
+    are those of ``atomic_write_parquet(path, lineage_table(order, name))``. :attr:`aggregates` (the entry's
+    ``by_group``, ``by_source``, ``by_license``) are summed per batch; they hold one row per distinct key.
+    """
+
+    def __init__(self, path: Path, name: str, *, row_group: int | None = None) -> None:
+        self.path, self.name = Path(path), name
+        self.tmp = temp_path(self.path)
+        self.row_group = row_group or LINEAGE_ROW_GROUP
+        self.writer: pq.ParquetWriter | None = None
+        self.buffer: list[pa.Table] = []
+        self.buffered = 0
+        self.partial: dict[str, pa.Table | None] = dict.fromkeys(AGGREGATES)
+        self.schema: pa.Schema | None = None
+
+    def add(self, order: pa.Table) -> None:
+        lin = lineage_table(order, self.name)
+        if self.schema is None:
+            self.schema = lin.schema
+        if not lin.num_rows:
+            return
+        for key, cols in AGGREGATES.items():
+            part = lin.group_by(list(cols)).aggregate([("tokens", "sum"), ("seq", "count")])
+            part = part.rename_columns({"tokens_sum": "tokens", "seq_count": "sequences"})
+            prev = self.partial[key]
+            if prev is not None:
+                part = pa.concat_tables([prev, part.select(prev.column_names)]).group_by(list(cols)).aggregate(
+                    [("tokens", "sum"), ("sequences", "sum")]).rename_columns(
+                    {"tokens_sum": "tokens", "sequences_sum": "sequences"})
+            self.partial[key] = part
+        self.buffer.append(lin)
+        self.buffered += lin.num_rows
+        while self.buffered >= self.row_group:
+            self._flush(self.row_group)
+
+    def _flush(self, n: int) -> None:
+        t = pa.concat_tables(self.buffer).combine_chunks() if len(self.buffer) > 1 else self.buffer[0]
+        if self.writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.writer = pq.ParquetWriter(self.tmp, t.schema, compression="zstd")
+        self.writer.write_table(t.slice(0, n).combine_chunks(), row_group_size=self.row_group)
+        rest = t.slice(n)
+        self.buffer, self.buffered = ([rest] if rest.num_rows else []), rest.num_rows
+
+    def close(self) -> None:
+        """Write the last rows and rename the file into place (an empty lineage is one empty row group)."""
+        try:
+            if self.buffered:
+                self._flush(self.buffered)
+            if self.writer is None:  # no rows: what pq.write_table writes for an empty table
+                self.writer = pq.ParquetWriter(self.tmp, self.schema, compression="zstd")
+                self.writer.write_table(self.schema.empty_table())
+            self.writer.close()
+            os.replace(self.tmp, self.path)
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            with contextlib.suppress(OSError):
+                self.writer.close()
+        self.tmp.unlink(missing_ok=True)
+
+    def aggregates(self) -> dict[str, list[dict]]:
+        """``by_group``, ``by_source`` and ``by_license`` of the shard's entry, sorted by their keys."""
+        out = {}
+        for key, cols in AGGREGATES.items():
+            t = self.partial[key]
+            rows = [] if t is None else sorted(
+                ({**{k: r[k] for k in cols}, "tokens": r["tokens"], "sequences": r["sequences"]}
+                 for r in t.to_pylist()), key=lambda r: tuple(str(r[k]) for k in cols))
+            out[key] = rows
+        out["by_license"] = [{k: r[k] for k in ("source", "subset", "group", "license", "tokens")}
+                             for r in out["by_license"]]
+        return out
