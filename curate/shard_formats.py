@@ -791,10 +791,16 @@ _GATHER_COLUMNS = ("pid", "tok_offset", "ntok", "doc_id", "source", "subset")
 
 
 def iter_order(path: Path, *, rows: int | None = None) -> Iterator[pa.Table]:
-    """An order file in tables of at most ``rows`` (:data:`ORDER_READ_ROWS`) rows: never whole in memory."""
+    """An order file in tables of at most ``rows`` (:data:`ORDER_READ_ROWS`) rows: never whole in memory.
+
+    An empty order gives one empty table (with the file's schema, which the lineage is written with)."""
     pf = pq.ParquetFile(path)
+    empty = True
     for b in pf.iter_batches(batch_size=rows or ORDER_READ_ROWS):
+        empty = False
         yield pa.Table.from_batches([b])
+    if empty:
+        yield pf.schema_arrow.empty_table()
 
 
 def gather_cuts(ntok: np.ndarray, *, rows: int, tokens: int) -> list[tuple[int, int]]:
