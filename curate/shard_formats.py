@@ -46,16 +46,16 @@ paths, dtype and a one-source ``source_mixture``), ``mds_streams.yaml`` (a ``str
 from __future__ import annotations
 
 import contextlib
-
 import gzip
 import hashlib
 import io
 import json
 import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from functools import cached_property
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -68,7 +68,8 @@ from curate.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_
 from curate.schema import token_dtype
 from curate.shards import IndexedDatasetWriter, piece_with_eos, read_index, sequences_with_eos, sha256_file
 
-FORMATS = ("megatron", "olmo-npy", "datatrove", "mds")
+if TYPE_CHECKING:
+    from curate.recipe import Recipe
 
 _UINT32_MAX = (1 << 32) - 1
 
@@ -149,15 +150,40 @@ class _HashedFile:
         self.tmp.unlink(missing_ok=True)
 
 
+@dataclass(frozen=True)
+class WriterInfo:
+    """What a registered shard format writes and can do (the keywords of :func:`register`).
+
+    ``files``: its files of one shard, relative to ``shards/`` (``{name}`` is the shard name), the token data
+    file first (named in write errors). ``glob``: finds its shards under ``shards/`` (the audit's files not in
+    the manifest; default: the data file's pattern). ``index``: what its sequence sizes are read back from (the
+    audit's messages). ``dtypes``: the token dtypes it stores (:func:`curate.schema.token_dtype` picks one from
+    the vocabulary; a vocabulary it cannot store is an error naming the format). ``held_bytes``: bytes a
+    sequence its writer holds until :meth:`ShardFormatWriter.finalize`, because its index needs every size
+    before it is written (0: it writes as it goes). ``run_files``: the run-level files its
+    :meth:`ShardFormatWriter.write_run_files` writes.
+    """
+
+    name: str
+    files: tuple[str, ...]
+    glob: str
+    index: str
+    dtypes: tuple[str, ...] = ("uint16", "uint32")
+    held_bytes: int = 0
+    run_files: tuple[str, ...] = ()
+
+
 class ShardFormatWriter:
-    """Interface of one format's writer for one shard; subclasses register in :data:`WRITERS`.
+    """Interface of one format's writer for one shard; subclasses register with :func:`register`.
 
     ``__init__(shard_dir, name, vocab_size=, tokenizer=)``, then :meth:`add` per batch in order, then
     :meth:`finalize` (files renamed into place, manifest entry returned) or :meth:`abort` (nothing left).
-    The class methods read a finished shard back from its own files.
+    The class methods read a finished shard back from its own files, and write and check the run-level files.
     """
 
     format: ClassVar[str]
+    #: the capabilities :func:`register` recorded
+    info: ClassVar[WriterInfo]
     #: glob under ``shards/`` that finds this format's shards (audit: files not in the manifest)
     glob: ClassVar[str]
     #: the shard's token data file, relative to ``shards/`` (``{name}`` is the shard name): named in write errors
@@ -166,6 +192,10 @@ class ShardFormatWriter:
     def __init__(self, shard_dir: Path, name: str, *, vocab_size: int, tokenizer: str) -> None:
         self.shard_dir, self.name, self.vocab_size, self.tokenizer = Path(shard_dir), name, vocab_size, tokenizer
         self.dtype = token_dtype(vocab_size, self.format)
+        if self.dtype.name not in self.info.dtypes:
+            msg = (f"shard format {self.format!r} stores {'/'.join(self.info.dtypes)} token ids, but vocab_size "
+                   f"{vocab_size} needs {self.dtype.name}; pick another `shards.format` for this tokenizer")
+            raise ShardError(msg)
         self.sequences = 0
         self.tokens = 0
 
@@ -192,13 +222,55 @@ class ShardFormatWriter:
         """The shard's token stream (every sequence back to back), as the format stores it."""
         raise NotImplementedError
 
+    # ------------------------------------------------------------------ run-level files
+    @classmethod
+    def write_run_files(cls, run_dir: Path, manifest: dict) -> list[str]:
+        """Write the format's run-level files (trainer configs, a shard index) from the manifest; their names."""
+        return []
 
+    @classmethod
+    def check_run_files(cls, run_dir: Path, manifest: dict) -> list[dict]:
+        """Violations (``kind: trainer_config``) in the format's run-level files of a complete run."""
+        return []
+
+
+#: every registered shard format's writer, in registration order (the built-ins first, then plugins')
 WRITERS: dict[str, type[ShardFormatWriter]] = {}
 
 
-def register(cls: type[ShardFormatWriter]) -> type[ShardFormatWriter]:
-    WRITERS[cls.format] = cls
-    return cls
+def register(fmt: str, *, files: tuple[str, ...], index: str, glob: str | None = None,
+             dtypes: tuple[str, ...] = ("uint16", "uint32"), held_bytes: int = 0,
+             run_files: tuple[str, ...] = ()) -> Callable[[type[ShardFormatWriter]], type[ShardFormatWriter]]:
+    """Register a :class:`ShardFormatWriter` subclass for ``shards.format: fmt`` with its capabilities.
+
+    A plugin module (the recipe's ``plugins:``) that registers a writer is all a new shard format needs: the
+    recipe's ``shards.format`` is checked against :data:`WRITERS` after the plugins load (:func:`check_formats`).
+    """
+    bad = [d for d in dtypes if d not in ("uint16", "int32", "uint32")]
+    if bad or not files:
+        msg = f"shard format {fmt!r}: dtypes must be uint16/int32/uint32 and files non-empty, got {dtypes}, {files}"
+        raise ValueError(msg)
+    info = WriterInfo(fmt, files=tuple(files), glob=glob or files[0].format(name="*"), index=index,
+                      dtypes=tuple(dtypes), held_bytes=held_bytes, run_files=tuple(run_files))
+
+    def deco(cls: type[ShardFormatWriter]) -> type[ShardFormatWriter]:
+        cls.format, cls.info, cls.data_file, cls.glob = fmt, info, info.files[0], info.glob
+        WRITERS[fmt] = cls
+        return cls
+
+    return deco
+
+
+def check_formats(recipe: Recipe) -> None:
+    """Every format of ``shards.format`` is a registered writer (after the plugins loaded); the error lists them."""
+    from curate.errors import RecipeError
+
+    fmts = recipe.shards.format
+    for i, fmt in enumerate([fmts] if isinstance(fmts, str) else fmts):
+        if fmt not in WRITERS:
+            msg = (f"unknown shard format, got {fmt!r}; registered writers: {sorted(WRITERS)} (a plugin named in "
+                   "`plugins` can register more, with curate.shard_formats.register)")
+            raise RecipeError(msg, path="shards.format" if isinstance(fmts, str) else f"shards.format[{i}]")
 
 
 def _raw_tokens(path: Path, dtype: np.dtype) -> np.ndarray:
@@ -221,13 +293,13 @@ def _check_data_size(path: Path, sizes: np.ndarray, dtype: np.dtype, index: Path
 
 
 # ---------------------------------------------------------------------------- megatron
-@register
+@register("megatron", files=("{name}.bin", "{name}.idx"), glob="*.idx", index=".idx", dtypes=("uint16", "int32"),
+          held_bytes=4, run_files=("megatron_data_args.txt", "megatron_data_args.json"))
 class MegatronWriter(ShardFormatWriter):
-    """``<name>.bin``/``.idx`` through :class:`curate.shards.IndexedDatasetWriter` (byte-identical to before)."""
+    """``<name>.bin``/``.idx`` through :class:`curate.shards.IndexedDatasetWriter` (byte-identical to before).
 
-    format = "megatron"
-    data_file = "{name}.bin"
-    glob = "*.idx"
+    Holds the int32 size of every sequence until the ``.idx`` is written (4 bytes a sequence).
+    """
 
     def __init__(self, shard_dir: Path, name: str, *, vocab_size: int, tokenizer: str) -> None:
         super().__init__(shard_dir, name, vocab_size=vocab_size, tokenizer=tokenizer)
@@ -252,6 +324,35 @@ class MegatronWriter(ShardFormatWriter):
         self.w.abort()
 
     @classmethod
+    def write_run_files(cls, run_dir: Path, manifest: dict) -> list[str]:
+        args = megatron_data_args(manifest, run_dir / "shards")
+        atomic_write_text(run_dir / "megatron_data_args.txt", " ".join(args) + "\n")
+        # --per-split-data-args-path: the whole mix is the training split; `valid` lists the held-out sets, one
+        # prefix each (--multiple-validation-sets), when the recipe has `validation:` (curate.validation)
+        from curate.validation_rules import valid_prefixes, write_trainer_files
+
+        atomic_write_json(run_dir / "megatron_data_args.json",
+                          {"train": args, "valid": valid_prefixes(run_dir, manifest), "test": None})
+        return ["megatron_data_args.txt", "megatron_data_args.json", *write_trainer_files(run_dir, manifest)]
+
+    @classmethod
+    def check_run_files(cls, run_dir: Path, manifest: dict) -> list[dict]:
+        p = run_dir / "megatron_data_args.txt"
+        if not p.is_file():
+            return [_trainer_config(p.name, f"{p.name} is missing: Megatron-LM's --data-path cannot be taken from "
+                                            "the run")]
+        prefixes, weights = parse_data_args(p.read_text().split())
+        want = [s["name"] for s in manifest["shards"]]
+        got = [Path(x).name for x in prefixes]
+        tokens = np.array([s["tokens"] for s in manifest["shards"]], dtype=np.float64)
+        if got != want:
+            return [_trainer_config(p.name, f"{p.name} lists shards {sorted(set(want) ^ set(got)) or got} "
+                                            f"differently from the manifest ({len(got)} prefixes, {len(want)} shards)")]
+        if weights is None or (tokens.sum() and not np.allclose(normalize_weights(weights), tokens / tokens.sum())):
+            return [_trainer_config(p.name, f"{p.name}: weights are not the shards' token shares")]
+        return []
+
+    @classmethod
     def read_sizes(cls, shard_dir: Path, fentry: dict) -> np.ndarray:
         bin_p, idx_p = (shard_dir / f["path"] for f in fentry["files"])
         info = read_index(idx_p)
@@ -271,13 +372,10 @@ def _csv_field(arr: pa.ChunkedArray | pa.Array) -> pa.Array:
     return pc.replace_substring_regex(pc.cast(arr, pa.string()), pattern=r"[\r\n]", replacement=" ")
 
 
-@register
+@register("olmo-npy", files=("olmo/{name}.npy", "olmo/{name}.csv.gz"), index=".csv.gz",
+          run_files=("olmo_mixture.yaml",))
 class OlmoNpyWriter(ShardFormatWriter):
-    """``olmo/<name>.npy`` (raw ids) + ``olmo/<name>.csv.gz`` (start,end,id,source per sequence)."""
-
-    format = "olmo-npy"
-    data_file = "olmo/{name}.npy"
-    glob = "olmo/*.npy"
+    """``olmo/<name>.npy`` (raw ids) + ``olmo/<name>.csv.gz`` (start,end,id,source per sequence), both streamed."""
 
     def __init__(self, shard_dir: Path, name: str, *, vocab_size: int, tokenizer: str) -> None:
         super().__init__(shard_dir, name, vocab_size=vocab_size, tokenizer=tokenizer)
@@ -317,6 +415,25 @@ class OlmoNpyWriter(ShardFormatWriter):
         self.csv.abort()
 
     @classmethod
+    def write_run_files(cls, run_dir: Path, manifest: dict) -> list[str]:
+        import yaml
+
+        shard_dir = run_dir / "shards"
+        paths = [str((shard_dir / shard_formats(s)["olmo-npy"]["files"][0]["path"]).resolve())
+                 for s in manifest["shards"]]
+        dtype = manifest["shards"][0]["formats"]["olmo-npy"]["dtype"] if manifest["shards"] else "uint16"
+        tokenizer = {"vocab_size": manifest["vocab_size"], "eos_token_id": manifest["eos_id"],
+                     "pad_token_id": manifest["eos_id"], "identifier": manifest["tokenizer"]}
+        # `dataset`: olmo_core.data.NumpyFSLDatasetConfig fields (add the model's sequence_length);
+        # `source_mixture`: a SourceMixtureDatasetConfig of the one pre-mixed source (add global_batch_size)
+        doc = {"dataset": {"paths": paths, "dtype": dtype, "tokenizer": tokenizer},
+               "source_mixture": {"source_list": {"sources": [{"source_name": manifest["name"], "target_ratio": 1.0,
+                                                              "paths": paths}]},
+                                  "requested_tokens": manifest["tokens"]}}
+        atomic_write_text(run_dir / "olmo_mixture.yaml", yaml.safe_dump(doc, sort_keys=False))
+        return ["olmo_mixture.yaml"]
+
+    @classmethod
     def read_sizes(cls, shard_dir: Path, fentry: dict) -> np.ndarray:
         npy, meta = (shard_dir / f["path"] for f in fentry["files"])
         if not meta.is_file():
@@ -345,13 +462,13 @@ class OlmoNpyWriter(ShardFormatWriter):
 
 
 # ---------------------------------------------------------------------------- datatrove
-@register
+@register("datatrove", files=("datatrove/{name}.ds", "datatrove/{name}.ds.index", "datatrove/{name}.ds.metadata"),
+          index=".ds.index")
 class DatatroveWriter(ShardFormatWriter):
-    """``datatrove/<name>.ds`` + ``.ds.index`` (uint64 ends) + ``.ds.metadata``, as datatrove's TokenizedFile."""
+    """``datatrove/<name>.ds`` + ``.ds.index`` (uint64 ends) + ``.ds.metadata``, as datatrove's TokenizedFile.
 
-    format = "datatrove"
-    data_file = "datatrove/{name}.ds"
-    glob = "datatrove/*.ds"
+    The data and the index are streamed; nothing a sequence is held.
+    """
 
     def __init__(self, shard_dir: Path, name: str, *, vocab_size: int, tokenizer: str) -> None:
         super().__init__(shard_dir, name, vocab_size=vocab_size, tokenizer=tokenizer)
@@ -449,7 +566,8 @@ def _mds_samples(tokens: np.ndarray, sizes: np.ndarray, dtype: np.dtype, *, ids:
     return out.tobytes(), sample
 
 
-@register
+@register("mds", files=("mds/{name}.mds",), index="MDS sample headers", held_bytes=4,
+          run_files=("shards/mds/index.json", "mds_streams.yaml"))
 class MdsWriter(ShardFormatWriter):
     """``mds/<name>.mds``: one MDS shard; ``mds/index.json`` lists them all (:func:`write_run_files`).
 
@@ -457,10 +575,6 @@ class MdsWriter(ShardFormatWriter):
     and copies the body after it, since the header's size depends on the sample count. Held in memory: the
     uint32 length of every sample (4 bytes a sequence); the offsets are written from them in blocks.
     """
-
-    format = "mds"
-    data_file = "mds/{name}.mds"
-    glob = "mds/*.mds"
 
     def __init__(self, shard_dir: Path, name: str, *, vocab_size: int, tokenizer: str) -> None:
         super().__init__(shard_dir, name, vocab_size=vocab_size, tokenizer=tokenizer)
@@ -525,6 +639,40 @@ class MdsWriter(ShardFormatWriter):
         self.body.abort()
 
     @classmethod
+    def write_run_files(cls, run_dir: Path, manifest: dict) -> list[str]:
+        import yaml
+
+        shard_dir = run_dir / "shards"
+        shards = []
+        for s in manifest["shards"]:
+            f = shard_formats(s)["mds"]
+            fe = f["files"][0]
+            shards.append({**mds_config(np.dtype(f["dtype"])), "samples": f["samples"], "zip_data": None,
+                           "raw_data": {"basename": Path(fe["path"]).name, "bytes": fe["bytes"], "hashes": {}}})
+        atomic_write_bytes(shard_dir / "mds" / "index.json",
+                           json.dumps({"shards": shards, "version": 2}, sort_keys=True).encode())
+        doc = {"streams": {manifest["name"]: {"local": str((shard_dir / "mds").resolve()), "remote": None,
+                                              "proportion": 1.0}}}
+        atomic_write_text(run_dir / "mds_streams.yaml", yaml.safe_dump(doc, sort_keys=False))
+        return ["mds_streams.yaml"]
+
+    @classmethod
+    def check_run_files(cls, run_dir: Path, manifest: dict) -> list[dict]:
+        p = run_dir / "shards" / "mds" / "index.json"
+        try:
+            idx = json.loads(p.read_text())
+            got = [(s["raw_data"]["basename"], s["samples"], s["raw_data"]["bytes"]) for s in idx["shards"]]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            return [_trainer_config("mds/index.json", f"{p}: missing or unreadable ({e}); StreamingDataset cannot "
+                                                      "open the MDS shards")]
+        want = [(Path(f["files"][0]["path"]).name, f["samples"], f["files"][0]["bytes"])
+                for f in (shard_formats(s)["mds"] for s in manifest["shards"])]
+        if got != want:
+            return [_trainer_config("mds/index.json", f"{p}: lists {len(got)} shards that differ from the "
+                                                      f"manifest's {len(want)} (names, samples or bytes)")]
+        return []
+
+    @classmethod
     def read_sizes(cls, shard_dir: Path, fentry: dict) -> np.ndarray:
         p = shard_dir / fentry["files"][0]["path"]
         if not p.is_file():
@@ -566,6 +714,12 @@ class MdsWriter(ShardFormatWriter):
         vstart = offsets[:-1] + 5 + width
         first = np.repeat(vstart - np.concatenate([[0], np.cumsum(nbytes)[:-1]]), nbytes)
         return raw[first + np.arange(int(nbytes.sum()))].view(np.dtype(fentry["dtype"]).newbyteorder("<"))
+
+
+#: the built-in shard formats (a plugin's register adds to :data:`WRITERS`, not to this)
+FORMATS = tuple(WRITERS)
+#: the built-in formats' run-level files
+RUN_LEVEL_FILES = tuple(f for cls in WRITERS.values() for f in cls.info.run_files)
 
 
 # ---------------------------------------------------------------------------- a shard, all formats
@@ -651,58 +805,16 @@ def megatron_data_args(manifest: dict, shard_dir: Path) -> list[str]:
 def write_run_files(run_dir: Path, manifest: dict) -> list[str]:
     """Write the run-level files of the run's formats, derived from the manifest; return their names.
 
+    Each registered format's :meth:`ShardFormatWriter.write_run_files`, in registration order: e.g.
     ``shards/mds/index.json`` (every MDS shard in order) and the trainer configs (module docstring).
     """
     run_dir = Path(run_dir)
-    shard_dir = run_dir / "shards"
     formats = manifest.get("formats") or ["megatron"]
     written: list[str] = []
-    if "megatron" in formats:
-        args = megatron_data_args(manifest, shard_dir)
-        atomic_write_text(run_dir / "megatron_data_args.txt", " ".join(args) + "\n")
-        # --per-split-data-args-path: the whole mix is the training split; `valid` lists the held-out sets, one
-        # prefix each (--multiple-validation-sets), when the recipe has `validation:` (curate.validation)
-        from curate.validation_rules import valid_prefixes, write_trainer_files
-
-        atomic_write_json(run_dir / "megatron_data_args.json",
-                          {"train": args, "valid": valid_prefixes(run_dir, manifest), "test": None})
-        written += ["megatron_data_args.txt", "megatron_data_args.json", *write_trainer_files(run_dir, manifest)]
-    if "olmo-npy" in formats:
-        import yaml
-
-        paths = [str((shard_dir / shard_formats(s)["olmo-npy"]["files"][0]["path"]).resolve())
-                 for s in manifest["shards"]]
-        dtype = manifest["shards"][0]["formats"]["olmo-npy"]["dtype"] if manifest["shards"] else "uint16"
-        tokenizer = {"vocab_size": manifest["vocab_size"], "eos_token_id": manifest["eos_id"],
-                     "pad_token_id": manifest["eos_id"], "identifier": manifest["tokenizer"]}
-        # `dataset`: olmo_core.data.NumpyFSLDatasetConfig fields (add the model's sequence_length);
-        # `source_mixture`: a SourceMixtureDatasetConfig of the one pre-mixed source (add global_batch_size)
-        doc = {"dataset": {"paths": paths, "dtype": dtype, "tokenizer": tokenizer},
-               "source_mixture": {"source_list": {"sources": [{"source_name": manifest["name"], "target_ratio": 1.0,
-                                                              "paths": paths}]},
-                                  "requested_tokens": manifest["tokens"]}}
-        atomic_write_text(run_dir / "olmo_mixture.yaml", yaml.safe_dump(doc, sort_keys=False))
-        written.append("olmo_mixture.yaml")
-    if "mds" in formats:
-        import yaml
-
-        shards = []
-        for s in manifest["shards"]:
-            f = shard_formats(s)["mds"]
-            fe = f["files"][0]
-            shards.append({**mds_config(np.dtype(f["dtype"])), "samples": f["samples"], "zip_data": None,
-                           "raw_data": {"basename": Path(fe["path"]).name, "bytes": fe["bytes"], "hashes": {}}})
-        atomic_write_bytes(shard_dir / "mds" / "index.json",
-                           json.dumps({"shards": shards, "version": 2}, sort_keys=True).encode())
-        doc = {"streams": {manifest["name"]: {"local": str((shard_dir / "mds").resolve()), "remote": None,
-                                              "proportion": 1.0}}}
-        atomic_write_text(run_dir / "mds_streams.yaml", yaml.safe_dump(doc, sort_keys=False))
-        written.append("mds_streams.yaml")
+    for fmt, cls in WRITERS.items():
+        if fmt in formats:
+            written += cls.write_run_files(run_dir, manifest)
     return written
-
-
-RUN_LEVEL_FILES = ("megatron_data_args.txt", "megatron_data_args.json", "olmo_mixture.yaml", "mds_streams.yaml")
-
 
 
 def parse_data_args(args: list[str]) -> tuple[list[str], list[float] | None]:
@@ -735,45 +847,21 @@ def check_run_files(run_dir: Path, manifest: dict) -> list[dict]:
     """Violations in the run-level files of a complete run: a shard that MDS's ``index.json`` or the Megatron
     data-args file leaves out (or weighs wrongly) is a shard the trainer never reads.
 
+    Each registered format of the run checks its own files (:meth:`ShardFormatWriter.check_run_files`).
     Prefixes are compared by name, so a run directory moved elsewhere still audits (its absolute prefixes then
     need rewriting, which the message says).
     """
     run_dir = Path(run_dir)
     formats = manifest.get("formats") or ["megatron"]
     out: list[dict] = []
-
-    def bad(where: str, msg: str) -> None:
-        out.append({"kind": "trainer_config", "where": where, "message": msg})
-
-    if "megatron" in formats:
-        p = run_dir / "megatron_data_args.txt"
-        if not p.is_file():
-            bad(p.name, f"{p.name} is missing: Megatron-LM's --data-path cannot be taken from the run")
-        else:
-            prefixes, weights = parse_data_args(p.read_text().split())
-            want = [s["name"] for s in manifest["shards"]]
-            got = [Path(x).name for x in prefixes]
-            tokens = np.array([s["tokens"] for s in manifest["shards"]], dtype=np.float64)
-            if got != want:
-                bad(p.name, f"{p.name} lists shards {sorted(set(want) ^ set(got)) or got} differently from the "
-                            f"manifest ({len(got)} prefixes, {len(want)} shards)")
-            elif weights is None or (tokens.sum() and
-                                     not np.allclose(normalize_weights(weights), tokens / tokens.sum())):
-                bad(p.name, f"{p.name}: weights are not the shards' token shares")
-    if "mds" in formats:
-        p = run_dir / "shards" / "mds" / "index.json"
-        try:
-            idx = json.loads(p.read_text())
-            got = [(s["raw_data"]["basename"], s["samples"], s["raw_data"]["bytes"]) for s in idx["shards"]]
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            bad("mds/index.json", f"{p}: missing or unreadable ({e}); StreamingDataset cannot open the MDS shards")
-        else:
-            want = [(Path(f["files"][0]["path"]).name, f["samples"], f["files"][0]["bytes"])
-                    for f in (shard_formats(s)["mds"] for s in manifest["shards"])]
-            if got != want:
-                bad("mds/index.json", f"{p}: lists {len(got)} shards that differ from the manifest's {len(want)} "
-                                      "(names, samples or bytes)")
+    for fmt, cls in WRITERS.items():
+        if fmt in formats:
+            out += cls.check_run_files(run_dir, manifest)
     return out
+
+
+def _trainer_config(where: str, msg: str) -> dict:
+    return {"kind": "trainer_config", "where": where, "message": msg}
 
 
 # ---------------------------------------------------------------------------- gathering sequences
