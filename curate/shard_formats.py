@@ -3,7 +3,8 @@
 ``shards.format`` names one format or a list. :func:`curate.mix.writer.write_shard` gathers each batch of a
 shard's sequences once (a :class:`SeqBatch`) and hands the same batch to one writer per format, so the token
 streams of all formats are identical; every sequence is a document's ids then one end-of-document id. A writer
-writes its files under temporary names and renames them in :meth:`ShardFormatWriter.finalize`, which returns
+writes its files under temporary names (:func:`curate.io_utils.temp_path`; Megatron's writer in curate.shards
+keeps ``<prefix>.bin.tmp``, see there) and renames them in :meth:`ShardFormatWriter.finalize`, which returns
 the format's manifest entry (paths relative to ``shards/``)::
 
     {"dtype": "uint16", "sequences": n, "tokens": t,
@@ -121,10 +122,11 @@ def _file_entry(shard_dir: Path, path: Path, sha: str | None = None) -> dict:
 
 
 class _HashedFile:
-    """A file written under ``<path>.tmp``, hashed on the way, renamed by :meth:`commit`."""
+    """A file written under its temporary name (:func:`curate.io_utils.temp_path`), hashed on the way, renamed
+    by :meth:`commit`."""
 
     def __init__(self, path: Path) -> None:
-        self.path, self.tmp = path, Path(f"{path}.tmp")
+        self.path, self.tmp = path, temp_path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.f = open(self.tmp, "wb")  # noqa: SIM115 - closed by close/abort
         self.h = hashlib.sha256()
@@ -571,8 +573,8 @@ def _mds_samples(tokens: np.ndarray, sizes: np.ndarray, dtype: np.dtype, *, ids:
 class MdsWriter(ShardFormatWriter):
     """``mds/<name>.mds``: one MDS shard; ``mds/index.json`` lists them all (:func:`write_run_files`).
 
-    Samples stream to ``<name>.mds.body.tmp``; :meth:`finalize` writes the header (count, offsets, config)
-    and copies the body after it, since the header's size depends on the sample count. Held in memory: the
+    Samples stream to the temporary file of ``<name>.mds.body``; :meth:`finalize` writes the header (count,
+    offsets, config) and copies the body after it, since the header's size depends on the sample count. Held in memory: the
     uint32 length of every sample (4 bytes a sequence); the offsets are written from them in blocks.
     """
 

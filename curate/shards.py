@@ -20,7 +20,10 @@ fits instead of letting numpy wrap it (the uint16 overflow of datatrove #118).
 The writer streams tokens to ``<prefix>.bin.tmp`` as batches arrive (only the int32 sizes stay in memory,
 4 bytes per sequence: 400 MB for 10**8 sequences), hashes them on the way, then writes ``<prefix>.idx.tmp`` in
 blocks of :data:`IDX_BLOCK` sequences (the int64 pointers and document indices are never whole in memory) and
-renames ``.bin`` first, ``.idx`` last: a final ``.idx`` exists only when its ``.bin`` is complete. A sequence
+renames ``.bin`` first, ``.idx`` last: a final ``.idx`` exists only when its ``.bin`` is complete. These two
+temporary names are the one exception to ``curate.io_utils.temp_path`` (``.<name>.<pid>.tmp``): the disk-full test
+of a shard task (tests/reliability/test_07) plants ``<prefix>.bin.tmp`` before the worker that writes it exists,
+which a per-process name would not allow; ``curate.runner.remove_stale_temps`` removes both kinds. A sequence
 longer than a gather batch arrives in pieces (:meth:`IndexedDatasetWriter.add_piece`, :func:`piece_with_eos`).
 """
 
