@@ -38,6 +38,18 @@ MDS shard layout (streaming's ``MDSWriter.encode_joint_shard``, little endian): 
 one byte ``ndim << 2 | shape_code`` (shape_code 0..3 = uint8/16/32/64, the smallest that holds the length), the
 length in that type, then the ids. Offsets are uint32, so one MDS shard must stay under 4 GiB.
 
+A format is a :class:`ShardFormatWriter` subclass registered with :func:`register`, whose keywords carry what
+it writes and can do (:class:`WriterInfo`: files, the index the audit reads, token dtypes, bytes held a
+sequence, run-level files); no table elsewhere lists formats, and ``shards.format`` is checked against
+:data:`WRITERS` after the recipe's plugins load (:func:`check_formats`).
+
+Memory: every writer streams its data file; an index that needs the sizes of all sequences before it is written
+keeps only those (Megatron's int32 sizes, MDS's uint32 sample lengths: 4 bytes a sequence each, the rest written
+in blocks at :meth:`ShardFormatWriter.finalize`); olmo-npy and datatrove write their index as they go. Batches
+come from :class:`SequenceGather` (at most :data:`GATHER_ROWS` sequences and :data:`GATHER_TOKENS` ids; a longer
+document in pieces, :meth:`SeqBatch.of_piece`) and the lineage from :class:`LineageWriter` (one row group at a
+time): the bytes do not depend on the batch sizes.
+
 Trainer configs derived from the manifest (:func:`write_run_files`), in the run directory:
 ``megatron_data_args.txt`` (``w1 p1 w2 p2 ...`` for ``--data-path``, weights = shard tokens) and
 ``megatron_data_args.json`` (for ``--per-split-data-args-path``), ``olmo_mixture.yaml`` (OLMo-core dataset
@@ -348,8 +360,9 @@ class MegatronWriter(ShardFormatWriter):
         got = [Path(x).name for x in prefixes]
         tokens = np.array([s["tokens"] for s in manifest["shards"]], dtype=np.float64)
         if got != want:
-            return [_trainer_config(p.name, f"{p.name} lists shards {sorted(set(want) ^ set(got)) or got} "
-                                            f"differently from the manifest ({len(got)} prefixes, {len(want)} shards)")]
+            diff = sorted(set(want) ^ set(got)) or got
+            return [_trainer_config(p.name, f"{p.name} lists shards {diff} differently from the manifest "
+                                            f"({len(got)} prefixes, {len(want)} shards)")]
         if weights is None or (tokens.sum() and not np.allclose(normalize_weights(weights), tokens / tokens.sum())):
             return [_trainer_config(p.name, f"{p.name}: weights are not the shards' token shares")]
         return []
@@ -531,7 +544,8 @@ _SHAPE_WIDTH = np.array([1, 2, 4, 8], dtype=np.int64)
 _OFFSET_BLOCK = 1 << 20
 
 
-def _mds_samples(tokens: np.ndarray, sizes: np.ndarray, dtype: np.dtype, *, ids: bool = True) -> tuple[bytes, np.ndarray]:
+def _mds_samples(tokens: np.ndarray, sizes: np.ndarray, dtype: np.dtype, *,
+                 ids: bool = True) -> tuple[bytes, np.ndarray]:
     """Encode sequences as MDS samples of one ``ndarray:<dtype>`` column; returns the bytes and sample lengths.
 
     Vectorized: every byte's destination is computed with numpy, no per-sample Python. ``ids=False``: the
@@ -574,8 +588,8 @@ class MdsWriter(ShardFormatWriter):
     """``mds/<name>.mds``: one MDS shard; ``mds/index.json`` lists them all (:func:`write_run_files`).
 
     Samples stream to the temporary file of ``<name>.mds.body``; :meth:`finalize` writes the header (count,
-    offsets, config) and copies the body after it, since the header's size depends on the sample count. Held in memory: the
-    uint32 length of every sample (4 bytes a sequence); the offsets are written from them in blocks.
+    offsets, config) and copies the body after it, since the header's size depends on the sample count. Held in
+    memory: the uint32 length of every sample (4 bytes a sequence); the offsets are written from them in blocks.
     """
 
     def __init__(self, shard_dir: Path, name: str, *, vocab_size: int, tokenizer: str) -> None:
