@@ -639,7 +639,7 @@ class MdsWriter(ShardFormatWriter):
                 base = int(ends[-1])
             out.write(config)
             with open(self.body.tmp, "rb") as f:
-                for block in iter(lambda: f.read(1 << 22), b""):
+                for block in iter(lambda: f.read(1 << 20), b""):  # 1 MiB at a time
                     out.write(block)
             out.commit()
         except BaseException:
@@ -884,9 +884,10 @@ def _trainer_config(where: str, msg: str) -> dict:
 #: A gather batch holds at most this many sequences (a shard's order is cut into batches from its first row).
 GATHER_ROWS = 4096
 #: ... and at most this many token ids; a longer sequence is gathered and written in pieces of this many ids.
-#: The gather's transient memory is about 20 bytes a token of the batch (:meth:`SequenceGather._gather`), so
-#: 170 MB at most, whatever the shard or document size.
-GATHER_TOKENS = 8 << 20
+#: A batch costs about 38 bytes a token while it is written in all four formats (measured with tracemalloc: the
+#: gather's index arrays, the ids with their eos ids, each format's encoding), so 160 MB at most, whatever the
+#: shard or document size.
+GATHER_TOKENS = 4 << 20
 #: Rows of an order file read at a time (:func:`iter_order`); a multiple of :data:`GATHER_ROWS`.
 ORDER_READ_ROWS = 16 * GATHER_ROWS
 
@@ -995,7 +996,7 @@ class SequenceGather:
         """The ids of sequences ``(pid, off, ntok)`` back to back: per partition one index array and one take.
 
         Indices within the batch are int32 (a batch holds at most :data:`GATHER_TOKENS` < 2**31 ids), offsets
-        into a ``.tok`` file int64: about 20 bytes a token of the batch, transient.
+        into a ``.tok`` file int64: 16 bytes a token of the partition being gathered, transient.
         """
         ntok = ntok.astype(np.int64)
         dest = np.zeros(ntok.size, np.int64)  # where each sequence starts in the batch
@@ -1039,7 +1040,8 @@ def lineage_table(order: pa.Table, name: str) -> pa.Table:
 
 
 #: Rows per row group of a lineage file: ``pq.write_table``'s default, so a lineage written a batch at a time has
-#: the bytes of one written whole. The rows of one row group are buffered (about 100 bytes a row).
+#: the bytes of one written whole. The rows of one row group are buffered (about 100 bytes a row, twice that while
+#: they are combined into one table: 200 MB for a shard of more than 2**20 sequences, whatever its size beyond).
 LINEAGE_ROW_GROUP = 1 << 20
 
 #: The shard entry's aggregates of the lineage: entry key -> the lineage columns it groups by

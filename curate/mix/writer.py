@@ -19,7 +19,7 @@ written last: its presence means the shard is complete; a resume checks the file
 damaged shard (``curate.runner.shard_damage``).
 
 Memory of one task, whatever the shard size: a read table of the order, one gather batch (at most
-:data:`~curate.shard_formats.GATHER_TOKENS` ids, about 20 bytes a token while gathered), one lineage row group
+:data:`~curate.shard_formats.GATHER_TOKENS` ids, about 38 bytes a token while written), one lineage row group
 (:data:`~curate.shard_formats.LINEAGE_ROW_GROUP` rows), and the per-sequence index arrays the formats hold until
 their index is written: 4 bytes a sequence for Megatron's int32 sizes and for MDS's uint32 sample lengths
 (olmo-npy and datatrove write their index as they go). 10**8 sequences in one shard: 800 MB with both.

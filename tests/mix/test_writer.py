@@ -37,20 +37,21 @@ def _payload(tmp: Path, formats) -> dict:
     return {"recipe": recipe, "base_dir": str(tmp)}
 
 
-def _fake_run(run: Path, ntok: list[int], *, seed: int = 0) -> tuple[pa.Table, dict[int, np.ndarray]]:
+def _fake_run(run: Path, ntok: list[int], *, seed: int = 0,
+              tok_len: int = 2000) -> tuple[pa.Table, dict[int, np.ndarray]]:
     """Three partitions of random ids, and shard 0's order drawing from all of them in a shuffled order."""
     rng = np.random.default_rng(seed)
     layout = RunLayout(run)
     toks = {}
     for pid in range(3):
-        toks[pid] = rng.integers(1, VOCAB, size=2000, dtype=np.uint16)
+        toks[pid] = rng.integers(1, VOCAB, size=tok_len, dtype=np.uint16)
         f = layout.part(pid).tok
         f.parent.mkdir(parents=True, exist_ok=True)
         toks[pid].tofile(f)
     n = len(ntok)
     ntok_a = np.asarray(ntok, np.int64)
     pid = rng.integers(0, 3, size=n)
-    off = np.array([rng.integers(0, 2000 - k + 1) for k in ntok_a], dtype=np.int64)
+    off = np.array([rng.integers(0, tok_len - k + 1) for k in ntok_a], dtype=np.int64)
     order = pa.table({
         "seq": pa.array(np.arange(n, dtype=np.int64)), "uid": pa.array((pid << 32) + np.arange(n)),
         "pid": pa.array(pid), "tok_offset": pa.array(off), "ntok": pa.array(ntok_a), "tokens": pa.array(ntok_a + 1),
@@ -178,3 +179,30 @@ def test_pieces_of_a_document_are_the_document_written_whole_16(tmp_path) -> Non
         pieces = ws.finalize()
     assert whole == pieces
     assert _hashes(tmp_path / "whole") == _hashes(tmp_path / "pieces")
+
+
+def _peak_bytes(run: Path, payload: dict) -> int:
+    import tracemalloc
+
+    write_shard(payload, str(run), 0)  # warm: imports, the recipe model
+    tracemalloc.start()
+    try:
+        write_shard(payload, str(run), 0)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_memory_follows_the_batch_bound_not_the_shard_16(tmp_path, monkeypatch) -> None:
+    """Peak Python/numpy allocations (tracemalloc) while writing a shard in every format, with 8k-token batches:
+    the same for a shard four times the size (before #16 a batch of 4096 sequences held both shards whole)."""
+    monkeypatch.setattr(sf, "GATHER_TOKENS", 8192)
+    payload = _payload(tmp_path, FORMATS)
+    peaks = []
+    for n_docs in (20, 80):
+        run = tmp_path / f"run{n_docs}"
+        _fake_run(run, [60_000] * n_docs, tok_len=200_000)  # every document far longer than a batch: in pieces
+        peaks.append(_peak_bytes(run, payload))
+    small, big = peaks
+    assert big < 1.1 * small + (256 << 10), f"peak {big:,} bytes for 4.8M tokens vs {small:,} for 1.2M"
+    assert big < 80 * 60_000 * 2 / 2  # and under half the shard's ids
