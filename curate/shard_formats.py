@@ -946,12 +946,19 @@ class SequenceGather:
         self.pending: pa.Table | None = None
         self.seq = 0  # sequences handed to the writers so far
 
-    def _map(self, pid: int) -> np.ndarray:
+    def _map(self, pid: int, ends: np.ndarray) -> np.ndarray:
+        """Partition ``pid``'s ``.tok`` ids, memory-mapped; ``ends`` (token offsets the batch reads up to) must
+        lie inside it, else the order and the partition disagree: a :class:`ShardError` naming both."""
         if pid not in self.maps:
             f = self.layout.part(pid).tok
             self.maps[pid] = (np.memmap(f, dtype=self.tok_dtype, mode="r") if f.stat().st_size
                               else np.zeros(0, self.tok_dtype))
-        return self.maps[pid]
+        mm = self.maps[pid]
+        if ends.size and int(ends.max()) > mm.size:
+            msg = (f"{self.where}: the order reads token {int(ends.max())} of {self.layout.part(pid).tok}, which "
+                   f"holds {mm.size}; the partition changed after the mix, rerun with --force")
+            raise ShardError(msg)
+        return mm
 
     def add(self, order: pa.Table) -> None:
         t = order.select(list(_GATHER_COLUMNS))
@@ -983,7 +990,7 @@ class SequenceGather:
         for s, e in cuts:
             if e == s + 1 and ntok[s] > self.tokens:  # one long document, in pieces
                 n, p, o = int(ntok[s]), int(pid[s]), int(off[s])
-                mm = self._map(p)
+                mm = self._map(p, np.array([o + n]))
                 for a in range(0, n, self.tokens):
                     ids = np.asarray(mm[o + a:o + min(a + self.tokens, n)])
                     self.ws.add(SeqBatch.of_piece(ids, ntok=n, start=a, meta=meta.slice(s, 1), seq=self.seq, **kw))
@@ -1014,7 +1021,7 @@ class SequenceGather:
             step -= np.repeat((np.cumsum(n) - n).astype(np.int32), n)
             src = np.repeat(off[at].astype(np.int64), n)
             src += step
-            vals = self._map(p)[src]
+            vals = self._map(p, off[at] + n)[src]
             del src
             dst = np.repeat(dest[at].astype(np.int32), n)
             dst += step

@@ -206,3 +206,15 @@ def test_memory_follows_the_batch_bound_not_the_shard_16(tmp_path, monkeypatch) 
     small, big = peaks
     assert big < 1.1 * small + (256 << 10), f"peak {big:,} bytes for 4.8M tokens vs {small:,} for 1.2M"
     assert big < 80 * 60_000 * 2 / 2  # and under half the shard's ids
+
+
+@pytest.mark.parametrize("long", [False, True])
+def test_an_order_past_its_partitions_tokens_is_a_shard_error_16(tmp_path, monkeypatch, long) -> None:
+    monkeypatch.setattr(sf, "GATHER_TOKENS", 64)
+    run = tmp_path / "run"
+    order, _ = _fake_run(run, [5, 200 if long else 20, 3])
+    tok = RunLayout(run).part(int(order["pid"][1].as_py())).tok
+    tok.write_bytes(tok.read_bytes()[:2 * int(order["tok_offset"][1].as_py())])  # cut before the second document
+    with pytest.raises(ShardError, match=r"the order reads token \d+ of .*\.tok, which holds"):
+        write_shard(_payload(tmp_path, FORMATS), str(run), 0)
+    assert [p for p in (run / "shards").rglob("*") if p.is_file()] == []
