@@ -7,6 +7,5 @@ from typing import Literal
 OnError = Literal["quarantine", "error"]
 OnShortfall = Literal["error", "rescale"]
 UnknownLicense = Literal["drop", "keep"]
-ShardFormat = Literal["megatron", "olmo-npy", "datatrove", "mds"]
 DecontMode = Literal["drop", "annotate"]
 EvalFormat = Literal["auto", "jsonl", "parquet", "text"]

@@ -324,8 +324,6 @@ def duplicate_id_flags(led: Ledger) -> list[dict]:
 
 #: Lineage columns the audit reads.
 LINEAGE_COLUMNS = ("shard", "source", "subset", "group", "tokens")
-#: what each format's lineage check compares against, for the messages
-_INDEX_NAME = {"megatron": ".idx", "olmo-npy": ".csv.gz", "datatrove": ".ds.index", "mds": "MDS sample headers"}
 
 
 def read_shard_lineage(run_dir: Path, entries: list[dict], violations: list[dict], *, verify: bool) -> pa.Table:
@@ -394,7 +392,7 @@ def read_shard_lineage(run_dir: Path, entries: list[dict], violations: list[dict
             if len(lt) != len(sizes) or not np.array_equal(lt, sizes):
                 n_bad = int(np.sum(lt[: len(sizes)] != sizes[: len(lt)])) + abs(len(lt) - len(sizes))
                 violations.append({"kind": "lineage_mismatch", "where": e["name"],
-                                   "message": f"shard {e['name']}: lineage disagrees with the {_INDEX_NAME[fmt]} "
+                                   "message": f"shard {e['name']}: lineage disagrees with the {WRITERS[fmt].info.index} "
                                               f"({fmt}) on {n_bad} sequence(s) (lineage {len(lt)} rows / "
                                               f"{int(lt.sum())} tokens, index {len(sizes)} sequences / "
                                               f"{int(sizes.sum())} tokens)"})

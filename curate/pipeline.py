@@ -220,7 +220,9 @@ def import_plugins(recipe: Recipe) -> None:
     """Import the recipe's ``plugins`` (module names only; the recipe itself never holds code).
 
     A plugin runs at import time in the driver and in every worker, before any stage, e.g. to register a
-    reader with ``curate.sources.base.register`` or a stage with :func:`register_stage`.
+    reader with ``curate.sources.base.register``, a shard writer with ``curate.shard_formats.register`` or a
+    stage with :func:`register_stage`. Then every source's ``format`` and every ``shards.format`` must name a
+    registered reader and writer.
     """
     for i, mod in enumerate(recipe.plugins):
         try:
@@ -228,9 +230,11 @@ def import_plugins(recipe: Recipe) -> None:
         except ImportError as e:
             msg = f"cannot import plugin {mod!r}: {e}; install it in the environment of the driver and workers"
             raise RecipeError(msg, path=f"plugins[{i}]") from None
+    from curate import shard_formats
     from curate.sources import check_formats
 
     check_formats(recipe)
+    shard_formats.check_formats(recipe)
 
 
 def payload_for(recipe: Recipe) -> dict[str, Any]:

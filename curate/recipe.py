@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from curate._typing import DecontMode, EvalFormat, OnError, OnShortfall, ShardFormat, UnknownLicense
+from curate._typing import DecontMode, EvalFormat, OnError, OnShortfall, UnknownLicense
 from curate.errors import RecipeError
 from curate.presets import read_yaml
 
@@ -207,8 +207,9 @@ class GroupConfig(_Model):
 
 
 class ShardsConfig(_Model):
-    #: one format or a list: every format is written from the same mix (see curate.shard_formats)
-    format: ShardFormat | list[ShardFormat] = "megatron"
+    #: one format or a list: every format is written from the same mix (see curate.shard_formats); a name is
+    #: checked against the registered writers after the plugins load (curate.pipeline.import_plugins)
+    format: str | list[str] = "megatron"
     max_tokens: int = Field(default=50_000_000, gt=0, lt=INT64_LIMIT)
     single_file: bool = False
     ctx_len: int | None = Field(default=None, gt=0)

@@ -530,7 +530,7 @@ def shard_damage(run_dir: Path, entry: dict, *, verify: bool = False, shard_dir:
 
 
 def run_shards(ray, recipe: Recipe, run_dir: Path, plan: dict, progress, *, verify: bool = False) -> list[dict]:
-    from curate.mix_task import shard_json_path, write_shard
+    from curate.mix.writer import shard_json_path, write_shard
 
     n = plan["n_shards"]
     task = progress.add_task("shards", total=n)

@@ -1,9 +1,10 @@
 """Shard formats: the files one shard is written as, for each trainer, all from the same ordered sequences.
 
-``shards.format`` names one format or a list. :func:`curate.mix_task.write_shard` gathers each batch of a
+``shards.format`` names one format or a list. :func:`curate.mix.writer.write_shard` gathers each batch of a
 shard's sequences once (a :class:`SeqBatch`) and hands the same batch to one writer per format, so the token
 streams of all formats are identical; every sequence is a document's ids then one end-of-document id. A writer
-writes its files under temporary names and renames them in :meth:`ShardFormatWriter.finalize`, which returns
+writes its files under temporary names (:func:`curate.io_utils.temp_path`; Megatron's writer in curate.shards
+keeps ``<prefix>.bin.tmp``, see there) and renames them in :meth:`ShardFormatWriter.finalize`, which returns
 the format's manifest entry (paths relative to ``shards/``)::
 
     {"dtype": "uint16", "sequences": n, "tokens": t,
@@ -37,6 +38,18 @@ MDS shard layout (streaming's ``MDSWriter.encode_joint_shard``, little endian): 
 one byte ``ndim << 2 | shape_code`` (shape_code 0..3 = uint8/16/32/64, the smallest that holds the length), the
 length in that type, then the ids. Offsets are uint32, so one MDS shard must stay under 4 GiB.
 
+A format is a :class:`ShardFormatWriter` subclass registered with :func:`register`, whose keywords carry what
+it writes and can do (:class:`WriterInfo`: files, the index the audit reads, token dtypes, bytes held a
+sequence, run-level files); no table elsewhere lists formats, and ``shards.format`` is checked against
+:data:`WRITERS` after the recipe's plugins load (:func:`check_formats`).
+
+Memory: every writer streams its data file; an index that needs the sizes of all sequences before it is written
+keeps only those (Megatron's int32 sizes, MDS's uint32 sample lengths: 4 bytes a sequence each, the rest written
+in blocks at :meth:`ShardFormatWriter.finalize`); olmo-npy and datatrove write their index as they go. Batches
+come from :class:`SequenceGather` (at most :data:`GATHER_ROWS` sequences and :data:`GATHER_TOKENS` ids; a longer
+document in pieces, :meth:`SeqBatch.of_piece`) and the lineage from :class:`LineageWriter` (one row group at a
+time): the bytes do not depend on the batch sizes.
+
 Trainer configs derived from the manifest (:func:`write_run_files`), in the run directory:
 ``megatron_data_args.txt`` (``w1 p1 w2 p2 ...`` for ``--data-path``, weights = shard tokens) and
 ``megatron_data_args.json`` (for ``--per-split-data-args-path``), ``olmo_mixture.yaml`` (OLMo-core dataset
@@ -46,27 +59,30 @@ paths, dtype and a one-source ``source_mixture``), ``mds_streams.yaml`` (a ``str
 from __future__ import annotations
 
 import contextlib
-
 import gzip
 import hashlib
 import io
 import json
 import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
 from curate.errors import ShardError
-from curate.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text
+from curate.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text, temp_path
 from curate.schema import token_dtype
-from curate.shards import IndexedDatasetWriter, read_index, sequences_with_eos, sha256_file
+from curate.shards import IndexedDatasetWriter, piece_with_eos, read_index, sequences_with_eos, sha256_file
 
-FORMATS = ("megatron", "olmo-npy", "datatrove", "mds")
+if TYPE_CHECKING:
+    from curate.recipe import Recipe
 
 _UINT32_MAX = (1 << 32) - 1
 
@@ -77,15 +93,36 @@ class SeqBatch:
     ``flat``/``lens`` are the documents' ids without end-of-document ids (what the Megatron writer takes);
     :attr:`tokens_sizes` adds one ``eos_id`` per sequence, once, for the other formats. ``meta`` holds the
     batch's ``doc_id``, ``source`` and ``subset`` columns (one row per sequence).
+
+    A *piece* (:meth:`piece`, ``self.piece`` is ``(ntok, start)``) is part of one document too long for a
+    batch: ids ``[start, start + len(flat))`` of its ``ntok``. Its :attr:`tokens_sizes` are that stretch of the
+    token stream (the eos on the last piece) and ``[ntok + 1]`` as sizes on the first piece only (empty after),
+    and ``meta`` has the document's row on the first piece only: a writer that appends the tokens and indexes
+    the sizes writes the same bytes whether the document came whole or in pieces.
     """
 
     def __init__(self, flat: np.ndarray, lens: np.ndarray, *, eos_id: int, vocab_size: int, meta: pa.Table,
                  where: str, first_seq: int) -> None:
         self.flat, self.lens, self.eos_id, self.vocab_size = flat, np.asarray(lens, np.int64), int(eos_id), vocab_size
         self.meta, self.where, self.first_seq = meta, where, first_seq
+        self.piece: tuple[int, int] | None = None
+
+    @classmethod
+    def of_piece(cls, ids: np.ndarray, *, ntok: int, start: int, eos_id: int, vocab_size: int, meta: pa.Table,
+                 where: str, seq: int) -> SeqBatch:
+        """The piece ``[start, start + len(ids))`` of document ``seq`` of the shard, which has ``ntok`` ids."""
+        b = cls(ids, np.array([ids.size]), eos_id=eos_id, vocab_size=vocab_size,
+                meta=meta if start == 0 else meta.slice(0, 0), where=where, first_seq=seq)
+        b.piece = (int(ntok), int(start))
+        return b
 
     @cached_property
     def tokens_sizes(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.piece is not None:
+            ntok, start = self.piece
+            return piece_with_eos(self.flat, ntok=ntok, start=start, eos_id=self.eos_id,
+                                  dtype=token_dtype(self.vocab_size), where=self.where, seq=self.first_seq,
+                                  vocab_size=self.vocab_size)
         out, sizes = sequences_with_eos(self.flat, self.lens, eos_id=self.eos_id, dtype=token_dtype(self.vocab_size),
                                         where=self.where, first_seq=self.first_seq, vocab_size=self.vocab_size)
         return out, (np.zeros(0, np.int64) if sizes is None else sizes)
@@ -97,10 +134,11 @@ def _file_entry(shard_dir: Path, path: Path, sha: str | None = None) -> dict:
 
 
 class _HashedFile:
-    """A file written under ``<path>.tmp``, hashed on the way, renamed by :meth:`commit`."""
+    """A file written under its temporary name (:func:`curate.io_utils.temp_path`), hashed on the way, renamed
+    by :meth:`commit`."""
 
     def __init__(self, path: Path) -> None:
-        self.path, self.tmp = path, Path(f"{path}.tmp")
+        self.path, self.tmp = path, temp_path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.f = open(self.tmp, "wb")  # noqa: SIM115 - closed by close/abort
         self.h = hashlib.sha256()
@@ -126,15 +164,40 @@ class _HashedFile:
         self.tmp.unlink(missing_ok=True)
 
 
+@dataclass(frozen=True)
+class WriterInfo:
+    """What a registered shard format writes and can do (the keywords of :func:`register`).
+
+    ``files``: its files of one shard, relative to ``shards/`` (``{name}`` is the shard name), the token data
+    file first (named in write errors). ``glob``: finds its shards under ``shards/`` (the audit's files not in
+    the manifest; default: the data file's pattern). ``index``: what its sequence sizes are read back from (the
+    audit's messages). ``dtypes``: the token dtypes it stores (:func:`curate.schema.token_dtype` picks one from
+    the vocabulary; a vocabulary it cannot store is an error naming the format). ``held_bytes``: bytes a
+    sequence its writer holds until :meth:`ShardFormatWriter.finalize`, because its index needs every size
+    before it is written (0: it writes as it goes). ``run_files``: the run-level files its
+    :meth:`ShardFormatWriter.write_run_files` writes.
+    """
+
+    name: str
+    files: tuple[str, ...]
+    glob: str
+    index: str
+    dtypes: tuple[str, ...] = ("uint16", "uint32")
+    held_bytes: int = 0
+    run_files: tuple[str, ...] = ()
+
+
 class ShardFormatWriter:
-    """Interface of one format's writer for one shard; subclasses register in :data:`WRITERS`.
+    """Interface of one format's writer for one shard; subclasses register with :func:`register`.
 
     ``__init__(shard_dir, name, vocab_size=, tokenizer=)``, then :meth:`add` per batch in order, then
     :meth:`finalize` (files renamed into place, manifest entry returned) or :meth:`abort` (nothing left).
-    The class methods read a finished shard back from its own files.
+    The class methods read a finished shard back from its own files, and write and check the run-level files.
     """
 
     format: ClassVar[str]
+    #: the capabilities :func:`register` recorded
+    info: ClassVar[WriterInfo]
     #: glob under ``shards/`` that finds this format's shards (audit: files not in the manifest)
     glob: ClassVar[str]
     #: the shard's token data file, relative to ``shards/`` (``{name}`` is the shard name): named in write errors
@@ -143,6 +206,10 @@ class ShardFormatWriter:
     def __init__(self, shard_dir: Path, name: str, *, vocab_size: int, tokenizer: str) -> None:
         self.shard_dir, self.name, self.vocab_size, self.tokenizer = Path(shard_dir), name, vocab_size, tokenizer
         self.dtype = token_dtype(vocab_size, self.format)
+        if self.dtype.name not in self.info.dtypes:
+            msg = (f"shard format {self.format!r} stores {'/'.join(self.info.dtypes)} token ids, but vocab_size "
+                   f"{vocab_size} needs {self.dtype.name}; pick another `shards.format` for this tokenizer")
+            raise ShardError(msg)
         self.sequences = 0
         self.tokens = 0
 
@@ -169,13 +236,55 @@ class ShardFormatWriter:
         """The shard's token stream (every sequence back to back), as the format stores it."""
         raise NotImplementedError
 
+    # ------------------------------------------------------------------ run-level files
+    @classmethod
+    def write_run_files(cls, run_dir: Path, manifest: dict) -> list[str]:
+        """Write the format's run-level files (trainer configs, a shard index) from the manifest; their names."""
+        return []
 
+    @classmethod
+    def check_run_files(cls, run_dir: Path, manifest: dict) -> list[dict]:
+        """Violations (``kind: trainer_config``) in the format's run-level files of a complete run."""
+        return []
+
+
+#: every registered shard format's writer, in registration order (the built-ins first, then plugins')
 WRITERS: dict[str, type[ShardFormatWriter]] = {}
 
 
-def register(cls: type[ShardFormatWriter]) -> type[ShardFormatWriter]:
-    WRITERS[cls.format] = cls
-    return cls
+def register(fmt: str, *, files: tuple[str, ...], index: str, glob: str | None = None,
+             dtypes: tuple[str, ...] = ("uint16", "uint32"), held_bytes: int = 0,
+             run_files: tuple[str, ...] = ()) -> Callable[[type[ShardFormatWriter]], type[ShardFormatWriter]]:
+    """Register a :class:`ShardFormatWriter` subclass for ``shards.format: fmt`` with its capabilities.
+
+    A plugin module (the recipe's ``plugins:``) that registers a writer is all a new shard format needs: the
+    recipe's ``shards.format`` is checked against :data:`WRITERS` after the plugins load (:func:`check_formats`).
+    """
+    bad = [d for d in dtypes if d not in ("uint16", "int32", "uint32")]
+    if bad or not files:
+        msg = f"shard format {fmt!r}: dtypes must be uint16/int32/uint32 and files non-empty, got {dtypes}, {files}"
+        raise ValueError(msg)
+    info = WriterInfo(fmt, files=tuple(files), glob=glob or files[0].format(name="*"), index=index,
+                      dtypes=tuple(dtypes), held_bytes=held_bytes, run_files=tuple(run_files))
+
+    def deco(cls: type[ShardFormatWriter]) -> type[ShardFormatWriter]:
+        cls.format, cls.info, cls.data_file, cls.glob = fmt, info, info.files[0], info.glob
+        WRITERS[fmt] = cls
+        return cls
+
+    return deco
+
+
+def check_formats(recipe: Recipe) -> None:
+    """Every format of ``shards.format`` is a registered writer (after the plugins loaded); the error lists them."""
+    from curate.errors import RecipeError
+
+    fmts = recipe.shards.format
+    for i, fmt in enumerate([fmts] if isinstance(fmts, str) else fmts):
+        if fmt not in WRITERS:
+            msg = (f"unknown shard format, got {fmt!r}; registered writers: {sorted(WRITERS)} (a plugin named in "
+                   "`plugins` can register more, with curate.shard_formats.register)")
+            raise RecipeError(msg, path="shards.format" if isinstance(fmts, str) else f"shards.format[{i}]")
 
 
 def _raw_tokens(path: Path, dtype: np.dtype) -> np.ndarray:
@@ -198,13 +307,13 @@ def _check_data_size(path: Path, sizes: np.ndarray, dtype: np.dtype, index: Path
 
 
 # ---------------------------------------------------------------------------- megatron
-@register
+@register("megatron", files=("{name}.bin", "{name}.idx"), glob="*.idx", index=".idx", dtypes=("uint16", "int32"),
+          held_bytes=4, run_files=("megatron_data_args.txt", "megatron_data_args.json"))
 class MegatronWriter(ShardFormatWriter):
-    """``<name>.bin``/``.idx`` through :class:`curate.shards.IndexedDatasetWriter` (byte-identical to before)."""
+    """``<name>.bin``/``.idx`` through :class:`curate.shards.IndexedDatasetWriter` (byte-identical to before).
 
-    format = "megatron"
-    data_file = "{name}.bin"
-    glob = "*.idx"
+    Holds the int32 size of every sequence until the ``.idx`` is written (4 bytes a sequence).
+    """
 
     def __init__(self, shard_dir: Path, name: str, *, vocab_size: int, tokenizer: str) -> None:
         super().__init__(shard_dir, name, vocab_size=vocab_size, tokenizer=tokenizer)
@@ -212,7 +321,11 @@ class MegatronWriter(ShardFormatWriter):
         self.info: dict[str, Any] = {}
 
     def add(self, batch: SeqBatch) -> None:
-        self.w.add_batch(batch.flat, batch.lens, eos_id=batch.eos_id)
+        if batch.piece is not None:
+            ntok, start = batch.piece
+            self.w.add_piece(batch.flat, ntok=ntok, start=start, eos_id=batch.eos_id)
+        else:
+            self.w.add_batch(batch.flat, batch.lens, eos_id=batch.eos_id)
 
     def finalize(self) -> dict[str, Any]:
         self.info = self.w.finalize()
@@ -223,6 +336,36 @@ class MegatronWriter(ShardFormatWriter):
 
     def abort(self) -> None:
         self.w.abort()
+
+    @classmethod
+    def write_run_files(cls, run_dir: Path, manifest: dict) -> list[str]:
+        args = megatron_data_args(manifest, run_dir / "shards")
+        atomic_write_text(run_dir / "megatron_data_args.txt", " ".join(args) + "\n")
+        # --per-split-data-args-path: the whole mix is the training split; `valid` lists the held-out sets, one
+        # prefix each (--multiple-validation-sets), when the recipe has `validation:` (curate.validation)
+        from curate.validation_rules import valid_prefixes, write_trainer_files
+
+        atomic_write_json(run_dir / "megatron_data_args.json",
+                          {"train": args, "valid": valid_prefixes(run_dir, manifest), "test": None})
+        return ["megatron_data_args.txt", "megatron_data_args.json", *write_trainer_files(run_dir, manifest)]
+
+    @classmethod
+    def check_run_files(cls, run_dir: Path, manifest: dict) -> list[dict]:
+        p = run_dir / "megatron_data_args.txt"
+        if not p.is_file():
+            return [_trainer_config(p.name, f"{p.name} is missing: Megatron-LM's --data-path cannot be taken from "
+                                            "the run")]
+        prefixes, weights = parse_data_args(p.read_text().split())
+        want = [s["name"] for s in manifest["shards"]]
+        got = [Path(x).name for x in prefixes]
+        tokens = np.array([s["tokens"] for s in manifest["shards"]], dtype=np.float64)
+        if got != want:
+            diff = sorted(set(want) ^ set(got)) or got
+            return [_trainer_config(p.name, f"{p.name} lists shards {diff} differently from the manifest "
+                                            f"({len(got)} prefixes, {len(want)} shards)")]
+        if weights is None or (tokens.sum() and not np.allclose(normalize_weights(weights), tokens / tokens.sum())):
+            return [_trainer_config(p.name, f"{p.name}: weights are not the shards' token shares")]
+        return []
 
     @classmethod
     def read_sizes(cls, shard_dir: Path, fentry: dict) -> np.ndarray:
@@ -244,13 +387,10 @@ def _csv_field(arr: pa.ChunkedArray | pa.Array) -> pa.Array:
     return pc.replace_substring_regex(pc.cast(arr, pa.string()), pattern=r"[\r\n]", replacement=" ")
 
 
-@register
+@register("olmo-npy", files=("olmo/{name}.npy", "olmo/{name}.csv.gz"), index=".csv.gz",
+          run_files=("olmo_mixture.yaml",))
 class OlmoNpyWriter(ShardFormatWriter):
-    """``olmo/<name>.npy`` (raw ids) + ``olmo/<name>.csv.gz`` (start,end,id,source per sequence)."""
-
-    format = "olmo-npy"
-    data_file = "olmo/{name}.npy"
-    glob = "olmo/*.npy"
+    """``olmo/<name>.npy`` (raw ids) + ``olmo/<name>.csv.gz`` (start,end,id,source per sequence), both streamed."""
 
     def __init__(self, shard_dir: Path, name: str, *, vocab_size: int, tokenizer: str) -> None:
         super().__init__(shard_dir, name, vocab_size=vocab_size, tokenizer=tokenizer)
@@ -261,9 +401,12 @@ class OlmoNpyWriter(ShardFormatWriter):
 
     def add(self, batch: SeqBatch) -> None:
         tokens, sizes = batch.tokens_sizes
-        if not sizes.size:
+        if not tokens.size:
             return
         self.npy.write(tokens.astype(self.dtype.newbyteorder("<"), copy=False).tobytes())
+        if not sizes.size:  # a later piece of a long document: its row went with the first piece
+            self.tokens += int(tokens.size)
+            return
         end = self.tokens + np.cumsum(sizes)
         src, sub = batch.meta["source"], batch.meta["subset"]
         source = pc.if_else(pc.equal(pc.fill_null(sub, ""), ""), src,
@@ -285,6 +428,25 @@ class OlmoNpyWriter(ShardFormatWriter):
     def abort(self) -> None:
         self.npy.abort()
         self.csv.abort()
+
+    @classmethod
+    def write_run_files(cls, run_dir: Path, manifest: dict) -> list[str]:
+        import yaml
+
+        shard_dir = run_dir / "shards"
+        paths = [str((shard_dir / shard_formats(s)["olmo-npy"]["files"][0]["path"]).resolve())
+                 for s in manifest["shards"]]
+        dtype = manifest["shards"][0]["formats"]["olmo-npy"]["dtype"] if manifest["shards"] else "uint16"
+        tokenizer = {"vocab_size": manifest["vocab_size"], "eos_token_id": manifest["eos_id"],
+                     "pad_token_id": manifest["eos_id"], "identifier": manifest["tokenizer"]}
+        # `dataset`: olmo_core.data.NumpyFSLDatasetConfig fields (add the model's sequence_length);
+        # `source_mixture`: a SourceMixtureDatasetConfig of the one pre-mixed source (add global_batch_size)
+        doc = {"dataset": {"paths": paths, "dtype": dtype, "tokenizer": tokenizer},
+               "source_mixture": {"source_list": {"sources": [{"source_name": manifest["name"], "target_ratio": 1.0,
+                                                              "paths": paths}]},
+                                  "requested_tokens": manifest["tokens"]}}
+        atomic_write_text(run_dir / "olmo_mixture.yaml", yaml.safe_dump(doc, sort_keys=False))
+        return ["olmo_mixture.yaml"]
 
     @classmethod
     def read_sizes(cls, shard_dir: Path, fentry: dict) -> np.ndarray:
@@ -315,13 +477,13 @@ class OlmoNpyWriter(ShardFormatWriter):
 
 
 # ---------------------------------------------------------------------------- datatrove
-@register
+@register("datatrove", files=("datatrove/{name}.ds", "datatrove/{name}.ds.index", "datatrove/{name}.ds.metadata"),
+          index=".ds.index")
 class DatatroveWriter(ShardFormatWriter):
-    """``datatrove/<name>.ds`` + ``.ds.index`` (uint64 ends) + ``.ds.metadata``, as datatrove's TokenizedFile."""
+    """``datatrove/<name>.ds`` + ``.ds.index`` (uint64 ends) + ``.ds.metadata``, as datatrove's TokenizedFile.
 
-    format = "datatrove"
-    data_file = "datatrove/{name}.ds"
-    glob = "datatrove/*.ds"
+    The data and the index are streamed; nothing a sequence is held.
+    """
 
     def __init__(self, shard_dir: Path, name: str, *, vocab_size: int, tokenizer: str) -> None:
         super().__init__(shard_dir, name, vocab_size=vocab_size, tokenizer=tokenizer)
@@ -330,10 +492,10 @@ class DatatroveWriter(ShardFormatWriter):
 
     def add(self, batch: SeqBatch) -> None:
         tokens, sizes = batch.tokens_sizes
-        if not sizes.size:
+        if not tokens.size:
             return
         self.ds.write(tokens.astype(self.dtype.newbyteorder("<"), copy=False).tobytes())
-        self.index.write((self.tokens + np.cumsum(sizes)).astype("<u8").tobytes())
+        self.index.write((self.tokens + np.cumsum(sizes)).astype("<u8").tobytes())  # nothing for a later piece
         self.sequences += int(sizes.size)
         self.tokens += int(tokens.size)
 
@@ -378,20 +540,29 @@ def mds_config(dtype: np.dtype) -> dict[str, Any]:
 
 
 _SHAPE_WIDTH = np.array([1, 2, 4, 8], dtype=np.int64)
+#: samples per block of offsets written by MdsWriter.finalize (8 MiB of int64 a block)
+_OFFSET_BLOCK = 1 << 20
 
 
-def _mds_samples(tokens: np.ndarray, sizes: np.ndarray, dtype: np.dtype) -> tuple[bytes, np.ndarray]:
+def _mds_samples(tokens: np.ndarray, sizes: np.ndarray, dtype: np.dtype, *,
+                 ids: bool = True) -> tuple[bytes, np.ndarray]:
     """Encode sequences as MDS samples of one ``ndarray:<dtype>`` column; returns the bytes and sample lengths.
 
-    Vectorized: every byte's destination is computed with numpy, no per-sample Python.
+    Vectorized: every byte's destination is computed with numpy, no per-sample Python. ``ids=False``: the
+    samples' headers only, for a sequence whose ids follow in pieces (``tokens`` is then ignored).
     """
     item = np.dtype(dtype).itemsize
     code = np.where(sizes < 1 << 8, 0, np.where(sizes < 1 << 16, 1, np.where(sizes < 1 << 32, 2, 3)))
     width = _SHAPE_WIDTH[code]
     datum = 1 + width + sizes * item
     sample = 4 + datum
-    start = np.concatenate([[0], np.cumsum(sample)[:-1]])
-    out = np.zeros(int(sample.sum()), dtype=np.uint8)
+    if not ids:
+        head = 5 + width
+        out = np.zeros(int(head.sum()), dtype=np.uint8)
+        start = (np.cumsum(head) - head).astype(np.int64)
+    else:
+        start = (np.cumsum(sample) - sample).astype(np.int64)
+        out = np.zeros(int(sample.sum()), dtype=np.uint8)
     # uint32 datum size, then the ndim/shape-dtype byte (ndim is 1)
     out[start[:, None] + np.arange(4)] = datum.astype("<u4").view(np.uint8).reshape(-1, 4)
     out[start + 4] = (1 << 2) | code
@@ -400,6 +571,8 @@ def _mds_samples(tokens: np.ndarray, sizes: np.ndarray, dtype: np.dtype) -> tupl
     k = np.arange(8)
     keep = k[None, :] < width[:, None]
     out[(start[:, None] + 5 + k[None, :])[keep]] = len_bytes[keep]
+    if not ids:
+        return out.tobytes(), sample
     # the ids
     body = tokens.astype(np.dtype(dtype).newbyteorder("<"), copy=False).view(np.uint8)
     vstart = start + 5 + width
@@ -409,17 +582,15 @@ def _mds_samples(tokens: np.ndarray, sizes: np.ndarray, dtype: np.dtype) -> tupl
     return out.tobytes(), sample
 
 
-@register
+@register("mds", files=("mds/{name}.mds",), index="MDS sample headers", held_bytes=4,
+          run_files=("shards/mds/index.json", "mds_streams.yaml"))
 class MdsWriter(ShardFormatWriter):
     """``mds/<name>.mds``: one MDS shard; ``mds/index.json`` lists them all (:func:`write_run_files`).
 
-    Samples stream to ``<name>.mds.body.tmp``; :meth:`finalize` writes the header (count, offsets, config)
-    and copies the body after it, since the header's size depends on the sample count.
+    Samples stream to the temporary file of ``<name>.mds.body``; :meth:`finalize` writes the header (count,
+    offsets, config) and copies the body after it, since the header's size depends on the sample count. Held in
+    memory: the uint32 length of every sample (4 bytes a sequence); the offsets are written from them in blocks.
     """
-
-    format = "mds"
-    data_file = "mds/{name}.mds"
-    glob = "mds/*.mds"
 
     def __init__(self, shard_dir: Path, name: str, *, vocab_size: int, tokenizer: str) -> None:
         super().__init__(shard_dir, name, vocab_size=vocab_size, tokenizer=tokenizer)
@@ -427,32 +598,48 @@ class MdsWriter(ShardFormatWriter):
         self.body = _HashedFile(Path(f"{self.path}.body"))
         self.lengths: list[np.ndarray] = []
 
+    def _too_big(self, nbytes: int) -> ShardError:
+        return ShardError(f"{self.path}: {nbytes} bytes, over the 4 GiB an MDS shard's uint32 offsets address; "
+                          "lower shards.max_tokens")
+
     def add(self, batch: SeqBatch) -> None:
         tokens, sizes = batch.tokens_sizes
-        if not sizes.size:
+        if not tokens.size:
             return
-        data, lengths = _mds_samples(tokens, sizes, self.dtype)
+        if batch.piece is None:
+            data, lengths = _mds_samples(tokens, sizes, self.dtype)
+        else:  # a long document in pieces: its sample header before the first piece's ids, then ids only
+            head, lengths = _mds_samples(np.zeros(0, self.dtype), sizes, self.dtype, ids=False)
+            data = head + tokens.astype(self.dtype.newbyteorder("<"), copy=False).tobytes()
+        if self.body.bytes + len(data) > _UINT32_MAX:  # fail before writing gigabytes that cannot be addressed
+            raise self._too_big(self.body.bytes + len(data))
         self.body.write(data)
-        self.lengths.append(lengths)
+        if lengths.size:
+            self.lengths.append(lengths.astype(np.uint32))
         self.sequences += int(sizes.size)
         self.tokens += int(tokens.size)
 
     def finalize(self) -> dict[str, Any]:
         self.body.close()
         config = json.dumps(mds_config(self.dtype), sort_keys=True).encode()
-        lengths = np.concatenate(self.lengths) if self.lengths else np.zeros(0, np.int64)
+        lengths = np.concatenate(self.lengths) if self.lengths else np.zeros(0, np.uint32)
+        self.lengths = [lengths]
         head = 4 + 4 * (lengths.size + 1) + len(config)
-        offsets = head + np.concatenate([[0], np.cumsum(lengths)])
-        if int(offsets[-1]) > _UINT32_MAX:
+        if head + self.body.bytes > _UINT32_MAX:
             self.abort()
-            msg = (f"{self.path}: {int(offsets[-1])} bytes, over the 4 GiB an MDS shard's uint32 offsets address; "
-                   "lower shards.max_tokens")
-            raise ShardError(msg)
+            raise self._too_big(head + self.body.bytes)
         out = _HashedFile(self.path)
         try:
-            out.write(np.uint32(lengths.size).astype("<u4").tobytes() + offsets.astype("<u4").tobytes() + config)
+            out.write(np.uint32(lengths.size).astype("<u4").tobytes())
+            base = head  # the offsets, a block at a time: absolute starts of the samples, then the end
+            out.write(np.array([base], "<u4").tobytes())
+            for s in range(0, lengths.size, _OFFSET_BLOCK):
+                ends = base + np.cumsum(lengths[s:s + _OFFSET_BLOCK], dtype=np.int64)
+                out.write(ends.astype("<u4").tobytes())
+                base = int(ends[-1])
+            out.write(config)
             with open(self.body.tmp, "rb") as f:
-                for block in iter(lambda: f.read(1 << 22), b""):
+                for block in iter(lambda: f.read(1 << 20), b""):  # 1 MiB at a time
                     out.write(block)
             out.commit()
         except BaseException:
@@ -466,6 +653,40 @@ class MdsWriter(ShardFormatWriter):
 
     def abort(self) -> None:
         self.body.abort()
+
+    @classmethod
+    def write_run_files(cls, run_dir: Path, manifest: dict) -> list[str]:
+        import yaml
+
+        shard_dir = run_dir / "shards"
+        shards = []
+        for s in manifest["shards"]:
+            f = shard_formats(s)["mds"]
+            fe = f["files"][0]
+            shards.append({**mds_config(np.dtype(f["dtype"])), "samples": f["samples"], "zip_data": None,
+                           "raw_data": {"basename": Path(fe["path"]).name, "bytes": fe["bytes"], "hashes": {}}})
+        atomic_write_bytes(shard_dir / "mds" / "index.json",
+                           json.dumps({"shards": shards, "version": 2}, sort_keys=True).encode())
+        doc = {"streams": {manifest["name"]: {"local": str((shard_dir / "mds").resolve()), "remote": None,
+                                              "proportion": 1.0}}}
+        atomic_write_text(run_dir / "mds_streams.yaml", yaml.safe_dump(doc, sort_keys=False))
+        return ["mds_streams.yaml"]
+
+    @classmethod
+    def check_run_files(cls, run_dir: Path, manifest: dict) -> list[dict]:
+        p = run_dir / "shards" / "mds" / "index.json"
+        try:
+            idx = json.loads(p.read_text())
+            got = [(s["raw_data"]["basename"], s["samples"], s["raw_data"]["bytes"]) for s in idx["shards"]]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            return [_trainer_config("mds/index.json", f"{p}: missing or unreadable ({e}); StreamingDataset cannot "
+                                                      "open the MDS shards")]
+        want = [(Path(f["files"][0]["path"]).name, f["samples"], f["files"][0]["bytes"])
+                for f in (shard_formats(s)["mds"] for s in manifest["shards"])]
+        if got != want:
+            return [_trainer_config("mds/index.json", f"{p}: lists {len(got)} shards that differ from the "
+                                                      f"manifest's {len(want)} (names, samples or bytes)")]
+        return []
 
     @classmethod
     def read_sizes(cls, shard_dir: Path, fentry: dict) -> np.ndarray:
@@ -509,6 +730,12 @@ class MdsWriter(ShardFormatWriter):
         vstart = offsets[:-1] + 5 + width
         first = np.repeat(vstart - np.concatenate([[0], np.cumsum(nbytes)[:-1]]), nbytes)
         return raw[first + np.arange(int(nbytes.sum()))].view(np.dtype(fentry["dtype"]).newbyteorder("<"))
+
+
+#: the built-in shard formats (a plugin's register adds to :data:`WRITERS`, not to this)
+FORMATS = tuple(WRITERS)
+#: the built-in formats' run-level files
+RUN_LEVEL_FILES = tuple(f for cls in WRITERS.values() for f in cls.info.run_files)
 
 
 # ---------------------------------------------------------------------------- a shard, all formats
@@ -594,58 +821,16 @@ def megatron_data_args(manifest: dict, shard_dir: Path) -> list[str]:
 def write_run_files(run_dir: Path, manifest: dict) -> list[str]:
     """Write the run-level files of the run's formats, derived from the manifest; return their names.
 
+    Each registered format's :meth:`ShardFormatWriter.write_run_files`, in registration order: e.g.
     ``shards/mds/index.json`` (every MDS shard in order) and the trainer configs (module docstring).
     """
     run_dir = Path(run_dir)
-    shard_dir = run_dir / "shards"
     formats = manifest.get("formats") or ["megatron"]
     written: list[str] = []
-    if "megatron" in formats:
-        args = megatron_data_args(manifest, shard_dir)
-        atomic_write_text(run_dir / "megatron_data_args.txt", " ".join(args) + "\n")
-        # --per-split-data-args-path: the whole mix is the training split; `valid` lists the held-out sets, one
-        # prefix each (--multiple-validation-sets), when the recipe has `validation:` (curate.validation)
-        from curate.validation_rules import valid_prefixes, write_trainer_files
-
-        atomic_write_json(run_dir / "megatron_data_args.json",
-                          {"train": args, "valid": valid_prefixes(run_dir, manifest), "test": None})
-        written += ["megatron_data_args.txt", "megatron_data_args.json", *write_trainer_files(run_dir, manifest)]
-    if "olmo-npy" in formats:
-        import yaml
-
-        paths = [str((shard_dir / shard_formats(s)["olmo-npy"]["files"][0]["path"]).resolve())
-                 for s in manifest["shards"]]
-        dtype = manifest["shards"][0]["formats"]["olmo-npy"]["dtype"] if manifest["shards"] else "uint16"
-        tokenizer = {"vocab_size": manifest["vocab_size"], "eos_token_id": manifest["eos_id"],
-                     "pad_token_id": manifest["eos_id"], "identifier": manifest["tokenizer"]}
-        # `dataset`: olmo_core.data.NumpyFSLDatasetConfig fields (add the model's sequence_length);
-        # `source_mixture`: a SourceMixtureDatasetConfig of the one pre-mixed source (add global_batch_size)
-        doc = {"dataset": {"paths": paths, "dtype": dtype, "tokenizer": tokenizer},
-               "source_mixture": {"source_list": {"sources": [{"source_name": manifest["name"], "target_ratio": 1.0,
-                                                              "paths": paths}]},
-                                  "requested_tokens": manifest["tokens"]}}
-        atomic_write_text(run_dir / "olmo_mixture.yaml", yaml.safe_dump(doc, sort_keys=False))
-        written.append("olmo_mixture.yaml")
-    if "mds" in formats:
-        import yaml
-
-        shards = []
-        for s in manifest["shards"]:
-            f = shard_formats(s)["mds"]
-            fe = f["files"][0]
-            shards.append({**mds_config(np.dtype(f["dtype"])), "samples": f["samples"], "zip_data": None,
-                           "raw_data": {"basename": Path(fe["path"]).name, "bytes": fe["bytes"], "hashes": {}}})
-        atomic_write_bytes(shard_dir / "mds" / "index.json",
-                           json.dumps({"shards": shards, "version": 2}, sort_keys=True).encode())
-        doc = {"streams": {manifest["name"]: {"local": str((shard_dir / "mds").resolve()), "remote": None,
-                                              "proportion": 1.0}}}
-        atomic_write_text(run_dir / "mds_streams.yaml", yaml.safe_dump(doc, sort_keys=False))
-        written.append("mds_streams.yaml")
+    for fmt, cls in WRITERS.items():
+        if fmt in formats:
+            written += cls.write_run_files(run_dir, manifest)
     return written
-
-
-RUN_LEVEL_FILES = ("megatron_data_args.txt", "megatron_data_args.json", "olmo_mixture.yaml", "mds_streams.yaml")
-
 
 
 def parse_data_args(args: list[str]) -> tuple[list[str], list[float] | None]:
@@ -678,73 +863,180 @@ def check_run_files(run_dir: Path, manifest: dict) -> list[dict]:
     """Violations in the run-level files of a complete run: a shard that MDS's ``index.json`` or the Megatron
     data-args file leaves out (or weighs wrongly) is a shard the trainer never reads.
 
+    Each registered format of the run checks its own files (:meth:`ShardFormatWriter.check_run_files`).
     Prefixes are compared by name, so a run directory moved elsewhere still audits (its absolute prefixes then
     need rewriting, which the message says).
     """
     run_dir = Path(run_dir)
     formats = manifest.get("formats") or ["megatron"]
     out: list[dict] = []
-
-    def bad(where: str, msg: str) -> None:
-        out.append({"kind": "trainer_config", "where": where, "message": msg})
-
-    if "megatron" in formats:
-        p = run_dir / "megatron_data_args.txt"
-        if not p.is_file():
-            bad(p.name, f"{p.name} is missing: Megatron-LM's --data-path cannot be taken from the run")
-        else:
-            prefixes, weights = parse_data_args(p.read_text().split())
-            want = [s["name"] for s in manifest["shards"]]
-            got = [Path(x).name for x in prefixes]
-            tokens = np.array([s["tokens"] for s in manifest["shards"]], dtype=np.float64)
-            if got != want:
-                bad(p.name, f"{p.name} lists shards {sorted(set(want) ^ set(got)) or got} differently from the "
-                            f"manifest ({len(got)} prefixes, {len(want)} shards)")
-            elif weights is None or (tokens.sum() and
-                                     not np.allclose(normalize_weights(weights), tokens / tokens.sum())):
-                bad(p.name, f"{p.name}: weights are not the shards' token shares")
-    if "mds" in formats:
-        p = run_dir / "shards" / "mds" / "index.json"
-        try:
-            idx = json.loads(p.read_text())
-            got = [(s["raw_data"]["basename"], s["samples"], s["raw_data"]["bytes"]) for s in idx["shards"]]
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            bad("mds/index.json", f"{p}: missing or unreadable ({e}); StreamingDataset cannot open the MDS shards")
-        else:
-            want = [(Path(f["files"][0]["path"]).name, f["samples"], f["files"][0]["bytes"])
-                    for f in (shard_formats(s)["mds"] for s in manifest["shards"])]
-            if got != want:
-                bad("mds/index.json", f"{p}: lists {len(got)} shards that differ from the manifest's {len(want)} "
-                                      "(names, samples or bytes)")
+    for fmt, cls in WRITERS.items():
+        if fmt in formats:
+            out += cls.check_run_files(run_dir, manifest)
     return out
 
 
+def _trainer_config(where: str, msg: str) -> dict:
+    return {"kind": "trainer_config", "where": where, "message": msg}
+
+
 # ---------------------------------------------------------------------------- gathering sequences
+#: A gather batch holds at most this many sequences (a shard's order is cut into batches from its first row).
+GATHER_ROWS = 4096
+#: ... and at most this many token ids; a longer sequence is gathered and written in pieces of this many ids.
+#: A batch costs about 38 bytes a token while it is written in all four formats (measured with tracemalloc: the
+#: gather's index arrays, the ids with their eos ids, each format's encoding), so 160 MB at most, whatever the
+#: shard or document size.
+GATHER_TOKENS = 4 << 20
+#: Rows of an order file read at a time (:func:`iter_order`); a multiple of :data:`GATHER_ROWS`.
+ORDER_READ_ROWS = 16 * GATHER_ROWS
+
+#: the columns of an order file the gather reads
+_GATHER_COLUMNS = ("pid", "tok_offset", "ntok", "doc_id", "source", "subset")
+
+
+def iter_order(path: Path, *, rows: int | None = None) -> Iterator[pa.Table]:
+    """An order file in tables of at most ``rows`` (:data:`ORDER_READ_ROWS`) rows: never whole in memory.
+
+    An empty order gives one empty table (with the file's schema, which the lineage is written with)."""
+    pf = pq.ParquetFile(path)
+    empty = True
+    for b in pf.iter_batches(batch_size=rows or ORDER_READ_ROWS):
+        empty = False
+        yield pa.Table.from_batches([b])
+    if empty:
+        yield pf.schema_arrow.empty_table()
+
+
+def gather_cuts(ntok: np.ndarray, *, rows: int, tokens: int) -> list[tuple[int, int]]:
+    """Consecutive ``(start, stop)`` batches of sequences with ``ntok`` ids: each at most ``rows`` sequences and
+    ``tokens`` ids, cut greedily from the first; a sequence of more than ``tokens`` ids is a batch of its own."""
+    n = int(ntok.size)
+    cum = np.cumsum(ntok, dtype=np.int64)
+    out, s = [], 0
+    while s < n:
+        before = int(cum[s - 1]) if s else 0
+        e = min(s + rows, int(np.searchsorted(cum, before + tokens, side="right")))
+        e = max(e, s + 1)
+        out.append((s, e))
+        s = e
+    return out
+
+
+class SequenceGather:
+    """Gather a shard's sequences from the partitions' memory-mapped ``.tok`` files and feed the writers.
+
+    :meth:`add` takes the order a table at a time (any number of rows: an order file is read in
+    :data:`ORDER_READ_ROWS`); the sequences are cut into gather batches of at most :data:`GATHER_ROWS`
+    sequences and :data:`GATHER_TOKENS` ids counted from the shard's first sequence, so the batches, and the
+    bytes written, do not depend on how the order was read. Rows short of a full batch wait for the next
+    :meth:`add`; :meth:`finish` writes them. A batch is gathered with one fancy index per partition
+    (no per-sequence Python); a sequence longer than :data:`GATHER_TOKENS` goes to the writers in pieces.
+    """
+
+    def __init__(self, ws, run_dir: Path, plan: dict, *, where: str, rows: int | None = None,
+                 tokens: int | None = None) -> None:
+        from curate.layout import RunLayout
+
+        self.ws, self.plan, self.where = ws, plan, where
+        self.rows, self.tokens = rows or GATHER_ROWS, tokens or GATHER_TOKENS
+        self.tok_dtype = token_dtype(plan["vocab_size"])  # the partitions' .tok files (fmt None)
+        self.layout = RunLayout(run_dir)
+        self.maps: dict[int, np.ndarray] = {}
+        self.pending: pa.Table | None = None
+        self.seq = 0  # sequences handed to the writers so far
+
+    def _map(self, pid: int, ends: np.ndarray) -> np.ndarray:
+        """Partition ``pid``'s ``.tok`` ids, memory-mapped; ``ends`` (token offsets the batch reads up to) must
+        lie inside it, else the order and the partition disagree: a :class:`ShardError` naming both."""
+        if pid not in self.maps:
+            f = self.layout.part(pid).tok
+            self.maps[pid] = (np.memmap(f, dtype=self.tok_dtype, mode="r") if f.stat().st_size
+                              else np.zeros(0, self.tok_dtype))
+        mm = self.maps[pid]
+        if ends.size and int(ends.max()) > mm.size:
+            msg = (f"{self.where}: the order reads token {int(ends.max())} of {self.layout.part(pid).tok}, which "
+                   f"holds {mm.size}; the partition changed after the mix, rerun with --force")
+            raise ShardError(msg)
+        return mm
+
+    def add(self, order: pa.Table) -> None:
+        t = order.select(list(_GATHER_COLUMNS))
+        if self.pending is not None:
+            t = pa.concat_tables([self.pending, t])
+        self.pending = None
+        ntok = t["ntok"].to_numpy()
+        cuts = gather_cuts(ntok, rows=self.rows, tokens=self.tokens)
+        if cuts:
+            # a batch cut before the last row met a bound; the last batch waits for more rows unless it is full
+            # already (or one long document, always a batch of its own)
+            s, e = cuts[-1]
+            if e - s < self.rows and not (e == s + 1 and ntok[s] > self.tokens):
+                self.pending = t.slice(s, e - s)
+                cuts = cuts[:-1]
+        self._write(t, ntok, cuts)
+
+    def finish(self) -> None:
+        if self.pending is not None:
+            t, self.pending = self.pending, None
+            ntok = t["ntok"].to_numpy()
+            self._write(t, ntok, gather_cuts(ntok, rows=self.rows, tokens=self.tokens))
+
+    def _write(self, t: pa.Table, ntok: np.ndarray, cuts: list[tuple[int, int]]) -> None:
+        pid = t["pid"].to_numpy()
+        off = t["tok_offset"].to_numpy()
+        meta = t.select(["doc_id", "source", "subset"])
+        kw = {"eos_id": self.plan["eos_id"], "vocab_size": self.plan["vocab_size"], "where": self.where}
+        for s, e in cuts:
+            if e == s + 1 and ntok[s] > self.tokens:  # one long document, in pieces
+                n, p, o = int(ntok[s]), int(pid[s]), int(off[s])
+                mm = self._map(p, np.array([o + n]))
+                for a in range(0, n, self.tokens):
+                    ids = np.asarray(mm[o + a:o + min(a + self.tokens, n)])
+                    self.ws.add(SeqBatch.of_piece(ids, ntok=n, start=a, meta=meta.slice(s, 1), seq=self.seq, **kw))
+            else:
+                flat = self._gather(pid[s:e], off[s:e], ntok[s:e])
+                self.ws.add(SeqBatch(flat, ntok[s:e], meta=meta.slice(s, e - s), first_seq=self.seq, **kw))
+            self.seq += e - s
+
+    def _gather(self, pid: np.ndarray, off: np.ndarray, ntok: np.ndarray) -> np.ndarray:
+        """The ids of sequences ``(pid, off, ntok)`` back to back: per partition one index array and one take.
+
+        Indices within the batch are int32 (a batch holds at most :data:`GATHER_TOKENS` < 2**31 ids), offsets
+        into a ``.tok`` file int64: 16 bytes a token of the partition being gathered, transient.
+        """
+        ntok = ntok.astype(np.int64)
+        dest = np.zeros(ntok.size, np.int64)  # where each sequence starts in the batch
+        np.cumsum(ntok[:-1], out=dest[1:])
+        flat = np.empty(int(ntok.sum()), self.tok_dtype)
+        by_pid = np.argsort(pid, kind="stable")
+        uniq, first_at = np.unique(pid[by_pid], return_index=True)
+        for p, at in zip(uniq.tolist(), np.split(by_pid, first_at[1:])):
+            n = ntok[at]
+            total = int(n.sum())
+            if not total:
+                continue
+            # token k of this partition's run is token k - start(k) of its sequence
+            step = np.arange(total, dtype=np.int32)
+            step -= np.repeat((np.cumsum(n) - n).astype(np.int32), n)
+            src = np.repeat(off[at].astype(np.int64), n)
+            src += step
+            vals = self._map(p, off[at] + n)[src]
+            del src
+            dst = np.repeat(dest[at].astype(np.int32), n)
+            dst += step
+            flat[dst] = vals
+        return flat
+
+
 def write_sequences(ws, run_dir: Path, order: pa.Table, plan: dict, *, where: str) -> None:
     """Gather each sequence of ``order`` (pid, tok_offset, ntok) from the partitions' memory-mapped ``.tok``
-    files and hand them, in batches, to the writers ``ws`` (one eos appended per sequence by the writers)."""
-    from curate.layout import RunLayout
-
-    tok_dtype = token_dtype(plan["vocab_size"])  # the partitions' .tok files (fmt None)
-    layout = RunLayout(run_dir)
-    maps: dict[int, np.ndarray] = {}
-    pid = order["pid"].to_numpy()
-    off = order["tok_offset"].to_numpy()
-    ntok = order["ntok"].to_numpy()
-    meta = order.select(["doc_id", "source", "subset"])
-    batch = 4096
-    for s in range(0, order.num_rows, batch):
-        pieces = []
-        for j in range(s, min(s + batch, order.num_rows)):
-            p = int(pid[j])
-            if p not in maps:
-                f = layout.part(p).tok
-                maps[p] = (np.memmap(f, dtype=tok_dtype, mode="r") if f.stat().st_size
-                           else np.zeros(0, tok_dtype))
-            pieces.append(maps[p][off[j]:off[j] + ntok[j]])
-        flat = np.concatenate(pieces) if pieces else np.zeros(0, tok_dtype)
-        ws.add(SeqBatch(flat, ntok[s:s + batch], eos_id=plan["eos_id"], vocab_size=plan["vocab_size"],
-                        meta=meta.slice(s, batch), where=where, first_seq=s))
+    files and hand them, in bounded batches (:class:`SequenceGather`), to the writers ``ws`` (one eos appended
+    per sequence by the writers)."""
+    g = SequenceGather(ws, run_dir, plan, where=where)
+    for s in range(0, order.num_rows, ORDER_READ_ROWS):
+        g.add(order.slice(s, ORDER_READ_ROWS))
+    g.finish()
 
 
 def lineage_table(order: pa.Table, name: str) -> pa.Table:
@@ -752,3 +1044,95 @@ def lineage_table(order: pa.Table, name: str) -> pa.Table:
     lineage = order.select(["seq", "source", "subset", "group", "doc_id", "uid", "tokens", "epoch", "chunk", "lang",
                             "license"] + (["balance"] if "balance" in order.column_names else []))
     return lineage.add_column(0, "shard", pa.array([name] * lineage.num_rows, pa.string()))
+
+
+#: Rows per row group of a lineage file: ``pq.write_table``'s default, so a lineage written a batch at a time has
+#: the bytes of one written whole. The rows of one row group are buffered (about 100 bytes a row, twice that while
+#: they are combined into one table: 200 MB for a shard of more than 2**20 sequences, whatever its size beyond).
+LINEAGE_ROW_GROUP = 1 << 20
+
+#: The shard entry's aggregates of the lineage: entry key -> the lineage columns it groups by
+AGGREGATES = {"by_group": ("group",), "by_source": ("source", "subset"),
+              "by_license": ("source", "subset", "group", "license")}
+
+
+class LineageWriter:
+    """A shard's lineage (:func:`lineage_table`) written a batch of the order at a time, and its aggregates.
+
+    Rows go to a ``pq.ParquetWriter`` on the file's temporary name (:func:`curate.io_utils.temp_path`), one
+    row group of :data:`LINEAGE_ROW_GROUP` rows at a time, and :meth:`close` renames it into place: the bytes
+    are those of ``atomic_write_parquet(path, lineage_table(order, name))``. :attr:`aggregates` (the entry's
+    ``by_group``, ``by_source``, ``by_license``) are summed per batch; they hold one row per distinct key.
+    """
+
+    def __init__(self, path: Path, name: str, *, row_group: int | None = None) -> None:
+        self.path, self.name = Path(path), name
+        self.tmp = temp_path(self.path)
+        self.row_group = row_group or LINEAGE_ROW_GROUP
+        self.writer: pq.ParquetWriter | None = None
+        self.buffer: list[pa.Table] = []
+        self.buffered = 0
+        self.partial: dict[str, pa.Table | None] = dict.fromkeys(AGGREGATES)
+        self.schema: pa.Schema | None = None
+
+    def add(self, order: pa.Table) -> None:
+        lin = lineage_table(order, self.name)
+        if self.schema is None:
+            self.schema = lin.schema
+        if not lin.num_rows:
+            return
+        for key, cols in AGGREGATES.items():
+            part = lin.group_by(list(cols)).aggregate([("tokens", "sum"), ("seq", "count")])
+            part = part.rename_columns({"tokens_sum": "tokens", "seq_count": "sequences"})
+            prev = self.partial[key]
+            if prev is not None:
+                part = pa.concat_tables([prev, part.select(prev.column_names)]).group_by(list(cols)).aggregate(
+                    [("tokens", "sum"), ("sequences", "sum")]).rename_columns(
+                    {"tokens_sum": "tokens", "sequences_sum": "sequences"})
+            self.partial[key] = part
+        self.buffer.append(lin)
+        self.buffered += lin.num_rows
+        while self.buffered >= self.row_group:
+            self._flush(self.row_group)
+
+    def _flush(self, n: int) -> None:
+        t = pa.concat_tables(self.buffer).combine_chunks() if len(self.buffer) > 1 else self.buffer[0]
+        if self.writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.writer = pq.ParquetWriter(self.tmp, t.schema, compression="zstd")
+        self.writer.write_table(t.slice(0, n).combine_chunks(), row_group_size=self.row_group)
+        rest = t.slice(n)
+        self.buffer, self.buffered = ([rest] if rest.num_rows else []), rest.num_rows
+
+    def close(self) -> None:
+        """Write the last rows and rename the file into place (an empty lineage is one empty row group)."""
+        try:
+            if self.buffered:
+                self._flush(self.buffered)
+            if self.writer is None:  # no rows: what pq.write_table writes for an empty table
+                self.writer = pq.ParquetWriter(self.tmp, self.schema, compression="zstd")
+                self.writer.write_table(self.schema.empty_table())
+            self.writer.close()
+            os.replace(self.tmp, self.path)
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            with contextlib.suppress(OSError):
+                self.writer.close()
+        self.tmp.unlink(missing_ok=True)
+
+    def aggregates(self) -> dict[str, list[dict]]:
+        """``by_group``, ``by_source`` and ``by_license`` of the shard's entry, sorted by their keys."""
+        out = {}
+        for key, cols in AGGREGATES.items():
+            t = self.partial[key]
+            rows = [] if t is None else sorted(
+                ({**{k: r[k] for k in cols}, "tokens": r["tokens"], "sequences": r["sequences"]}
+                 for r in t.to_pylist()), key=lambda r: tuple(str(r[k]) for k in cols))
+            out[key] = rows
+        out["by_license"] = [{k: r[k] for k in ("source", "subset", "group", "license", "tokens")}
+                             for r in out["by_license"]]
+        return out

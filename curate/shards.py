@@ -18,8 +18,13 @@ nowhere else (:mod:`curate.tokenizers` returns ids without it). The token dtype 
 fits instead of letting numpy wrap it (the uint16 overflow of datatrove #118).
 
 The writer streams tokens to ``<prefix>.bin.tmp`` as batches arrive (only the int32 sizes stay in memory,
-4 bytes per document), hashes them on the way, then writes ``<prefix>.idx.tmp`` and renames ``.bin`` first,
-``.idx`` last: a final ``.idx`` exists only when its ``.bin`` is complete.
+4 bytes per sequence: 400 MB for 10**8 sequences), hashes them on the way, then writes ``<prefix>.idx.tmp`` in
+blocks of :data:`IDX_BLOCK` sequences (the int64 pointers and document indices are never whole in memory) and
+renames ``.bin`` first, ``.idx`` last: a final ``.idx`` exists only when its ``.bin`` is complete. These two
+temporary names are the one exception to ``curate.io_utils.temp_path`` (``.<name>.<pid>.tmp``): the disk-full test
+of a shard task (tests/reliability/test_07) plants ``<prefix>.bin.tmp`` before the worker that writes it exists,
+which a per-process name would not allow; ``curate.runner.remove_stale_temps`` removes both kinds. A sequence
+longer than a gather batch arrives in pieces (:meth:`IndexedDatasetWriter.add_piece`, :func:`piece_with_eos`).
 """
 
 from __future__ import annotations
@@ -57,6 +62,10 @@ DTYPE_CODES: dict[int, np.dtype] = {
 CODE_OF_DTYPE = {v: k for k, v in DTYPE_CODES.items()}
 
 _INT32_MAX = np.iinfo(np.int32).max
+
+#: Sequences per block when :meth:`IndexedDatasetWriter.finalize` writes the ``.idx`` pointers and doc_idx
+#: (16 bytes a sequence, 16 MiB a block).
+IDX_BLOCK = 1 << 20
 
 
 def idx_path(prefix: str | os.PathLike) -> Path:
@@ -131,6 +140,47 @@ def sequences_with_eos(flat_ids: np.ndarray, lengths: np.ndarray, *, eos_id: int
     return out, sizes
 
 
+def piece_with_eos(ids: np.ndarray, *, ntok: int, start: int, eos_id: int, dtype: np.dtype, where: str,
+                   seq: int = 0, vocab_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Checked ``(tokens, sizes)`` of one piece of a long sequence: ids ``[start, start + len(ids))`` of a
+    document of ``ntok`` ids, then the ``eos_id`` when the piece is its last.
+
+    ``sizes`` is ``[ntok + 1]`` for the first piece (the sequence starts here) and empty for the others, so the
+    pieces of a sequence, written one after the other, give the bytes of :func:`sequences_with_eos` of the whole.
+    Raises :class:`ShardError` as :func:`sequences_with_eos` does (naming document ``seq`` of the shard).
+    """
+    ids = np.asarray(ids)
+    end = start + ids.size
+    if not 0 <= start < max(ntok, 1) or end > ntok:
+        msg = f"{where}: piece [{start}, {end}) is outside document {seq} of {ntok} ids"
+        raise ShardError(msg)
+    last = end == ntok
+    body, _ = sequences_with_eos(ids, np.array([ids.size]), eos_id=eos_id, dtype=dtype, where=where, first_seq=seq,
+                                 vocab_size=vocab_size)
+    if ntok + 1 > _INT32_MAX:
+        msg = f"{where}: a document of {ntok} tokens exceeds Megatron's int32 sizes"
+        raise ShardError(msg)
+    tokens = body if last else body[:-1]
+    sizes = np.array([ntok + 1] if start == 0 else [], dtype=np.int64)
+    return tokens, sizes
+
+
+def _index_parts(sizes: np.ndarray, dtype: np.dtype) -> Iterator[bytes]:
+    """The bytes of a ``.idx`` for ``sizes``, in parts: the header, the sizes, then the int64 pointers and the
+    doc_idx block by block (:data:`IDX_BLOCK` sequences), so only the int32 sizes are ever whole in memory."""
+    n = int(sizes.size)
+    yield HEADER.pack(MAGIC, VERSION, CODE_OF_DTYPE[dtype], n, n + 1)
+    yield sizes.astype("<i4").tobytes()
+    base = 0  # byte offset of the block's first sequence
+    for s in range(0, n, IDX_BLOCK):
+        block = sizes[s:s + IDX_BLOCK].astype(np.int64)
+        ends = np.cumsum(block) * dtype.itemsize
+        yield (base + np.concatenate([[0], ends[:-1]])).astype("<i8").tobytes()
+        base += int(ends[-1])
+    for s in range(0, n + 1, IDX_BLOCK):
+        yield np.arange(s, min(s + IDX_BLOCK, n + 1), dtype="<i8").tobytes()
+
+
 class IndexedDatasetWriter:
     """Stream documents into one Megatron ``MMIDIDX`` shard.
 
@@ -202,10 +252,28 @@ class IndexedDatasetWriter:
                                         first_seq=self._sequences, vocab_size=self.vocab_size)
         if sizes is None:
             return
+        self._append(out, sizes)
+
+    def add_piece(self, ids: np.ndarray, *, ntok: int, start: int, eos_id: int) -> None:
+        """Append ids ``[start, start + len(ids))`` of one document of ``ntok`` ids (:func:`piece_with_eos`).
+
+        The pieces of a document come in order, with no other document between them; the last one adds the
+        ``eos_id``. A document longer than a gather batch is written this way, never whole in memory.
+        """
+        if self._done:
+            msg = f"{self._where()}: add_piece after finalize/abort; open a new writer"
+            raise ShardError(msg)
+        seq = self._sequences - (0 if start == 0 else 1)
+        out, sizes = piece_with_eos(ids, ntok=ntok, start=start, eos_id=eos_id, dtype=self.dtype,
+                                    where=self._where(), seq=seq, vocab_size=self.vocab_size)
+        self._append(out, sizes)
+
+    def _append(self, out: np.ndarray, sizes: np.ndarray) -> None:
         buf = out.tobytes()
         self._f.write(buf)
         self._hash.update(buf)
-        self._sizes.append(sizes.astype(np.int32))
+        if sizes.size:
+            self._sizes.append(sizes.astype(np.int32))
         self._sequences += int(sizes.size)
         self._tokens += int(out.size)
 
@@ -233,17 +301,11 @@ class IndexedDatasetWriter:
         self._f.close()
 
         sizes = np.concatenate(self._sizes) if self._sizes else np.zeros(0, np.int32)
-        pointers = np.zeros(sizes.size, dtype=np.int64)
-        if sizes.size > 1:
-            np.cumsum(sizes[:-1], dtype=np.int64, out=pointers[1:])
-        pointers *= self.dtype.itemsize
-        doc_idx = np.arange(sizes.size + 1, dtype=np.int64)
+        self._sizes = [sizes]
         h = hashlib.sha256()
         idx_bytes = 0
         with open(self._idx_tmp, "wb") as f:
-            for part in (HEADER.pack(MAGIC, VERSION, CODE_OF_DTYPE[self.dtype], sizes.size, doc_idx.size),
-                         sizes.astype("<i4").tobytes(), pointers.astype("<i8").tobytes(),
-                         doc_idx.astype("<i8").tobytes()):
+            for part in _index_parts(sizes, self.dtype):
                 f.write(part)
                 h.update(part)
                 idx_bytes += len(part)

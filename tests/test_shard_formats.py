@@ -16,7 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from curate.errors import ShardError
+from curate.errors import RecipeError, ShardError
+from curate.pipeline import parse_recipe
 from curate.recipe import ShardsConfig
 from curate.shard_formats import (
     FORMATS,
@@ -149,8 +150,9 @@ def test_recipe_takes_one_format_or_a_list() -> None:
     assert ShardsConfig(format=["mds", "megatron"]).formats == ("mds", "megatron")
     with pytest.raises(ValueError, match="each once"):
         ShardsConfig(format=["mds", "mds"])
-    with pytest.raises(ValueError):
-        ShardsConfig(format="parquet")
+    # a format is a name checked against the registered writers once the plugins are loaded (issue 15)
+    with pytest.raises(RecipeError, match="unknown shard format, got 'parquet'"):
+        parse_recipe(_tiny_recipe(Path("."), "parquet"), base_dir=Path("."), check_paths=False)
 
 
 def _manifest(tmp_path: Path, n: int = 2) -> dict:
@@ -208,3 +210,86 @@ def test_mds_index_and_other_configs(tmp_path) -> None:
     assert Path(streams["t"]["local"]) == (tmp_path / "shards/mds").resolve()
     (tmp_path / "shards/mds/index.json").unlink()
     assert [v["where"] for v in check_run_files(tmp_path, manifest)] == ["mds/index.json"]
+
+
+# ---------------------------------------------------------------------------- the writer registry (issue 15)
+PLUGIN = "tests.plugins.raw_ids_writer"
+
+
+def _tiny_recipe(tmp_path: Path, fmt, **extra) -> dict:
+    from tests.reliability._tiny import write_jsonl
+
+    data = write_jsonl(tmp_path / "docs.jsonl", 30) if tmp_path != Path(".") else "docs.jsonl"
+    return {"name": "w", "seed": 1, "budget_tokens": 400, "max_doc_tokens": 64, "output": str(tmp_path / "run"),
+            "sources": {"s": {"format": "jsonl", "paths": [str(data)], "text_column": "text", "id_column": "id"}},
+            "mixture": {"all": {"share": 1.0, "sources": {"s": 1}}}, "shards": {"format": fmt, "max_tokens": 150},
+            **extra}
+
+
+@pytest.fixture
+def fresh_registry(monkeypatch):
+    """The built-in writers only, and the plugin module unimported, for this test."""
+    import sys
+
+    import curate.shard_formats as sf
+
+    monkeypatch.setattr(sf, "WRITERS", {k: sf.WRITERS[k] for k in FORMATS})
+    monkeypatch.delitem(sys.modules, PLUGIN, raising=False)
+    yield sf
+    sys.modules.pop(PLUGIN, None)  # registered into this test's registry only: a later import registers again
+
+
+def test_shards_format_is_checked_against_the_registered_writers_15(tmp_path, fresh_registry) -> None:
+    d = _tiny_recipe(tmp_path, ["megatron", "raw-ids"])
+    with pytest.raises(RecipeError) as ei:
+        parse_recipe(d, base_dir=tmp_path)
+    assert ei.value.path == "shards.format[1]"
+    assert "got 'raw-ids'" in str(ei.value) and all(f"'{f}'" in str(ei.value) for f in FORMATS)
+    r = parse_recipe({**d, "plugins": [PLUGIN]}, base_dir=tmp_path)
+    assert r.shards.formats == ("megatron", "raw-ids")
+    info = fresh_registry.WRITERS["raw-ids"].info
+    assert (info.files, info.glob, info.index, info.run_files) == (
+        ("raw/{name}.ids", "raw/{name}.lens"), "raw/*.ids", ".lens", ("raw_ids.txt",))
+
+
+def test_the_registered_capabilities_15(fresh_registry) -> None:
+    info = {f: fresh_registry.WRITERS[f].info for f in FORMATS}
+    assert info["megatron"].dtypes == ("uint16", "int32") and info["mds"].dtypes == ("uint16", "uint32")
+    assert {f: i.held_bytes for f, i in info.items()} == {"megatron": 4, "olmo-npy": 0, "datatrove": 0, "mds": 4}
+    assert [i.glob for i in info.values()] == ["*.idx", "olmo/*.npy", "datatrove/*.ds", "mds/*.mds"]
+    assert fresh_registry.RUN_LEVEL_FILES == ("megatron_data_args.txt", "megatron_data_args.json",
+                                              "olmo_mixture.yaml", "shards/mds/index.json", "mds_streams.yaml")
+
+
+def test_a_vocabulary_a_format_cannot_store_is_an_error_naming_it_15(tmp_path, fresh_registry) -> None:
+    @fresh_registry.register("wide-only", files=("w/{name}.ids",), index=".ids", dtypes=("uint32",))
+    class WideOnly(fresh_registry.WRITERS["datatrove"]):
+        pass
+
+    with pytest.raises(ShardError, match=r"'wide-only' stores uint32 token ids, but vocab_size 65536 needs uint16"):
+        ShardWriters(["megatron", "wide-only"], tmp_path, "mix_00000", vocab_size=65536, tokenizer="t")
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []  # the Megatron writer opened first is aborted
+    with pytest.raises(ValueError, match="dtypes must be"):
+        fresh_registry.register("bad", files=("x",), index="x", dtypes=("float32",))
+
+
+def test_a_plugin_shard_format_runs_end_to_end_15(tmp_path, ray_session) -> None:
+    from curate import audit as audit_mod
+    from curate.runner import run
+
+    recipe = parse_recipe(_tiny_recipe(tmp_path, ["megatron", "raw-ids"], plugins=[PLUGIN]), base_dir=tmp_path)
+    res = run(recipe, quiet=True)
+    result = audit_mod.audit(res.run_dir)
+    assert result["violations"] == [], result["violations"]
+    manifest = json.loads((Path(res.run_dir) / "manifest.json").read_text())
+    assert manifest["formats"] == ["megatron", "raw-ids"] and len(manifest["shards"]) > 1
+    shard_dir = Path(res.run_dir) / "shards"
+    for s in manifest["shards"]:
+        f = s["formats"]["raw-ids"]
+        assert (f["sequences"], f["tokens"]) == (s["sequences"], s["tokens"])
+        assert WRITERS["raw-ids"].read_tokens(shard_dir, f).tolist() == \
+            WRITERS["megatron"].read_tokens(shard_dir, s["formats"]["megatron"]).tolist()
+    listed = (Path(res.run_dir) / "raw_ids.txt").read_text().split()
+    assert listed == [f"shards/raw/{s['name']}.ids" for s in manifest["shards"]]
+    (Path(res.run_dir) / "raw_ids.txt").write_text("shards/raw/mix_00000.ids\n")  # a shard left out
+    assert [v["kind"] for v in audit_mod.audit(res.run_dir)["violations"]] == ["trainer_config"]
