@@ -724,7 +724,7 @@ def stream_check(lineage: pa.Table, recipe: Recipe) -> dict[str, Any] | None:
 
     Measured on the sequences in stream order, against the achieved whole-mixture shares.
     """
-    from curate.mixer import default_window, window_max_deviation
+    from curate.mix.core import default_window, window_max_deviation
 
     if lineage.num_rows == 0:
         return None

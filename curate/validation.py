@@ -115,7 +115,7 @@ def carve(members: np.ndarray, tokens: np.ndarray, uids: np.ndarray, labels: np.
     supply that cannot cover its tokens and leave some for train is reported as ``supply <= tokens`` for the
     caller to refuse.
     """
-    from curate.mixer import member_seed
+    from curate.mix.core import member_seed
 
     members = np.asarray(members, dtype=object)
     tokens = np.asarray(tokens, dtype=np.int64)
@@ -158,13 +158,13 @@ def _dedup_edges(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def carve_for_mix(recipe, run_dir: Path, kept: pa.Table, doc_member: np.ndarray, led, group_of: dict[str, str],
                   ) -> tuple[pa.Table, np.ndarray, pa.Table | None, dict | None]:
-    """Carve the validation sets out of ``kept`` (post-dedup, sorted by uid); called by ``curate.mix_task.mix``.
+    """Carve the validation sets out of ``kept`` (post-dedup, sorted by uid); called by ``curate.mix.task.mix``.
 
     Records the held-out documents in the mix ledger, writes the validation order and components files under
     ``work/mix/`` and returns ``(kept for train, its members, held rows as (uid, selected, reason) for
     selected.parquet, the plan's validation entry)``; without validation sets, the inputs unchanged and None.
     """
-    from curate.mixer import ShortfallError, chunk_documents
+    from curate.mix.core import ShortfallError, chunk_documents
 
     settings = member_settings(recipe)
     if not settings:
