@@ -20,6 +20,8 @@ from curate.mix.core import (
     member_seed,
     plan_member_targets,
     select_documents,
+    select_sequences,
+    trim_selection,
     window_deviation_bound,
     window_max_deviation,
 )
@@ -29,5 +31,5 @@ from curate.mix.task import BALANCE_DROP, KEPT_COLUMNS, assign_members, balance_
 __all__ = [
     "BALANCE_DROP", "KEPT_COLUMNS", "MemberPlan", "MixPlan", "ShortfallError", "achieved_shares", "assign_members",
     "balance_values", "chunk_documents", "default_window", "interleave", "member_seed", "mix", "plan_member_targets",
-    "select_documents", "window_deviation_bound", "window_max_deviation", "write_documents",
+    "select_documents", "select_sequences", "trim_selection", "window_deviation_bound", "window_max_deviation", "write_documents",
 ]

@@ -7,15 +7,21 @@ file per shard. A balanced member (``balance:``, :mod:`curate.balance`) is selec
 (member, value) cell has its own target and seed and is one stream of the interleaving::
 
     work/mix/shard_NNNNN.order.parquet   seq, uid, pid, tok_offset, ntok (ids, no eos), tokens (with eos),
-                                         epoch, chunk, source, subset, group, doc_id, lang, license
-                                         [, balance: the value a balanced member's sequence was selected
+                                         epoch, chunk, source, subset, group, doc_id, lang, license,
+                                         trimmed (true for the one sequence of a member, or of a balance cell,
+                                         cut to its first ntok content tokens + eos so the member gives exactly
+                                         its target: ntok is then less than the chunk's; curate.mix.core.
+                                         trim_selection) [, balance: the value a balanced member's sequence was selected
                                          under, null elsewhere; only when the recipe has a `balance:`]
     work/mix/selected.parquet            uid, selected (times a document was written), reason (why a kept
                                          document was never written, null when it was), sorted by uid
     work/mix/ledger.json                 dedup and mix ledger entries
     work/mix/validation.{order,components}.parquet   with `validation:`: the held-out sets (curate.validation)
     work/mix/plan.json                   members (and under members.balance, per balanced scope, the value plan
-                                         of curate.balance), n_shards, tokenizer facts; written last (done marker)
+                                         of curate.balance), n_shards, tokenizer facts, and `trims` when a
+                                         sequence was trimmed: one {member, balance, uid, doc_id, chunk, tokens
+                                         (kept, eos included), of (the whole sequence's)} each; written last
+                                         (done marker)
 
 The shard writer (``curate.mix_task.write_shard``) reads the order files; :mod:`curate.mix.documents` reads
 ``selected``.
@@ -57,7 +63,8 @@ def _read_kept(run_dir: Path, pids: list[int], extra: list[str] | None = None) -
 def mix(payload: dict[str, Any], run_dir: str, pids: list[int]) -> dict:
     """Select and interleave documents; write per-shard order files. Raises ShortfallError if infeasible."""
     from curate.balance import refine_selection, scope_caps
-    from curate.mix.core import chunk_documents, interleave, member_seed, plan_member_targets, select_documents
+    from curate.mix.core import (chunk_documents, interleave, member_seed, plan_member_targets, select_documents,
+                                  trim_selection)
     from curate.tokenizers import load_tokenizer
 
     recipe = recipe_from_payload(payload)
@@ -119,6 +126,7 @@ def mix(payload: dict[str, Any], run_dir: str, pids: list[int]) -> dict:
     groups = list(recipe.mixture)
     ntok_all = kept["ntok"].to_numpy()
     bal_dropped = np.zeros(len(doc_member), dtype=bool)
+    trims: list[dict] = []  # the sequences trimmed to hit a target exactly (plan.json `trims`)
     for k in keys:
         in_k = doc_member == k
         if k in cell_targets:
@@ -137,16 +145,26 @@ def mix(payload: dict[str, Any], run_dir: str, pids: list[int]) -> dict:
             c_len = np.asarray(c_len, dtype=np.int64)
             if target <= 0 or len(d_i) == 0:
                 sel, ep = np.zeros(0, np.int64), np.zeros(0, np.int32)
+                take = np.zeros(0, np.int64)
             else:
                 sel, ep = select_documents(c_len + 1, target, seed=seed, max_epochs=max_ep)
                 if value is not None:  # a value's tolerance is a share of its scope: close the last gap too
                     sel, ep = refine_selection(c_len + 1, sel, ep, target)
+                if recipe.trim_to_target:  # whole sequences miss by up to one: trim the closing one (core.trim_selection)
+                    sel, ep, take = trim_selection(c_len + 1, sel, ep, target)
+                else:
+                    take = c_len[sel] + 1
             seq_rows = idx_all[np.asarray(d_i)[sel]]
             c_start = np.asarray(c_i, dtype=np.int64)[sel] * (recipe.max_doc_tokens or 0)
+            cut = take < c_len[sel] + 1
             seq_parts.append({"row": seq_rows, "epoch": np.asarray(ep), "chunk": np.asarray(c_i)[sel],
-                              "ntok": c_len[sel], "start": c_start, "key": k})
+                              "ntok": take - 1, "start": c_start, "key": k, "trimmed": cut})
+            for at in np.flatnonzero(cut):
+                trims.append({"member": k, "balance": value, "uid": int(kept["uid"][int(seq_rows[at])].as_py()),
+                              "doc_id": kept["doc_id"][int(seq_rows[at])].as_py(), "chunk": int(c_i[sel[at]]),
+                              "tokens": int(take[at]), "of": int(c_len[sel[at]] + 1)})
             cell_values.append(value)
-            streams.append(c_len[sel] + 1)
+            streams.append(take)
             # a value of a balanced member is a member of the interleaving (its share of the group holds everywhere)
             member_groups.append(groups.index(group_of[k]))
             # mix ledger: documents never selected were downsampled away
@@ -174,11 +192,12 @@ def mix(payload: dict[str, Any], run_dir: str, pids: list[int]) -> dict:
     chunk = np.empty(len(m_idx), np.int32)
     ntok = np.empty(len(m_idx), np.int64)
     start = np.empty(len(m_idx), np.int64)
+    trimmed = np.empty(len(m_idx), bool)
     for mi, sp in enumerate(seq_parts):
         sel = m_idx == mi
         p = pos[sel]
         row[sel], epoch[sel], chunk[sel] = sp["row"][p], sp["epoch"][p], sp["chunk"][p]
-        ntok[sel], start[sel] = sp["ntok"][p], sp["start"][p]
+        ntok[sel], start[sel], trimmed[sel] = sp["ntok"][p], sp["start"][p], sp["trimmed"][p]
     tok_offset = kept["tok_offset"].to_numpy()[row] + start
     uid = kept["uid"].to_numpy()[row]
     key_arr = np.array([sp["key"] for sp in seq_parts], dtype=object)[m_idx]
@@ -189,7 +208,7 @@ def mix(payload: dict[str, Any], run_dir: str, pids: list[int]) -> dict:
         "source": kept["source"].take(pa.array(row)), "subset": kept["subset"].take(pa.array(row)),
         "group": pa.array([group_of[k] for k in key_arr], pa.string()),
         "doc_id": kept["doc_id"].take(pa.array(row)), "lang": kept["lang"].take(pa.array(row)),
-        "license": kept["license"].take(pa.array(row)),
+        "license": kept["license"].take(pa.array(row)), "trimmed": pa.array(trimmed),
     })
     if scopes:  # the value each sequence was balanced under (null outside a balanced scope)
         order_t = order_t.append_column("balance", pa.array(np.array(cell_values, dtype=object)[m_idx], pa.string()))
@@ -234,6 +253,8 @@ def mix(payload: dict[str, Any], run_dir: str, pids: list[int]) -> dict:
                 "tokenizer_engine": tok.engine.as_dict(),
                 "dtype": np.dtype(token_dtype(tok.vocab_size, "megatron")).name,
                 "shard_tokens": [int(seq_tokens[bounds[i]:bounds[i + 1]].sum()) for i in range(len(bounds) - 1)]}
+    if trims:
+        plan_out["trims"] = trims
     if val_plan is not None:
         plan_out["validation"] = val_plan
     atomic_write_json(layout.mix_plan, plan_out)
