@@ -234,7 +234,7 @@ def _mix_child(run_dir: str, result: str) -> None:
     import pyarrow.parquet as pq
 
     from curate.io_utils import read_json
-    from curate.mix_task import mix
+    from curate.mix.task import mix
 
     rd = Path(run_dir)
     payload = read_json(rd / "recipe.json")

@@ -726,7 +726,7 @@ def stream_check(lineage: pa.Table, recipe: Recipe) -> dict[str, Any] | None:
 
     Measured on the sequences in stream order, against the achieved whole-mixture shares.
     """
-    from curate.mixer import default_window, window_max_deviation
+    from curate.mix.core import default_window, window_max_deviation
 
     if lineage.num_rows == 0:
         return None
@@ -831,6 +831,7 @@ def audit(run_dir: str | Path, *, verify: bool = False, consumed_tokens: int | N
                               "dedup_matrix": dedup_matrix(run_dir), "text_hygiene": hygiene,
                               "balance": bal, "balance_dropped": bal_dropped, "flags": flags,
                               "violations": violations}
+    result["trims"] = trim_notes(plan)
     if decont is not None:
         result["decontamination"] = decont
     if validation is not None:
@@ -873,15 +874,34 @@ def _longest_kept(run_dir: Path, sources: list[str]) -> dict[str, int]:
     return best
 
 
+def trim_notes(plan: dict | None) -> list[dict]:
+    """The sequences the mixer trimmed to hit a member's target exactly (``plan.json``'s ``trims``), explained.
+
+    Whole sequences fill a target within one sequence; the mixer cuts the closing one to its first tokens
+    (:func:`curate.mix.core.trim_selection`), so the member's share is exact to the token with or without
+    ``max_doc_tokens``. Not a flag: a trim is how the share is met. The lineage row of the sequence holds its
+    trimmed ``tokens``; the order file marks it ``trimmed``.
+    """
+    out = []
+    for t in (plan or {}).get("trims") or []:
+        where = t["member"] + (f" (balance value {t['balance']!r})" if t.get("balance") is not None else "")
+        out.append({**t, "message": f"{where}: {t['doc_id']} chunk {t['chunk']} keeps {t['tokens']:,} of its "
+                                    f"{t['of']:,} tokens (eos included) so the member gives exactly its target"})
+    return out
+
+
 def budget_check(run_dir: Path, recipe: Recipe, plan: dict | None, manifest: dict, comp: dict,
                  longest_written: int, flags: list[dict], violations: list[dict]) -> None:
     """Say when the shards hold fewer tokens than the budget, by how much, and why.
 
-    ``on_shortfall: rescale`` lowers the budget on purpose (the manifest's ``rescaled``); any other gap comes from
-    the unit of selection, a whole sequence: a member whose documents are longer than its target (one huge
-    document, no ``max_doc_tokens``) cannot be filled. A gap above the recipe's tolerance is a flag; above the
-    stream tolerance (1% of the budget) it is a ``budget_undershoot`` violation. A gap no longer than the
-    longest sequence written (``longest_written``) is the selection's granularity and is not reported.
+    ``on_shortfall: rescale`` lowers the budget on purpose (the manifest's ``rescaled``). The mixer trims each
+    member's closing sequence to its target (``trim_to_target``, on by default: :func:`trim_notes`), so a member is
+    exact to the token whatever its document lengths; a gap then comes only from ``trim_to_target: false`` (the
+    unit of selection is a whole sequence: a member whose documents are longer than its target, one huge
+    document and no ``max_doc_tokens``, cannot be filled) or a member whose unused sequences are all shorter than
+    its gap. A gap above the recipe's tolerance is a flag; above the stream tolerance (1% of the budget) it is a
+    ``budget_undershoot`` violation. A gap no longer than the longest sequence written (``longest_written``) is
+    the selection's granularity and is not reported.
     """
     requested = int(recipe.budget_tokens)
     total = comp["total_tokens"]
@@ -912,7 +932,9 @@ def budget_check(run_dir: Path, recipe: Recipe, plan: dict | None, manifest: dic
         if s in longest and longest[s] > gap:
             why += (f"; its longest document is {longest[s]:,} tokens, longer than the {gap:,} left to fill, and "
                     + ("`max_doc_tokens` is not set: set it to split long documents into sequences"
-                       if not recipe.max_doc_tokens else "no shorter document was left"))
+                       if not recipe.max_doc_tokens else "no shorter document was left")
+                    + ("" if recipe.trim_to_target else
+                       " (or drop `trim_to_target: false`: the mixer then trims the closing sequence to the target)"))
         causes.append(why)
     msg = (f"the shards hold {total:,} tokens, {short:,} ({short / planned:.2%}) short of the budget of "
            f"{planned:,}" + (f" (rescaled from {requested:,})" if planned != requested else "")
@@ -1035,6 +1057,8 @@ def render_table(result: dict, console=None) -> None:
     from curate.validation import render as render_validation
 
     render_validation(result.get("validation"), console)
+    for t in result.get("trims") or []:
+        console.print(f"trim: {t['message']}")
     for f in result["flags"]:
         console.print(f"[yellow]flag[/yellow] {f['message']}")
     if result["violations"]:

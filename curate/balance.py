@@ -1,6 +1,6 @@
 """Balancing a group or member over the values of a column (``balance:``): temperature shares with caps.
 
-Pure numpy over token counts; nothing reads files or starts Ray. ``curate.mix_task`` calls
+Pure numpy over token counts; nothing reads files or starts Ray. ``curate.mix.task`` calls
 :func:`plan_scope` inside the mix task, ``curate.planner`` calls it on estimates, and the audit compares the
 lineage with the result (the plan's ``balance`` section).
 
@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from curate.mixer import _split_budget
+from curate.mix.core import _split_budget
 
 #: What a document with no value counts as: ``und`` for languages (as in ``route_by_lang``), ``-`` otherwise.
 NULL_LANG = "und"
@@ -226,7 +226,7 @@ def refine_selection(lengths: np.ndarray, idx: np.ndarray, ep: np.ndarray, targe
                      rounds: int = 16) -> tuple[np.ndarray, np.ndarray]:
     """Bring a selection closer to ``target`` by swapping documents of its partial pass (one value's cell).
 
-    :func:`curate.mixer.select_documents` ends within half of the shortest unused document of its target: fine
+    :func:`curate.mix.core.select_documents` ends within half of the shortest unused document of its target: fine
     for a member, coarse for a value of a few documents, whose tolerance is a share of its (small) scope. Each
     round finds, vectorized, the best single move among "swap a partial-pass document for an unused one",
     "add an unused one" and "remove one", and applies it if it shrinks ``|target - tokens|``; ties go to the

@@ -79,7 +79,7 @@ def plan(recipe: Recipe) -> dict[str, Any]:
         r.pop("_sample_docs")
         r.pop("_sample_tokens")
     # planned tokens per member, spread over its subsets by their estimated supply
-    problems, warnings = [], []
+    problems, warnings, notes = [], [], []
     tol_tokens = recipe.tolerance_pp / 100 * recipe.budget_tokens
     for g, src, sub, share in recipe.members():
         target = share * recipe.budget_tokens
@@ -93,9 +93,17 @@ def plan(recipe: Recipe) -> dict[str, Any]:
                 int(round(target * (r["est_tokens"] / supply))) if supply else int(target))
             r["epochs"] = (r["planned_tokens"] / r["est_tokens"]) if r["est_tokens"] else math.inf
             if not recipe.max_doc_tokens and r["max_doc_tokens_seen"] > tol_tokens and r["planned_tokens"] > 0:
-                warnings.append(f"{k}: documents of up to {r['max_doc_tokens_seen']:,} tokens are coarser than the "
-                                f"tolerance ({tol_tokens:,.0f} tokens = {recipe.tolerance_pp} pp of the budget); "
-                                "set `max_doc_tokens` to split long documents")
+                if recipe.trim_to_target:  # the mixer trims the member's closing sequence: exact all the same
+                    notes.append(f"{k}: documents of up to {r['max_doc_tokens_seen']:,} tokens are coarser than the "
+                                 f"tolerance ({tol_tokens:,.0f} tokens = {recipe.tolerance_pp} pp of the budget): "
+                                 "the mixer trims the member's last selected sequence to its first tokens so the "
+                                 "share is exact (the audit lists the trim); set `max_doc_tokens` to spread long "
+                                 "documents over the mixture instead")
+                else:
+                    warnings.append(f"{k}: documents of up to {r['max_doc_tokens_seen']:,} tokens are coarser than "
+                                    f"the tolerance ({tol_tokens:,.0f} tokens = {recipe.tolerance_pp} pp of the "
+                                    "budget) and `trim_to_target` is false; set `max_doc_tokens` to split long "
+                                    "documents, or drop `trim_to_target: false`")
         name = f"{src}/{sub}" if sub else src
         if target > 0 and supply * recipe.max_epochs < target:
             epochs = target / supply if supply else math.inf
@@ -107,7 +115,7 @@ def plan(recipe: Recipe) -> dict[str, Any]:
     balance = _plan_balance(recipe, scopes, rows, samples, problems)
     return {"recipe": recipe.name, "budget_tokens": recipe.budget_tokens, "partitions": len(parts),
             "input_roots": input_roots(recipe), "sources": rows, "balance": balance, "shortfall": problems,
-            "warnings": warnings, "on_shortfall": recipe.on_shortfall, "stages": describe(recipe)}
+            "warnings": warnings, "notes": notes, "on_shortfall": recipe.on_shortfall, "stages": describe(recipe)}
 
 
 def _balance_sample(recipe: Recipe, p, tok, key: str):
@@ -159,7 +167,7 @@ def _plan_balance(recipe: Recipe, scopes: list, rows: dict, samples: list, probl
     import pyarrow as pa
 
     from curate.balance import plan_scope
-    from curate.mix_task import assign_members, balance_values
+    from curate.mix.task import assign_members, balance_values
 
     got = [t for t, _ in samples if t is not None]
     hows = sorted({h for t, h in samples if t is not None})
@@ -246,6 +254,8 @@ def render(result: dict[str, Any], console=None) -> None:
         console.print(bt)
         for x in d["dropped"]:
             console.print(f"balance: {sc}: value {x['value']!r} dropped: {x['reason']}")
+    for n in result.get("notes", []):
+        console.print(f"note: {n}")
     for w in result["warnings"]:
         console.print(f"[yellow]warning[/yellow] {w}")
     for p in result["shortfall"]:

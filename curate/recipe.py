@@ -10,7 +10,7 @@ licence ids, language codes, models), by building each stage once, and of the re
 Schema (see docs/recipes.md for every key)::
 
     name, seed, output, tokenizer, budget_tokens, max_epochs, tolerance_pp, on_shortfall,
-    max_doc_tokens, max_drop_share, sources{...}, dedup{...}, decontaminate{...}, mixture{...}, shards{...}, langid{...},
+    max_doc_tokens, trim_to_target, max_drop_share, sources{...}, dedup{...}, decontaminate{...}, mixture{...}, shards{...}, langid{...},
     plugins[...]
 
 Paths are relative to the recipe file's folder, or absolute, or ``hf://datasets/ORG/NAME[/CONFIG]``.
@@ -286,6 +286,9 @@ class Recipe(_Model):
     tolerance_pp: float = Field(default=0.1, gt=0.0)
     on_shortfall: OnShortfall = "error"
     max_doc_tokens: int | None = Field(default=None, gt=0, lt=INT64_LIMIT)
+    # trim the closing sequence of each member so it gives exactly its target (curate.mix.core.trim_selection);
+    # false selects whole sequences only, within one sequence of the target
+    trim_to_target: bool = True
     max_drop_share: float = Field(default=0.9, ge=0.0, le=1.0)
     sources: dict[str, SourceConfig]
     dedup: DedupConfig | None = None

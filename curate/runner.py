@@ -364,7 +364,7 @@ def init_ray(ray_address: str | None, *, num_cpus: int | None = None):
 
 #: what the driver imports after the parts phase (dedup, mix, the report): loaded during it by
 #: :func:`preload_driver_modules`
-LATE_MODULES = ("curate.dedup", "curate.mix_task", "curate.mixer", "curate.shards", "curate.shard_formats",
+LATE_MODULES = ("curate.dedup", "curate.mix", "curate.shards", "curate.shard_formats",
                 "curate.report", "curate.audit")
 
 
@@ -497,7 +497,7 @@ def run_mix(ray, recipe: Recipe, run_dir: Path, parts: list[Partition], progress
     plan_path = RunLayout(run_dir).mix_plan
     task = progress.add_task("mix", total=1)
     if not plan_path.exists():
-        from curate.mix_task import mix
+        from curate.mix.task import mix
 
         remote = remote_task(mix)
         _ray_get(remote.remote(payload_for(recipe), str(run_dir), [p.pid for p in parts]))
@@ -558,7 +558,7 @@ def run_shards(ray, recipe: Recipe, run_dir: Path, plan: dict, progress, *, veri
 
 
 def run_documents(ray, recipe: Recipe, run_dir: Path, parts: list[Partition], progress) -> None:
-    from curate.mix_task import write_documents
+    from curate.mix.documents import write_documents
 
     task = progress.add_task("documents", total=len(parts))
     remote = ray.remote(num_cpus=1, max_retries=3)(write_documents)

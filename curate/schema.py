@@ -94,7 +94,7 @@ def kept_schema(meta_keys: list[str], *, dedup: bool, bands: int | None) -> pa.S
 
 
 #: A shard's documents in shard order: ``work/mix/shard_NNNNN.order.parquet``, written by the mix plan
-#: (``curate.mix_task.mix``), read by the shard writer. One row per sequence: ``seq`` its position in the shard,
+#: (``curate.mix.task.mix``), read by the shard writer. One row per sequence: ``seq`` its position in the shard,
 #: ``uid``/``pid`` the document and its partition, ``tok_offset`` its first id in ``work/parts/<key>.tok``,
 #: ``ntok`` the ids of this sequence without the end-of-document id, ``tokens`` with it, ``epoch`` the pass over
 #: the member's supply, ``chunk`` the piece of a document cut at ``max_doc_tokens`` (0 otherwise), then the
@@ -118,7 +118,7 @@ LINEAGE_SCHEMA = pa.schema([("shard", pa.string()), ("seq", pa.int64()), ("sourc
                             ("uid", pa.int64()), ("tokens", pa.int64()), ("epoch", pa.int32()),
                             ("chunk", pa.int32()), ("lang", pa.string()), ("license", pa.string())])
 
-#: The documents table, ``documents/<key>.parquet`` (``curate.mix_task.write_documents``): the final status of
+#: The documents table, ``documents/<key>.parquet`` (``curate.mix.documents.write_documents``): the final status of
 #: every input record of a partition, without text, sorted by uid (input order). It starts with these columns
 #: (``DOC_SCHEMA`` less ``text`` and ``meta``; all nullable), then the columns the stages added
 #: (``license_raw``, ``lang_score``, ``q_*``, ``quality_fail``, ``decont_*``: they depend on the recipe), then

@@ -18,7 +18,11 @@ sources and the near-duplicates dedup verified or merely proposed are one compon
 own. Candidates are ranked by a seeded 64-bit hash of (recipe seed, member, component label), ties by uid, and
 taken in that order, **whole documents**, until the member's held-out tokens reach N (at least N, overshoot
 less than one document). Tokens count as the training shards count them: ``max_doc_tokens`` chunks, each
-sequence with exactly one EOS (the ``tokens`` column of the kept tables).
+sequence with exactly one EOS (the ``tokens`` column of the kept tables). Unlike train, whose closing sequence
+per member is trimmed to its target (``trim_to_target``, :func:`curate.mix.core.trim_selection`), a held-out
+document is never trimmed: the rest of it could go to neither side (train would then hold the text the set was
+held out of), so the set overshoots N by less than a document instead; its order's ``trimmed`` column, kept
+for the shard order's schema, is false throughout.
 
 **Disjointness.** Every kept document of a component that has a validation document and is not itself one is
 removed from train with the drop reason ``validation_near_duplicate`` (mix ledger, ``documents/``), so a whole
@@ -115,7 +119,7 @@ def carve(members: np.ndarray, tokens: np.ndarray, uids: np.ndarray, labels: np.
     supply that cannot cover its tokens and leave some for train is reported as ``supply <= tokens`` for the
     caller to refuse.
     """
-    from curate.mixer import member_seed
+    from curate.mix.core import member_seed
 
     members = np.asarray(members, dtype=object)
     tokens = np.asarray(tokens, dtype=np.int64)
@@ -160,13 +164,13 @@ def _dedup_edges(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def carve_for_mix(recipe, run_dir: Path, kept: pa.Table, doc_member: np.ndarray, led, group_of: dict[str, str],
                   ) -> tuple[pa.Table, np.ndarray, pa.Table | None, dict | None]:
-    """Carve the validation sets out of ``kept`` (post-dedup, sorted by uid); called by ``curate.mix_task.mix``.
+    """Carve the validation sets out of ``kept`` (post-dedup, sorted by uid); called by ``curate.mix.task.mix``.
 
     Records the held-out documents in the mix ledger, writes the validation order and components files under
     ``work/mix/`` and returns ``(kept for train, its members, held rows as (uid, selected, reason) for
     selected.parquet, the plan's validation entry)``; without validation sets, the inputs unchanged and None.
     """
-    from curate.mixer import ShortfallError, chunk_documents
+    from curate.mix.core import ShortfallError, chunk_documents
 
     settings = member_settings(recipe)
     if not settings:
@@ -204,7 +208,9 @@ def carve_for_mix(recipe, run_dir: Path, kept: pa.Table, doc_member: np.ndarray,
             "ntok": pa.array(c_len), "tokens": pa.array(c_len + 1),
             "epoch": pa.array(np.zeros(len(r), np.int32)), "chunk": pa.array(np.asarray(c_i, np.int32)),
             "source": t["source"], "subset": t["subset"], "group": pa.array([group_of[m]] * len(r), pa.string()),
-            "doc_id": t["doc_id"], "lang": t["lang"], "license": t["license"]}))
+            "doc_id": t["doc_id"], "lang": t["lang"], "license": t["license"],
+            # a held-out document is never trimmed: its rest could not go to train without leaking it
+            "trimmed": pa.array(np.zeros(len(r), bool))}))
         if recipe.balance_scopes():  # the training lineage's columns: a set is balanced under no value
             pieces[-1] = pieces[-1].append_column("balance", pa.nulls(len(r), pa.string()))
         info[m].update(sequences=len(r), file=file_stem(m), yaml_path=settings[m][1],

@@ -12,7 +12,7 @@ import pytest
 
 from curate.balance import plan_scope, water_fill
 from curate.errors import RecipeError
-from curate.mixer import select_documents
+from curate.mix.core import select_documents
 from curate.pipeline import parse_recipe
 
 
@@ -192,7 +192,7 @@ def test_recipe_balance_errors_name_the_yaml_path(edit, path: str, needle: str) 
 
 
 def test_balance_values_follow_routing_first() -> None:
-    from curate.mix_task import assign_members, balance_values
+    from curate.mix.task import assign_members, balance_values
 
     r = _recipe(RECIPE)
     t = pa.table({"source": ["wiki", "wiki", "wiki", "cx", "cx", "web"], "subset": ["", "", "", "", "", "a"],
@@ -268,8 +268,8 @@ def test_plan_prints_the_per_value_table_and_json_carries_it(tmp_path) -> None:
 def test_pooled_group_member_without_documents_of_the_group_gets_nothing() -> None:
     """Routing can leave a pooled member empty (no non-English Wikipedia): the others carry the group's share."""
     from curate.balance import scope_caps
-    from curate.mix_task import _plan_balance
-    from curate.mixer import plan_member_targets
+    from curate.mix.task import _plan_balance
+    from curate.mix.core import plan_member_targets
 
     r = _recipe(RECIPE)
     cells = {"cx": {"de": 3000, "fr": 1000}, "multilingual:wiki": {}}

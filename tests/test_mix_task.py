@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from curate.errors import RecipeError
-from curate.mix_task import assign_members
+from curate.mix.task import assign_members
 from curate.pipeline import parse_recipe
 
 RECIPE = {

@@ -1,4 +1,4 @@
-"""Tests of curate.mixer: targets, shortfall, selection, chunking, interleaving and the window audit."""
+"""Tests of curate.mix.core: targets, shortfall, selection, chunking, interleaving and the window audit."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from curate.mixer import (
+from curate.mix.core import (
     ShortfallError,
     achieved_shares,
     chunk_documents,

@@ -108,7 +108,8 @@ def test_a_plugin_stage_and_reader_run_end_to_end(tmp_path, ray_session) -> None
 
 
 def test_the_kept_schema_is_the_one_the_mix_reads() -> None:
-    from curate import mix_task, schema
+    from curate import schema
+    from curate.mix import task as mix_task
 
     assert sorted(mix_task.KEPT_COLUMNS) == sorted(schema.KEPT_COLUMNS)
     s = schema.kept_schema(["topic"], dedup=True, bands=4)

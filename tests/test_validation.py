@@ -22,7 +22,7 @@ from curate import audit as audit_mod
 from curate.demo import generate
 from curate.errors import RecipeError
 from curate.ledger import Ledger
-from curate.mixer import ShortfallError
+from curate.mix.core import ShortfallError
 from curate.pipeline import parse_recipe
 from curate.runner import run
 from curate.shard_formats import parse_data_args

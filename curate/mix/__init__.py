@@ -1,1 +1,37 @@
-"""The mix: member selection, interleaving and shard writing (issue 16); :mod:`curate.mix.writer` writes the shards."""
+"""The mixer as a package: the pure core, the ``mix`` Ray task and the documents table.
+
+- :mod:`curate.mix.core`: token targets per member, token-exact selection, chunking, the interleaving sort and
+  its window bound, achieved shares (numpy only; no files, no Ray).
+- :mod:`curate.mix.task`: the ``mix`` Ray task (kept tables in, order files, ``selected`` and the plan out) and
+  its helpers (member assignment, balance values).
+- :mod:`curate.mix.documents`: ``write_documents``, the final status of every input record of a partition.
+- :mod:`curate.mix.writer`: ``write_shard``, one Ray task per shard: the order file in bounded tables, every
+  format of ``shards.format``, lineage and the shard's manifest entry.
+
+Callers import from here or the submodules.
+"""
+
+from curate.mix.core import (
+    MemberPlan,
+    MixPlan,
+    ShortfallError,
+    achieved_shares,
+    chunk_documents,
+    default_window,
+    interleave,
+    member_seed,
+    plan_member_targets,
+    select_documents,
+    select_sequences,
+    trim_selection,
+    window_deviation_bound,
+    window_max_deviation,
+)
+from curate.mix.documents import write_documents
+from curate.mix.task import BALANCE_DROP, KEPT_COLUMNS, assign_members, balance_values, mix
+
+__all__ = [
+    "BALANCE_DROP", "KEPT_COLUMNS", "MemberPlan", "MixPlan", "ShortfallError", "achieved_shares", "assign_members",
+    "balance_values", "chunk_documents", "default_window", "interleave", "member_seed", "mix", "plan_member_targets",
+    "select_documents", "select_sequences", "trim_selection", "window_deviation_bound", "window_max_deviation", "write_documents",
+]

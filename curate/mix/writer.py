@@ -1,6 +1,6 @@
 """Shard writing: one Ray task per shard turns its order file into the shard's files, memory bounded.
 
-``write_shard`` reads ``work/mix/shard_NNNNN.order.parquet`` (:mod:`curate.mix_task` writes it) in tables of
+``write_shard`` reads ``work/mix/shard_NNNNN.order.parquet`` (:mod:`curate.mix.task` writes it) in tables of
 :data:`curate.shard_formats.ORDER_READ_ROWS` rows, gathers the token ids from the partitions' memory-mapped
 ``.tok`` files in batches bounded by sequences and tokens (:class:`curate.shard_formats.SequenceGather`; a
 document longer than a batch goes in pieces) and hands each batch to one writer per format of

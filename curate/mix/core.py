@@ -435,6 +435,121 @@ def select_documents(lengths: np.ndarray, target: int, *, seed: int,
     return idx, ep
 
 
+#: The fewest tokens a trimmed sequence keeps: one content token and its eos (an eos-only sequence is an empty
+#: document in the training stream, so a trim never makes one).
+MIN_TRIMMED_TOKENS = 2
+
+
+def trim_selection(lengths: np.ndarray, idx: np.ndarray, ep: np.ndarray,
+                   target: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Make a selection give exactly ``target`` tokens by trimming one sequence of its partial pass.
+
+    Parameters
+    ----------
+    lengths : array of int
+        Sequence lengths (eos included) of the member's (or balance cell's) sequences.
+    idx, ep : arrays of int
+        A selection in output order, as :func:`select_documents` (or :func:`curate.balance.refine_selection`)
+        gives it: ``target // lengths.sum()`` full passes, then the partial pass.
+    target : int
+        Tokens wanted.
+
+    Returns
+    -------
+    idx, ep : ndarray
+        The selection, with at most one sequence added at the end of the partial pass.
+    take : ndarray of int64
+        Tokens (eos included) each entry gives: ``lengths[idx]``, except for the one trimmed sequence, which keeps
+        its first ``take - 1`` content tokens and its eos. ``take.sum() == target`` whenever it can be done.
+
+    Notes
+    -----
+    Whole sequences land within a sequence of the target; the trim closes the rest:
+
+    - **over** by ``d``: the last partial-pass sequence of at least ``d + 2`` tokens is cut by ``d`` (it is
+      the selection's closing pick); if none is that long, partial-pass sequences are dropped from the end
+      until the selection is under, and the next rule applies;
+    - **under** by ``g``: the shortest unused sequence of at least ``g + 1`` tokens (or exactly ``g``) is
+      appended to the partial pass, trimmed to ``g``. It is unused in this pass and differs from the sequence
+      before it, so a repeat is never adjacent to itself (a one-sequence member repeats it, necessarily).
+    - a gap of **one token** would need an eos-only sequence, which is never made: the partial pass's last
+      sequence (``L`` tokens) is given back and a longer unused one trimmed to ``L + 1`` instead. Where even
+      that is impossible (no partial-pass sequence, no unused sequence long enough, or only the one just
+      before it, which would repeat back to back), the selection stays whole, under by that gap: the only
+      case in which a member misses its target (by one token, or where every unused sequence is shorter
+      than the gap).
+
+    A selection already exact is returned unchanged (``take == lengths[idx]``), so the trim changes only the
+    members that whole sequences could not fill.
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+    idx = np.asarray(idx, dtype=np.int64)
+    ep = np.asarray(ep, dtype=np.int32)
+    target = int(target)
+    take = lengths[idx].copy()
+    total_len = int(lengths.sum())
+    if target <= 0 or total_len <= 0 or int(take.sum()) == target:
+        return idx, ep, take
+    full = target // total_len
+    before = int(take[ep < full].sum())
+    want = target - before  # tokens the partial pass must give
+    part = np.flatnonzero(ep == full)
+    got = int(take[part].sum())
+    if got > want:
+        d = got - want
+        ok = part[take[part] >= d + MIN_TRIMMED_TOKENS]
+        if ok.size:
+            take[ok[-1]] -= d
+            return idx, ep, take
+        cum = np.cumsum(take[part])
+        keep = int(np.searchsorted(cum, want, side="right"))  # the longest prefix within want
+        drop = part[keep:]
+        idx, ep, take = np.delete(idx, drop), np.delete(ep, drop), np.delete(take, drop)
+        part = part[:keep]
+        got = int(take[part].sum())
+    saved = None  # the selection before a one-token gap's give-back, restored if that leads nowhere
+    for _ in range(2):
+        g = want - got
+        if g <= 0:
+            break
+        used = np.zeros(lengths.size, dtype=bool)
+        used[idx[part]] = True
+        prev = int(idx[part[-1]]) if part.size else (int(idx[ep < full][-1]) if full > 0 else -1)
+        fits = ~used & ((lengths == g) | ((lengths >= g + 1) & (g >= MIN_TRIMMED_TOKENS)))
+        cand = np.flatnonzero(fits & (np.arange(lengths.size) != prev))
+        if cand.size == 0 and lengths.size == 1:
+            cand = np.flatnonzero(fits)  # a member of one sequence repeats it, necessarily
+        if cand.size:
+            j = int(cand[np.argmin(lengths[cand])])  # best fit: the least of a sequence left unused; ties: first
+            idx = np.append(idx, j)
+            ep = np.append(ep, np.int32(full))
+            take = np.append(take, g)
+            break
+        if saved is not None:
+            idx, ep, take = saved
+            break
+        if g != 1 or part.size == 0:
+            break
+        # a one-token gap: give back the partial pass's last sequence and trim a longer one to it plus one
+        saved = (idx, ep, take)
+        last = part[-1]
+        idx, ep, take = np.delete(idx, last), np.delete(ep, last), np.delete(take, last)
+        part = part[:-1]
+        got = int(take[part].sum())
+    return idx, ep.astype(np.int32), take
+
+
+def select_sequences(lengths: np.ndarray, target: int, *, seed: int,
+                     max_epochs: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`select_documents`, then :func:`trim_selection`: exactly ``target`` tokens at any sequence length.
+
+    Returns ``(indices, epochs, take)``; ``take`` is the tokens (eos included) each entry gives, less than its
+    length for the one trimmed sequence, if any.
+    """
+    idx, ep = select_documents(lengths, target, seed=seed, max_epochs=max_epochs)
+    return trim_selection(lengths, idx, ep, target)
+
+
 # ---------------------------------------------------------------------------- chunking
 def chunk_documents(lengths: np.ndarray, max_doc_tokens: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Split documents longer than ``max_doc_tokens`` into chunks, each its own sequence.

@@ -1,28 +1,30 @@
-"""The global steps after the per-partition pass: mixing, shard writing, and the documents table.
+"""The ``mix`` Ray task: read the kept tables, assign members, select and interleave, write the order files.
 
 ``mix`` (one Ray task) reads the small ``work/parts/<key>.kept.parquet`` tables (no text, no tokens), removes
 dedup losers, maps every document to its mixture member (``source`` or ``source/subset``), asks
-``curate.mixer`` for a token-exact selection per member and an interleaved order, and writes one order
+:mod:`curate.mix.core` for a token-exact selection per member and an interleaved order, and writes one order
 file per shard. A balanced member (``balance:``, :mod:`curate.balance`) is selected per value instead: each
 (member, value) cell has its own target and seed and is one stream of the interleaving::
 
     work/mix/shard_NNNNN.order.parquet   seq, uid, pid, tok_offset, ntok (ids, no eos), tokens (with eos),
-                                         epoch, chunk, source, subset, group, doc_id, lang, license
-                                         [, balance: the value a balanced member's sequence was selected
+                                         epoch, chunk, source, subset, group, doc_id, lang, license,
+                                         trimmed (true for the one sequence of a member, or of a balance cell,
+                                         cut to its first ntok content tokens + eos so the member gives exactly
+                                         its target: ntok is then less than the chunk's; curate.mix.core.
+                                         trim_selection) [, balance: the value a balanced member's sequence was selected
                                          under, null elsewhere; only when the recipe has a `balance:`]
-    work/mix/selected.parquet            uid, selected (times a document was written), sorted by uid
+    work/mix/selected.parquet            uid, selected (times a document was written), reason (why a kept
+                                         document was never written, null when it was), sorted by uid
     work/mix/ledger.json                 dedup and mix ledger entries
     work/mix/validation.{order,components}.parquet   with `validation:`: the held-out sets (curate.validation)
     work/mix/plan.json                   members (and under members.balance, per balanced scope, the value plan
-                                         of curate.balance), n_shards, tokenizer facts; written last (done marker)
+                                         of curate.balance), n_shards, tokenizer facts, and `trims` when a
+                                         sequence was trimmed: one {member, balance, uid, doc_id, chunk, tokens
+                                         (kept, eos included), of (the whole sequence's)} each; written last
+                                         (done marker)
 
-``write_shard`` (one Ray task per shard) gathers the token ids from the partitions' memory-mapped ``.tok``
-files and writes the shard in every format of ``shards.format`` (``shards/<name>_NNNNN.{bin,idx}`` for Megatron,
-the others' files as :mod:`curate.shard_formats` lays them out), ``.lineage.parquet`` and ``.json`` (the shard's
-manifest entry with a ``formats`` entry per format, written last: its presence means the shard is complete; it
-records the size and sha256 of every file of every format, and ``lineage_bytes``, against which a resume checks
-them and rewrites a damaged shard). ``write_documents`` writes the final status of every input record of a
-partition to ``documents/<key>.parquet``.
+The shard writer (``curate.mix.writer.write_shard``) reads the order files; :mod:`curate.mix.documents` reads
+``selected``.
 """
 
 from __future__ import annotations
@@ -61,7 +63,8 @@ def _read_kept(run_dir: Path, pids: list[int], extra: list[str] | None = None) -
 def mix(payload: dict[str, Any], run_dir: str, pids: list[int]) -> dict:
     """Select and interleave documents; write per-shard order files. Raises ShortfallError if infeasible."""
     from curate.balance import refine_selection, scope_caps
-    from curate.mixer import chunk_documents, interleave, member_seed, plan_member_targets, select_documents
+    from curate.mix.core import (chunk_documents, interleave, member_seed, plan_member_targets, select_documents,
+                                  trim_selection)
     from curate.tokenizers import load_tokenizer
 
     recipe = recipe_from_payload(payload)
@@ -124,6 +127,7 @@ def mix(payload: dict[str, Any], run_dir: str, pids: list[int]) -> dict:
     groups = list(recipe.mixture)
     ntok_all = kept["ntok"].to_numpy()
     bal_dropped = np.zeros(len(doc_member), dtype=bool)
+    trims: list[dict] = []  # the sequences trimmed to hit a target exactly (plan.json `trims`)
     for k in keys:
         in_k = doc_member == k
         if k in cell_targets:
@@ -142,16 +146,26 @@ def mix(payload: dict[str, Any], run_dir: str, pids: list[int]) -> dict:
             c_len = np.asarray(c_len, dtype=np.int64)
             if target <= 0 or len(d_i) == 0:
                 sel, ep = np.zeros(0, np.int64), np.zeros(0, np.int32)
+                take = np.zeros(0, np.int64)
             else:
                 sel, ep = select_documents(c_len + 1, target, seed=seed, max_epochs=max_ep)
                 if value is not None:  # a value's tolerance is a share of its scope: close the last gap too
                     sel, ep = refine_selection(c_len + 1, sel, ep, target)
+                if recipe.trim_to_target:  # whole sequences miss by up to one: trim the closing one (core.trim_selection)
+                    sel, ep, take = trim_selection(c_len + 1, sel, ep, target)
+                else:
+                    take = c_len[sel] + 1
             seq_rows = idx_all[np.asarray(d_i)[sel]]
             c_start = np.asarray(c_i, dtype=np.int64)[sel] * (recipe.max_doc_tokens or 0)
+            cut = take < c_len[sel] + 1
             seq_parts.append({"row": seq_rows, "epoch": np.asarray(ep), "chunk": np.asarray(c_i)[sel],
-                              "ntok": c_len[sel], "start": c_start, "key": k})
+                              "ntok": take - 1, "start": c_start, "key": k, "trimmed": cut})
+            for at in np.flatnonzero(cut):
+                trims.append({"member": k, "balance": value, "uid": int(kept["uid"][int(seq_rows[at])].as_py()),
+                              "doc_id": kept["doc_id"][int(seq_rows[at])].as_py(), "chunk": int(c_i[sel[at]]),
+                              "tokens": int(take[at]), "of": int(c_len[sel[at]] + 1)})
             cell_values.append(value)
-            streams.append(c_len[sel] + 1)
+            streams.append(take)
             # a value of a balanced member is a member of the interleaving (its share of the group holds everywhere)
             member_groups.append(groups.index(group_of[k]))
             # mix ledger: documents never selected were downsampled away
@@ -179,11 +193,12 @@ def mix(payload: dict[str, Any], run_dir: str, pids: list[int]) -> dict:
     chunk = np.empty(len(m_idx), np.int32)
     ntok = np.empty(len(m_idx), np.int64)
     start = np.empty(len(m_idx), np.int64)
+    trimmed = np.empty(len(m_idx), bool)
     for mi, sp in enumerate(seq_parts):
         sel = m_idx == mi
         p = pos[sel]
         row[sel], epoch[sel], chunk[sel] = sp["row"][p], sp["epoch"][p], sp["chunk"][p]
-        ntok[sel], start[sel] = sp["ntok"][p], sp["start"][p]
+        ntok[sel], start[sel], trimmed[sel] = sp["ntok"][p], sp["start"][p], sp["trimmed"][p]
     tok_offset = kept["tok_offset"].to_numpy()[row] + start
     uid = kept["uid"].to_numpy()[row]
     key_arr = np.array([sp["key"] for sp in seq_parts], dtype=object)[m_idx]
@@ -194,7 +209,7 @@ def mix(payload: dict[str, Any], run_dir: str, pids: list[int]) -> dict:
         "source": kept["source"].take(pa.array(row)), "subset": kept["subset"].take(pa.array(row)),
         "group": pa.array([group_of[k] for k in key_arr], pa.string()),
         "doc_id": kept["doc_id"].take(pa.array(row)), "lang": kept["lang"].take(pa.array(row)),
-        "license": kept["license"].take(pa.array(row)),
+        "license": kept["license"].take(pa.array(row)), "trimmed": pa.array(trimmed),
     })
     if scopes:  # the value each sequence was balanced under (null outside a balanced scope)
         order_t = order_t.append_column("balance", pa.array(np.array(cell_values, dtype=object)[m_idx], pa.string()))
@@ -239,6 +254,8 @@ def mix(payload: dict[str, Any], run_dir: str, pids: list[int]) -> dict:
                 "tokenizer_engine": tok.engine.as_dict(),
                 "dtype": np.dtype(token_dtype(tok.vocab_size, "megatron")).name,
                 "shard_tokens": [int(seq_tokens[bounds[i]:bounds[i + 1]].sum()) for i in range(len(bounds) - 1)]}
+    if trims:
+        plan_out["trims"] = trims
     if val_plan is not None:
         plan_out["validation"] = val_plan
     atomic_write_json(layout.mix_plan, plan_out)
@@ -285,7 +302,7 @@ def _plan_balance(recipe: Recipe, plan, scopes: list, cells: dict) -> tuple:
     import dataclasses
 
     from curate.balance import plan_scope
-    from curate.mixer import ShortfallError
+    from curate.mix.core import ShortfallError
 
     scope_plans, new_target = [], {}
     for scope, g, mkeys, b in scopes:
@@ -357,55 +374,3 @@ def _tokens_by_source(kept: pa.Table, rows: np.ndarray, seq_tokens: np.ndarray) 
     g = t.group_by(["source", "subset"]).aggregate([("t", "sum"), ("t", "count")])
     return {(r["source"], r["subset"]): (int(r["t_sum"]), int(r["t_count"])) for r in g.to_pylist()}
 
-
-def write_documents(run_dir: str, key: str, pid: int) -> int:
-    """Final status of every input record of partition ``key`` (no text) → ``documents/<key>.parquet``.
-
-    Starts from the partition's ``docs`` table (status after the filters) and applies, by uid lookup, the dedup
-    decision (``dedup``: exact_duplicate / near_duplicate, with ``dup_of``) and the mix decision (``mix``:
-    downsampled / not_in_mixture; ``selected`` = times written). Quarantined records are appended with
-    ``status = quarantined``. Rows are sorted by uid, i.e. by input order.
-    """
-    run_dir = Path(run_dir)
-    files = RunLayout(run_dir).part(key)
-    docs = pq.read_table(files.docs)
-    window = [("uid", ">=", pid << 32), ("uid", "<", (pid + 1) << 32)]
-    if docs.num_rows and "status" in docs.column_names:
-        docs = docs.sort_by("uid")
-        from curate.dedup import has_removed, read_removed
-
-        dedup_dir = RunLayout(run_dir).dedup_dir
-        if has_removed(dedup_dir):
-            rem = read_removed(dedup_dir, pids=[pid], columns=["uid", "reason", "dup_of"])
-        else:
-            rem = pa.table({"uid": pa.array([], pa.int64()), "reason": pa.array([], pa.string()),
-                            "dup_of": pa.array([], pa.int64())})
-        sel = pq.read_table(RunLayout(run_dir).mix_selected, filters=window)
-        at_rem = pc.index_in(docs["uid"], value_set=rem["uid"])
-        at_sel = pc.index_in(docs["uid"], value_set=sel["uid"])
-        kept = pc.equal(docs["status"], "kept")
-        dup = pc.and_(kept, pc.is_valid(at_rem))
-        mixed_out = pc.and_(pc.and_(kept, pc.invert(dup)), pc.is_valid(sel["reason"].take(at_sel)))
-        changed = pc.or_(dup, mixed_out)
-        status = pc.if_else(changed, pa.scalar("dropped"), docs["status"])
-        # a validation document (curate.validation) is held out, not dropped
-        held = pc.fill_null(pc.and_(mixed_out, pc.equal(sel["reason"].take(at_sel), "validation")), False)
-        status = pc.if_else(held, pa.scalar("validation"), status)
-        stage = pc.if_else(dup, pa.scalar("dedup"), pc.if_else(mixed_out, pa.scalar("mix"), docs["stage"]))
-        reason = pc.if_else(dup, rem["reason"].take(at_rem),
-                            pc.if_else(mixed_out, sel["reason"].take(at_sel), docs["reason"]))
-        docs = docs.drop_columns(["status", "stage", "reason"])
-        docs = docs.append_column("status", status).append_column("stage", stage).append_column("reason", reason)
-        docs = docs.append_column("dup_of", rem["dup_of"].take(at_rem))
-        docs = docs.append_column("selected", pc.fill_null(sel["selected"].take(at_sel), 0))
-    q = pq.read_table(files.quarantine)
-    # quarantined rows have no uid/doc_id: every column is nullable, in every partition's file alike
-    docs = docs.cast(pa.schema([f.with_nullable(True) for f in docs.schema], metadata=docs.schema.metadata))
-    if q.num_rows:
-        n = q.num_rows
-        qd = pa.table({"source": q["source"], "subset": q["subset"], "status": pa.array(["quarantined"] * n),
-                       "stage": pa.array(["ingest"] * n), "reason": q["reason"], "file": q["file"],
-                       "row": q["row"], "nbytes": q["nbytes"]})
-        docs = pa.concat_tables([docs, qd], promote_options="permissive") if docs.num_rows else qd
-    atomic_write_parquet(files.documents, docs)
-    return docs.num_rows
