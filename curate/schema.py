@@ -98,12 +98,15 @@ def kept_schema(meta_keys: list[str], *, dedup: bool, bands: int | None) -> pa.S
 #: ``uid``/``pid`` the document and its partition, ``tok_offset`` its first id in ``work/parts/<key>.tok``,
 #: ``ntok`` the ids of this sequence without the end-of-document id, ``tokens`` with it, ``epoch`` the pass over
 #: the member's supply, ``chunk`` the piece of a document cut at ``max_doc_tokens`` (0 otherwise), then the
-#: document's labels and its mixture ``group``. With a ``balance:`` in the recipe a last column ``balance``
+#: document's labels and its mixture ``group``, and ``trimmed``: true for the (at most one per member or balance
+#: cell) sequence the mixer cut short so the member hits its token target exactly (``curate.mix.core.trim_selection``;
+#: ``ntok`` is then the kept prefix). With a ``balance:`` in the recipe a last column ``balance``
 #: (:data:`BALANCE_FIELD`) holds the value a balanced member's sequence was selected under (null elsewhere).
 ORDER_SCHEMA = pa.schema([("seq", pa.int64()), ("uid", pa.int64()), ("pid", pa.int64()), ("tok_offset", pa.int64()),
                           ("ntok", pa.int64()), ("tokens", pa.int64()), ("epoch", pa.int32()), ("chunk", pa.int32()),
                           ("source", pa.string()), ("subset", pa.string()), ("group", pa.string()),
-                          ("doc_id", pa.string()), ("lang", pa.string()), ("license", pa.string())])
+                          ("doc_id", pa.string()), ("lang", pa.string()), ("license", pa.string()),
+                          ("trimmed", pa.bool_())])
 
 #: The optional last column of the order and lineage files (only when the recipe balances a member).
 BALANCE_FIELD = pa.field("balance", pa.string())
@@ -111,12 +114,15 @@ BALANCE_FIELD = pa.field("balance", pa.string())
 #: A shard's (or validation set's) lineage: ``shards/<name>.lineage.parquet`` (``validation/<member>_00000...``),
 #: written by ``curate.shard_formats.lineage_table`` from the order file; the audit's and the LICENSES report's
 #: truth. One row per sequence, in shard order: ``shard`` the shard's name, then the order's columns a reader
-#: needs (``tokens`` counts the end-of-document id, as the shard's index does), and :data:`BALANCE_FIELD` when
+#: needs (``tokens`` counts the end-of-document id, as the shard's index does; ``trimmed`` marks the sequence the
+#: mixer cut to hit its member's target: its ``chunk`` and ``tokens`` say which piece and how much), and
+#: :data:`BALANCE_FIELD` when
 #: the recipe balances.
 LINEAGE_SCHEMA = pa.schema([("shard", pa.string()), ("seq", pa.int64()), ("source", pa.string()),
                             ("subset", pa.string()), ("group", pa.string()), ("doc_id", pa.string()),
                             ("uid", pa.int64()), ("tokens", pa.int64()), ("epoch", pa.int32()),
-                            ("chunk", pa.int32()), ("lang", pa.string()), ("license", pa.string())])
+                            ("chunk", pa.int32()), ("lang", pa.string()), ("license", pa.string()),
+                            ("trimmed", pa.bool_())])
 
 #: The documents table, ``documents/<key>.parquet`` (``curate.mix.documents.write_documents``): the final status of
 #: every input record of a partition, without text, sorted by uid (input order). It starts with these columns

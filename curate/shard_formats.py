@@ -1042,7 +1042,7 @@ def write_sequences(ws, run_dir: Path, order: pa.Table, plan: dict, *, where: st
 def lineage_table(order: pa.Table, name: str) -> pa.Table:
     """A shard's (or validation set's) lineage: the order's columns a reader needs, with the shard's name."""
     lineage = order.select(["seq", "source", "subset", "group", "doc_id", "uid", "tokens", "epoch", "chunk", "lang",
-                            "license"] + (["balance"] if "balance" in order.column_names else []))
+                            "license"] + [c for c in ("trimmed", "balance") if c in order.column_names])
     return lineage.add_column(0, "shard", pa.array([name] * lineage.num_rows, pa.string()))
 
 
