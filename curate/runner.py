@@ -499,7 +499,9 @@ def run_mix(ray, recipe: Recipe, run_dir: Path, parts: list[Partition], progress
     if not plan_path.exists():
         from curate.mix.task import mix
 
-        remote = remote_task(mix)
+        # max_calls=1: the worker exits after the mix, so the memory it held (one process over every kept table)
+        # goes back to the OS instead of staying in a pooled worker that then runs the bounded shard tasks
+        remote = remote_task(mix, max_calls=1)
         _ray_get(remote.remote(payload_for(recipe), str(run_dir), [p.pid for p in parts]))
     progress.update(task, completed=1)
     return read_json(plan_path)
