@@ -39,6 +39,7 @@ import pyarrow.parquet as pq
 
 from curate.io_utils import atomic_write_json, atomic_write_parquet
 from curate.layout import RunLayout
+from curate.schema import KEPT_COLUMNS as SCHEMA_KEPT_COLUMNS
 from curate.ledger import Ledger
 from curate.recipe import Recipe
 from curate.pipeline import recipe_from_payload
@@ -46,8 +47,8 @@ from curate.pipeline import recipe_from_payload
 #: Why a kept document of a balanced member was never selected: its value's supply is under ``min_tokens``.
 BALANCE_DROP = "balance_min_tokens"
 
-#: the columns of ``curate.schema.KEPT_FIELDS``, in the order the mix reads them
-KEPT_COLUMNS = ["uid", "doc_id", "source", "subset", "nbytes", "ntok", "tokens", "tok_offset", "lang", "license"]
+#: the columns of a ``.kept.parquet`` file (``curate.schema.KEPT_FIELDS``), all of which the mix reads
+KEPT_COLUMNS = list(SCHEMA_KEPT_COLUMNS)
 
 
 def _read_kept(run_dir: Path, pids: list[int], extra: list[str] | None = None) -> pa.Table:
