@@ -3,9 +3,8 @@
 ``shards.format`` names one format or a list. :func:`curate.mix.writer.write_shard` gathers each batch of a
 shard's sequences once (a :class:`SeqBatch`) and hands the same batch to one writer per format, so the token
 streams of all formats are identical; every sequence is a document's ids then one end-of-document id. A writer
-writes its files under temporary names (:func:`curate.io_utils.temp_path`; Megatron's writer in curate.shards
-keeps ``<prefix>.bin.tmp``, see there) and renames them in :meth:`ShardFormatWriter.finalize`, which returns
-the format's manifest entry (paths relative to ``shards/``)::
+writes its files under their temporary names (:func:`curate.io_utils.temp_path`, the one rule) and renames them
+in :meth:`ShardFormatWriter.finalize`, which returns the format's manifest entry (paths relative to ``shards/``)::
 
     {"dtype": "uint16", "sequences": n, "tokens": t,
      "files": [{"path": "olmo/mix_00000.npy", "bytes": ..., "sha256": ...}, ...]}
@@ -77,9 +76,9 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from curate.errors import ShardError
-from curate.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text, temp_path
+from curate.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_file, temp_path
 from curate.schema import token_dtype
-from curate.shards import IndexedDatasetWriter, piece_with_eos, read_index, sequences_with_eos, sha256_file
+from curate.shards import IndexedDatasetWriter, piece_with_eos, read_index, sequences_with_eos
 
 if TYPE_CHECKING:
     from curate.recipe import Recipe
