@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from curate.errors import ShardError
-from curate.io_utils import temp_path
+from curate.io_utils import sha256_file, temp_path
 from curate.schema import token_dtype
 from curate.shards import (
     IndexedDatasetWriter,
@@ -18,7 +18,6 @@ from curate.shards import (
     read_index,
     read_sequence,
     rwkv_magic_prime,
-    sha256_file,
 )
 
 DOCS = [[5, 6, 7], [], [65535], [1, 2], [300] * 10]
