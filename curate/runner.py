@@ -590,7 +590,7 @@ def run_documents(ray, recipe: Recipe, run_dir: Path, parts: list[Partition], pr
     from curate.mix.documents import write_documents
 
     task = progress.add_task("documents", total=len(parts))
-    remote = ray.remote(num_cpus=1, max_retries=3)(write_documents)
+    remote = remote_task(write_documents)
     refs = []
     layout = RunLayout(run_dir)
     for p in parts:
@@ -630,7 +630,7 @@ def write_validation(run_dir: str | Path, recipe, out_dir: str | Path, *, ray=No
         return []
     out_dir.mkdir(parents=True, exist_ok=True)
     task = progress.add_task("validation", total=len(members)) if progress is not None else None
-    remote = ray.remote(num_cpus=1, max_retries=3)(write_member_set)
+    remote = remote_task(write_member_set)
     refs = []
     for m in members:
         marker = out_dir / f"{file_stem(m)}.json"

@@ -77,6 +77,7 @@ import pyarrow.parquet as pq
 
 from curate.errors import ShardError
 from curate.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_file, temp_path
+from curate.layout import RunLayout
 from curate.schema import token_dtype
 from curate.shards import IndexedDatasetWriter, piece_with_eos, read_index, sequences_with_eos
 
@@ -338,7 +339,7 @@ class MegatronWriter(ShardFormatWriter):
 
     @classmethod
     def write_run_files(cls, run_dir: Path, manifest: dict) -> list[str]:
-        args = megatron_data_args(manifest, run_dir / "shards")
+        args = megatron_data_args(manifest, RunLayout(run_dir).shards_dir)
         atomic_write_text(run_dir / "megatron_data_args.txt", " ".join(args) + "\n")
         # --per-split-data-args-path: the whole mix is the training split; `valid` lists the held-out sets, one
         # prefix each (--multiple-validation-sets), when the recipe has `validation:` (curate.validation)
@@ -432,7 +433,7 @@ class OlmoNpyWriter(ShardFormatWriter):
     def write_run_files(cls, run_dir: Path, manifest: dict) -> list[str]:
         import yaml
 
-        shard_dir = run_dir / "shards"
+        shard_dir = RunLayout(run_dir).shards_dir
         paths = [str((shard_dir / shard_formats(s)["olmo-npy"]["files"][0]["path"]).resolve())
                  for s in manifest["shards"]]
         dtype = manifest["shards"][0]["formats"]["olmo-npy"]["dtype"] if manifest["shards"] else "uint16"
@@ -657,7 +658,7 @@ class MdsWriter(ShardFormatWriter):
     def write_run_files(cls, run_dir: Path, manifest: dict) -> list[str]:
         import yaml
 
-        shard_dir = run_dir / "shards"
+        shard_dir = RunLayout(run_dir).shards_dir
         shards = []
         for s in manifest["shards"]:
             f = shard_formats(s)["mds"]
@@ -673,7 +674,7 @@ class MdsWriter(ShardFormatWriter):
 
     @classmethod
     def check_run_files(cls, run_dir: Path, manifest: dict) -> list[dict]:
-        p = run_dir / "shards" / "mds" / "index.json"
+        p = RunLayout(run_dir).shard_file("mds/index.json")
         try:
             idx = json.loads(p.read_text())
             got = [(s["raw_data"]["basename"], s["samples"], s["raw_data"]["bytes"]) for s in idx["shards"]]
