@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from curate.errors import RemixError
-from curate.io_utils import atomic_write_json, read_json
+from curate.io_utils import atomic_write_json, read_json, temp_path
 from curate.layout import RunLayout
 from curate.recipe import HF_PREFIX, HfTokenizer, Recipe, expand_globs
 
@@ -234,7 +234,7 @@ def _link(src: Path, dst: Path, stats: dict) -> None:
         os.link(src, dst)
         stats["linked"] += 1
     except OSError:
-        tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+        tmp = temp_path(dst)
         shutil.copyfile(src, tmp)
         os.replace(tmp, dst)
         stats["copied"] += 1

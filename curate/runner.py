@@ -72,13 +72,22 @@ from curate.partition import PartitionProcessor, part_paths
 
 log = logging.getLogger(__name__)
 
+#: the top-level files curate itself writes; :func:`run_files` adds those of the registered shard formats and the
+#: validation sets
 RUN_FILES = ("run.json", "recipe.json", "ledger.json", "manifest.json", "LICENSES.md", "licenses.json", "audit.json",
-             # the trainer configs derived from the manifest (curate.shard_formats.write_run_files)
-             "megatron_data_args.txt", "megatron_data_args.json", "olmo_mixture.yaml", "mds_streams.yaml",
-             # the validation sets' trainer configs (curate.validation)
-             "megatron_validation_sets.txt", "validation_sets.csv",
              # the report's data and the report (curate.timings, curate.samples, curate.report)
              "stats.json", "samples.parquet", "scores.json", "report.html")
+
+
+def run_files() -> tuple[str, ...]:
+    """Every top-level file a run may write: :data:`RUN_FILES`, the trainer configs of every registered shard
+    format (``run_files=`` of ``curate.shard_formats.register``, a plugin's too: those outside ``shards/``) and
+    the validation sets' trainer files (``curate.validation.RUN_FILES``)."""
+    from curate.shard_formats import WRITERS
+    from curate.validation import RUN_FILES as VALIDATION_FILES
+
+    formats = [f for cls in WRITERS.values() for f in cls.info.run_files if not f.startswith("shards/")]
+    return tuple(dict.fromkeys((*RUN_FILES, *formats, *VALIDATION_FILES)))
 
 
 @dataclass
@@ -122,19 +131,24 @@ def prepare_run_dir(recipe: Recipe, run_dir: Path, *, force: bool) -> bool:
 
 #: Names of the files curate writes in ``documents/`` and ``quarantine/`` (one per partition).
 PART_TABLE = re.compile(r"p\d{6}\.parquet")
-_TEMP = re.compile(r"^\.?(?P<name>.+?)(?:\.\d+)?\.tmp$")
-
-
-def _final_name(name: str) -> str:
-    """The final name a file of curate's stands for: ``.x.json.4242.tmp`` → ``x.json``, ``x.bin.tmp`` → ``x.bin``."""
-    m = _TEMP.match(name)
-    return m.group("name") if m else name
 
 
 def shard_file_pattern(shard_name: str | None) -> re.Pattern:
-    """File names of the shards of a run whose ``shards.name`` is ``shard_name`` (any name when None)."""
+    """Paths under ``shards/`` of the files of a run whose ``shards.name`` is ``shard_name`` (any name when None).
+
+    A shard's lineage and ``.json`` marker, each registered format's files of a shard (``files=`` of
+    ``curate.shard_formats.register``, e.g. ``olmo/<name>.npy``; a plugin's too) and the formats' run files
+    under ``shards/`` (``mds/index.json``), as POSIX paths relative to ``shards/``.
+    """
+    from curate.shard_formats import WRITERS
+
     prefix = re.escape(shard_name) if shard_name else r"[^/]+"
-    return re.compile(rf"{prefix}_\d{{5}}\.(?:bin|idx|lineage\.parquet|json)")
+    name = rf"{prefix}_\d{{5}}"
+    alts = {rf"{name}\.(?:lineage\.parquet|json)"}
+    for cls in WRITERS.values():
+        alts.update(re.escape(t).replace(re.escape("{name}"), name) for t in cls.info.files)
+        alts.update(re.escape(f.removeprefix("shards/")) for f in cls.info.run_files if f.startswith("shards/"))
+    return re.compile("|".join(sorted(alts)))
 
 
 def _previous_shard_name(run_dir: Path) -> str | None:
@@ -144,34 +158,48 @@ def _previous_shard_name(run_dir: Path) -> str | None:
         return None
 
 
-def _remove_matching(folder: Path, pattern: re.Pattern, *, first: str | None = None) -> None:
-    """Delete the files of ``folder`` whose (final) name matches ``pattern``, those ending in ``first`` first;
-    then the folder itself if that left it empty. Symlinked folders are not entered."""
+def _matching(folder: Path, pattern: re.Pattern) -> list[Path]:
+    """The files under ``folder`` whose path relative to it matches ``pattern``; symlinked folders not entered."""
     if not folder.is_dir() or folder.is_symlink():
-        return
-    files = [f for f in folder.iterdir()
-             if (f.is_file() or f.is_symlink()) and pattern.fullmatch(_final_name(f.name))]
-    files.sort(key=lambda f: (not (first and f.name.endswith(first)), f.name))
+        return []
+    out = []
+    for d, _dirs, names in os.walk(folder):  # followlinks=False: a symlinked folder is listed, never entered
+        rel = Path(d).relative_to(folder)
+        out += [Path(d) / n for n in names if pattern.fullmatch((rel / n).as_posix())]
+    return out
+
+
+def _remove_matching(folder: Path, pattern: re.Pattern, *, first: str | None = None) -> None:
+    """Delete the files under ``folder`` whose path relative to it matches ``pattern``, those ending in ``first``
+    first; then each folder that this left empty, ``folder`` too. Symlinked folders are not entered."""
+    files = _matching(folder, pattern)
+    files.sort(key=lambda f: (not (first and f.name.endswith(first)), f.as_posix()))
     for f in files:
         f.unlink()
-    if not any(folder.iterdir()):
+    parents = {p for f in files for p in f.parents if p != folder and folder in p.parents}
+    for d in sorted(parents, key=lambda p: len(p.parts), reverse=True):  # deepest first
+        if not any(d.iterdir()):
+            d.rmdir()
+    if folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
         folder.rmdir()
 
 
 def clean_run_dir(run_dir: Path) -> None:
     """Delete what a curate run wrote in ``run_dir``, identified by name, and nothing else (never outside it).
 
-    Only a curate run directory (one with ``run.json``) is cleaned: ``work/`` (curate's scratch) whole; in
-    ``shards/`` the files named like the previous run's shards (``<shards.name>_NNNNN.{bin,idx,lineage.parquet,
-    json}``, by ``recipe.json``); in ``documents/`` and ``quarantine/`` the ``pNNNNNN.parquet`` tables; the
-    top-level files of :data:`RUN_FILES`; the temporary files of all these; ``reports/`` when empty. A folder
-    left empty is removed; anything else, e.g. a user's ``documents/thesis.txt``, stays.
+    Only a curate run directory (one with ``run.json``) is cleaned: first the temporary files
+    (:func:`remove_stale_temps`), then ``work/`` (curate's scratch) whole; under ``shards/`` the files of every
+    registered format named like the previous run's shards (:func:`shard_file_pattern` of its ``shards.name``,
+    by ``recipe.json``: ``mix_00000.bin``, ``olmo/mix_00000.npy``, ...); in ``documents/`` and ``quarantine/``
+    the ``pNNNNNN.parquet`` tables; the top-level files of :func:`run_files`; ``reports/`` when empty. A folder
+    this leaves empty is removed (``shards/olmo/``); anything else, e.g. a user's ``documents/thesis.txt``, stays.
     """
     run_dir = run_dir.resolve()
     layout = RunLayout(run_dir)
     if not layout.run_json.is_file():
         msg = f"{run_dir} holds no curate run (no run.json): refusing to delete anything in it"
         raise ResumeError(msg)
+    remove_stale_temps(run_dir)
     work = layout.work
     if work.is_dir() and not work.is_symlink():
         shutil.rmtree(work)
@@ -181,10 +209,9 @@ def clean_run_dir(run_dir: Path) -> None:
     _remove_matching(layout.validation_dir, _validation_files(), first=".json")
     _remove_matching(layout.reports_dir, re.compile(r"(?!)"))
     # run.json last: until it goes, a killed clean can be redone
-    top = re.compile("|".join(re.escape(f) for f in RUN_FILES if f != "run.json"))
-    for f in run_dir.iterdir():
-        if f.is_file() and top.fullmatch(_final_name(f.name)):
-            f.unlink()
+    for name in run_files():
+        if name != "run.json" and (run_dir / name).is_file():
+            (run_dir / name).unlink()
     layout.run_json.unlink()
 
 
@@ -197,11 +224,12 @@ def _validation_files() -> re.Pattern:
 def remove_stale_temps(run_dir: Path) -> int:
     """Delete the temporary files a killed run left in ``run_dir``; return how many.
 
-    Every write goes to a temporary name (``*.tmp``) and is renamed into place, so a process killed in between
-    leaves its temporary file behind. Nothing reads one (a file counts only under its final name), but it would
-    stay in ``shards/`` for good. Only one run uses a run directory at a time (the caller holds the run lock,
-    see ``curate.lock``), so at start-up every temporary file in curate's folders is stale. At the top level
-    only curate's own names are touched.
+    Every write goes to its temporary name (:func:`curate.io_utils.temp_path`, ``.<name>.<pid>.tmp``) and is
+    renamed into place, so a process killed in between leaves its temporary file behind. Nothing reads one (a
+    file counts only under its final name), but it would stay in ``shards/`` for good. Only one run uses a run
+    directory at a time (the caller holds the run lock, see ``curate.lock``), so at start-up every ``*.tmp`` in
+    curate's folders is stale (older curates' ``x.bin.tmp`` too). At the top level only the temporary names of
+    :func:`run_files` are touched (and an older curate's ``<name>.tmp``).
     """
     run_dir = run_dir.resolve()
     layout = RunLayout(run_dir)
@@ -210,7 +238,7 @@ def remove_stale_temps(run_dir: Path) -> int:
               layout.validation_dir):
         if p.is_dir() and not p.is_symlink():
             stale += [f for f in p.rglob("*.tmp") if f.is_file()]
-    stale += [f for name in RUN_FILES for f in (*run_dir.glob(f".{name}.*.tmp"), run_dir / f"{name}.tmp")
+    stale += [f for name in run_files() for f in (*run_dir.glob(f".{name}.*.tmp"), run_dir / f"{name}.tmp")
               if f.is_file()]
     for f in stale:
         f.unlink()
@@ -273,8 +301,7 @@ def remove_downstream(run_dir: Path) -> bool:
             found = True
     for folder, pattern in ((layout.shards_dir, shard_file_pattern(_previous_shard_name(run_dir))),
                             (layout.documents_dir, PART_TABLE), (layout.validation_dir, _validation_files())):
-        if folder.is_dir() and any(pattern.fullmatch(_final_name(f.name)) for f in folder.iterdir()):
-            found = True
+        found = found or bool(_matching(folder, pattern))
         _remove_matching(folder, pattern, first=".json")
     return found
 
@@ -563,7 +590,7 @@ def run_documents(ray, recipe: Recipe, run_dir: Path, parts: list[Partition], pr
     from curate.mix.documents import write_documents
 
     task = progress.add_task("documents", total=len(parts))
-    remote = ray.remote(num_cpus=1, max_retries=3)(write_documents)
+    remote = remote_task(write_documents)
     refs = []
     layout = RunLayout(run_dir)
     for p in parts:
@@ -603,7 +630,7 @@ def write_validation(run_dir: str | Path, recipe, out_dir: str | Path, *, ray=No
         return []
     out_dir.mkdir(parents=True, exist_ok=True)
     task = progress.add_task("validation", total=len(members)) if progress is not None else None
-    remote = ray.remote(num_cpus=1, max_retries=3)(write_member_set)
+    remote = remote_task(write_member_set)
     refs = []
     for m in members:
         marker = out_dir / f"{file_stem(m)}.json"
@@ -647,8 +674,6 @@ def trusted_file_hashes(run_dir: Path, parts: list[Partition], shards: list[dict
     ``curate audit --verify`` can tell a forged or damaged one from the written one. Hashed by the driver in
     streaming 4 MiB reads (sha256 runs at about 1-2 GB/s a core; these tables hold no text).
     """
-    from curate.io_utils import sha256_file
-
     layout = RunLayout(run_dir)
     files = [layout.shard_file(s["lineage"]) for s in shards]
     for p in parts:
@@ -844,4 +869,4 @@ from curate.pipeline import load_run_recipe  # noqa: E402 - re-exported: the run
 
 
 __all__ = ["RunResult", "clean_run_dir", "input_records", "invalidate_changed_inputs", "load_run_recipe",
-           "prepare_run_dir", "remove_downstream", "remove_stale_temps", "run", "shard_damage"]
+           "prepare_run_dir", "remove_downstream", "remove_stale_temps", "run", "run_files", "shard_damage"]

@@ -3,9 +3,8 @@
 ``shards.format`` names one format or a list. :func:`curate.mix.writer.write_shard` gathers each batch of a
 shard's sequences once (a :class:`SeqBatch`) and hands the same batch to one writer per format, so the token
 streams of all formats are identical; every sequence is a document's ids then one end-of-document id. A writer
-writes its files under temporary names (:func:`curate.io_utils.temp_path`; Megatron's writer in curate.shards
-keeps ``<prefix>.bin.tmp``, see there) and renames them in :meth:`ShardFormatWriter.finalize`, which returns
-the format's manifest entry (paths relative to ``shards/``)::
+writes its files under their temporary names (:func:`curate.io_utils.temp_path`, the one rule) and renames them
+in :meth:`ShardFormatWriter.finalize`, which returns the format's manifest entry (paths relative to ``shards/``)::
 
     {"dtype": "uint16", "sequences": n, "tokens": t,
      "files": [{"path": "olmo/mix_00000.npy", "bytes": ..., "sha256": ...}, ...]}
@@ -77,9 +76,10 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from curate.errors import ShardError
-from curate.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text, temp_path
+from curate.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_file, temp_path
+from curate.layout import RunLayout
 from curate.schema import token_dtype
-from curate.shards import IndexedDatasetWriter, piece_with_eos, read_index, sequences_with_eos, sha256_file
+from curate.shards import IndexedDatasetWriter, piece_with_eos, read_index, sequences_with_eos
 
 if TYPE_CHECKING:
     from curate.recipe import Recipe
@@ -339,7 +339,7 @@ class MegatronWriter(ShardFormatWriter):
 
     @classmethod
     def write_run_files(cls, run_dir: Path, manifest: dict) -> list[str]:
-        args = megatron_data_args(manifest, run_dir / "shards")
+        args = megatron_data_args(manifest, RunLayout(run_dir).shards_dir)
         atomic_write_text(run_dir / "megatron_data_args.txt", " ".join(args) + "\n")
         # --per-split-data-args-path: the whole mix is the training split; `valid` lists the held-out sets, one
         # prefix each (--multiple-validation-sets), when the recipe has `validation:` (curate.validation)
@@ -433,7 +433,7 @@ class OlmoNpyWriter(ShardFormatWriter):
     def write_run_files(cls, run_dir: Path, manifest: dict) -> list[str]:
         import yaml
 
-        shard_dir = run_dir / "shards"
+        shard_dir = RunLayout(run_dir).shards_dir
         paths = [str((shard_dir / shard_formats(s)["olmo-npy"]["files"][0]["path"]).resolve())
                  for s in manifest["shards"]]
         dtype = manifest["shards"][0]["formats"]["olmo-npy"]["dtype"] if manifest["shards"] else "uint16"
@@ -658,7 +658,7 @@ class MdsWriter(ShardFormatWriter):
     def write_run_files(cls, run_dir: Path, manifest: dict) -> list[str]:
         import yaml
 
-        shard_dir = run_dir / "shards"
+        shard_dir = RunLayout(run_dir).shards_dir
         shards = []
         for s in manifest["shards"]:
             f = shard_formats(s)["mds"]
@@ -674,7 +674,7 @@ class MdsWriter(ShardFormatWriter):
 
     @classmethod
     def check_run_files(cls, run_dir: Path, manifest: dict) -> list[dict]:
-        p = run_dir / "shards" / "mds" / "index.json"
+        p = RunLayout(run_dir).shard_file("mds/index.json")
         try:
             idx = json.loads(p.read_text())
             got = [(s["raw_data"]["basename"], s["samples"], s["raw_data"]["bytes"]) for s in idx["shards"]]

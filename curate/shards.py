@@ -17,14 +17,13 @@ nowhere else (:mod:`curate.tokenizers` returns ids without it). The token dtype 
 ``uint16`` when ``vocab_size <= 65536`` (largest id 65535), else ``int32``; the writer checks that every id
 fits instead of letting numpy wrap it (the uint16 overflow of datatrove #118).
 
-The writer streams tokens to ``<prefix>.bin.tmp`` as batches arrive (only the int32 sizes stay in memory,
-4 bytes per sequence: 400 MB for 10**8 sequences), hashes them on the way, then writes ``<prefix>.idx.tmp`` in
-blocks of :data:`IDX_BLOCK` sequences (the int64 pointers and document indices are never whole in memory) and
-renames ``.bin`` first, ``.idx`` last: a final ``.idx`` exists only when its ``.bin`` is complete. These two
-temporary names are the one exception to ``curate.io_utils.temp_path`` (``.<name>.<pid>.tmp``): the disk-full test
-of a shard task (tests/reliability/test_07) plants ``<prefix>.bin.tmp`` before the worker that writes it exists,
-which a per-process name would not allow; ``curate.runner.remove_stale_temps`` removes both kinds. A sequence
-longer than a gather batch arrives in pieces (:meth:`IndexedDatasetWriter.add_piece`, :func:`piece_with_eos`).
+The writer streams tokens to the ``.bin``'s temporary name (:func:`curate.io_utils.temp_path`,
+``.<prefix>.bin.<pid>.tmp``, the one temp-name rule of the run directory) as batches arrive (only the int32 sizes
+stay in memory, 4 bytes per sequence: 400 MB for 10**8 sequences), hashes them on the way, then writes the
+``.idx``'s temporary file in blocks of :data:`IDX_BLOCK` sequences (the int64 pointers and document indices are
+never whole in memory) and renames ``.bin`` first, ``.idx`` last: a final ``.idx`` exists only when its ``.bin``
+is complete. A sequence longer than a gather batch arrives in pieces (:meth:`IndexedDatasetWriter.add_piece`,
+:func:`piece_with_eos`).
 """
 
 from __future__ import annotations
@@ -41,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from curate.errors import ShardError
+from curate.io_utils import temp_path
 from curate.schema import token_dtype
 
 MAGIC = b"MMIDIDX\x00\x00"
@@ -76,15 +76,6 @@ def idx_path(prefix: str | os.PathLike) -> Path:
 def bin_path(prefix: str | os.PathLike) -> Path:
     """``<prefix>.bin``."""
     return Path(f"{os.fspath(prefix)}.bin")
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------- writer
@@ -203,8 +194,8 @@ class IndexedDatasetWriter:
         self.dtype = token_dtype(vocab_size, "megatron")
         self.vocab_size = int(vocab_size)
         self._max_id = int(np.iinfo(self.dtype).max)
-        self._bin_tmp = Path(f"{bin_path(self.prefix)}.tmp")
-        self._idx_tmp = Path(f"{idx_path(self.prefix)}.tmp")
+        self._bin_tmp = temp_path(bin_path(self.prefix))
+        self._idx_tmp = temp_path(idx_path(self.prefix))
         self.prefix.parent.mkdir(parents=True, exist_ok=True)
         self._f = open(self._bin_tmp, "wb")  # noqa: SIM115 - closed by finalize/abort
         self._hash = hashlib.sha256()

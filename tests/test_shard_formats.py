@@ -30,7 +30,7 @@ from curate.shard_formats import (
     token_dtype,
     write_run_files,
 )
-from curate.shards import sha256_file
+from curate.io_utils import sha256_file
 from tests._mmidx import read_tokens
 
 DOCS = [[5, 6, 7], [], [65535], [1, 2], [300] * 300]

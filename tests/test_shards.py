@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from curate.errors import ShardError
+from curate.io_utils import sha256_file, temp_path
 from curate.schema import token_dtype
 from curate.shards import (
     IndexedDatasetWriter,
@@ -17,7 +18,6 @@ from curate.shards import (
     read_index,
     read_sequence,
     rwkv_magic_prime,
-    sha256_file,
 )
 
 DOCS = [[5, 6, 7], [], [65535], [1, 2], [300] * 10]
@@ -119,7 +119,7 @@ def test_no_final_file_until_finalize(tmp_path):
     w = IndexedDatasetWriter(prefix, vocab_size=65536)
     w.add_batch(np.arange(100_000, dtype=np.uint32) % 60_000 + 1, np.array([50_000, 50_000]), eos_id=0)
     assert not Path(f"{prefix}.bin").exists() and not Path(f"{prefix}.idx").exists()
-    assert Path(f"{prefix}.bin.tmp").stat().st_size == 2 * 100_002  # streamed, not held in memory
+    assert temp_path(f"{prefix}.bin").stat().st_size == 2 * 100_002  # streamed, not held in memory
     w.finalize()
     assert Path(f"{prefix}.bin").exists() and Path(f"{prefix}.idx").exists()
 

@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.errors import InputError, SchemaError
+from curate.io_utils import temp_path
 
 POSITIVE_LABEL = "__label__hq"
 NEGATIVE_LABEL = "__label__lq"
@@ -122,7 +123,7 @@ def train(positive: list[str], negative: list[str], out: str, *, text_column: st
           lr: float = 0.1, dim: int = 100, word_ngrams: int = 2, min_count: int = 1, bucket: int = 2_000_000,
           seed: int = 0, threads: int = 1, label: str = POSITIVE_LABEL,
           negative_label: str = NEGATIVE_LABEL) -> dict[str, Any]:
-    """Train a binary fastText classifier and write it atomically to ``out`` (``out.tmp``, then rename).
+    """Train a binary fastText classifier and write it atomically to ``out`` (its :func:`curate.io_utils.temp_path`, then renamed).
 
     Parameters
     ----------
@@ -180,7 +181,7 @@ def train(positive: list[str], negative: list[str], out: str, *, text_column: st
         with open(train_file, "w", encoding="utf-8") as f:
             f.write("\n".join(lines.to_pylist()))
             f.write("\n")
-        tmp_model = str(out_path) + ".tmp"
+        tmp_model = str(temp_path(out_path))
         # Train in a fresh process: fastText's C++ trainer shares the process with whatever the caller loaded
         # (Ray, BLAS, other native libraries), and in a long-lived test process we saw it report NaN on every
         # retry while the same call in a fresh process never did. A crash there also cannot take the caller down.

@@ -15,6 +15,15 @@ from curate.sources import read_partition
 from curate.sources.base import Partition, ReadContext
 
 
+#: the ``jsonl`` format's column settings of the fixtures
+JSONL = {"text_column": "text", "id_column": "id"}
+
+
+def reasons(q: pa.Table) -> list[str]:
+    """The quarantine reasons of ``q``, in order."""
+    return q.column("reason").to_pylist()
+
+
 def src_config(fmt: str, **kw) -> SourceConfig:
     """A source entry of format ``fmt`` (paths are not used by the readers)."""
     return SourceConfig(format=fmt, paths=["unused"], **kw)

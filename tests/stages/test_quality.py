@@ -221,7 +221,7 @@ def test_fasttext_preset_end_to_end(tmp_path):
     if not hasattr(fasttext, "train_supervised"):
         pytest.skip("installed `fasttext` is fasttext-predict (no training)")
     from curate.quality.fasttext_clf import train
-    from tests.quality.test_fasttext import BAD, GOOD as POS
+    from tests.quality.test_fasttext_clf import BAD, GOOD as POS
 
     pq.write_table(pa.table({"text": POS}), tmp_path / "pos.parquet")
     pq.write_table(pa.table({"text": BAD}), tmp_path / "neg.parquet")

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from curate.errors import InputError, SchemaError
+from curate.io_utils import temp_path
 from curate.quality import fasttext_clf as F
 
 fasttext = pytest.importorskip("fasttext", reason="the fasttext module is not installed")
@@ -50,7 +51,7 @@ def model(corpus):
 @needs_training
 def test_train_writes_model_atomically(model):
     path, summary = model
-    assert path.is_file() and not path.with_name(path.name + ".tmp").exists()
+    assert path.is_file() and not temp_path(path).exists()
     assert [p.name for p in path.parent.iterdir()] == ["model.bin"]  # no training file left behind
     assert summary["n_positive"] == len(GOOD) and summary["n_negative"] == len(BAD)
     assert summary["labels"] == [F.POSITIVE_LABEL, F.NEGATIVE_LABEL]

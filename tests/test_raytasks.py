@@ -1,0 +1,52 @@
+"""The one Ray policy (curate/raytasks.py): task options, and a failed task's error as the user should see it."""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+
+from curate import raytasks
+from curate.errors import OutputError, SchemaError
+
+
+def _schema_error() -> None:
+    raise SchemaError("required column `text` not found", file="in.parquet", column="text")
+
+
+def _disk_full() -> None:
+    raise OSError(errno.ENOSPC, "No space left on device", "/run/shards/mix_00000.bin")
+
+
+def _bug() -> None:
+    raise ValueError("a bug, not the user's input")
+
+
+def test_remote_task_takes_the_policy_and_overrides_it(ray_session) -> None:
+    assert raytasks.TASK_OPTIONS == {"num_cpus": 1, "max_retries": raytasks.TASK_RETRIES}
+    opts = raytasks.remote_task(_bug)._default_options
+    assert (opts["num_cpus"], opts["max_retries"]) == (1, raytasks.TASK_RETRIES)
+    opts = raytasks.remote_task(_bug, max_calls=1, max_retries=0)._default_options
+    assert (opts["num_cpus"], opts["max_retries"], opts["max_calls"]) == (1, 0, 1)
+
+
+def test_get_reraises_curate_s_own_error_not_ray_s(ray_session) -> None:
+    ref = raytasks.remote_task(_schema_error, max_retries=0).remote()
+    with pytest.raises(SchemaError) as ei:
+        raytasks.get(ref)
+    assert type(ei.value) is SchemaError, "the error raised in the task, not Ray's wrapper"
+    assert str(ei.value) == "in.parquet, column `text`: required column `text` not found"
+
+
+def test_get_turns_a_failed_write_into_an_output_error_naming_the_file(ray_session) -> None:
+    with pytest.raises(OutputError, match=r"cannot write /run/shards/mix_00000\.bin: .*\(ENOSPC\).*rerun"):
+        raytasks.get(raytasks.remote_task(_disk_full, max_retries=0).remote())
+
+
+def test_any_other_error_stays_ray_s_with_its_traceback(ray_session) -> None:
+    from ray.exceptions import RayTaskError
+
+    with pytest.raises(RayTaskError, match="a bug, not the user's input"):
+        raytasks.get(raytasks.remote_task(_bug, max_retries=0).remote())
+    e = ValueError("plain")
+    assert raytasks.unwrap(e) is e
