@@ -93,31 +93,20 @@ from curate.layout import RunLayout, part_key
 from curate.ledger import Ledger
 from curate.recipe import Recipe
 from curate.pipeline import stage_names
+from curate.shard_summary import READ_ERRORS, Summaries, corrupt, summarize_shards, weighted_keys, window_check
 
 STREAM_TOLERANCE_PP = 1.0
 #: ``exit_code`` of an incomplete run audited without ``partial``.
 EXIT_INCOMPLETE = 3
 #: Errors that mean a file under its final name cannot be read as what it should be.
-_READ_ERRORS = (pa.ArrowException, OSError, ValueError, KeyError, TypeError)
+_READ_ERRORS = READ_ERRORS
 
 
 class AuditUsageError(CurateError):
     exit_code = 2
 
 
-def _corrupt(violations: list[dict], path: Path, run_dir: Path, e: Exception, what: str) -> None:
-    rel = _rel(path, run_dir)
-    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    violations.append({"kind": "corrupt_file", "where": rel,
-                       "message": f"{rel}: the {what} cannot be read ({first}); it was modified or damaged "
-                                  "after it was written: rerun `curate run` with --force to rewrite the run"})
-
-
-def _rel(path: Path, run_dir: Path) -> str:
-    try:
-        return str(Path(path).relative_to(run_dir))
-    except ValueError:
-        return str(path)
+_corrupt = corrupt
 
 
 def _json_or_none(path: Path, run_dir: Path, violations: list[dict], what: str) -> Any:
@@ -322,20 +311,18 @@ def duplicate_id_flags(led: Ledger) -> list[dict]:
     return out
 
 
-#: Lineage columns the audit reads.
-LINEAGE_COLUMNS = ("shard", "source", "subset", "group", "tokens")
-
-
-def read_shard_lineage(run_dir: Path, entries: list[dict], violations: list[dict], *, verify: bool) -> pa.Table:
-    """Lineage of every complete shard, checked against each format's own index; violations are appended.
+def read_shard_summaries(run_dir: Path, recipe: Recipe, entries: list[dict], violations: list[dict], *,
+                         verify: bool, probe: dict | None = None) -> Summaries:
+    """Per-shard summaries of every complete shard, each checked against each format's own index (one Ray task
+    per shard, :func:`curate.shard_summary.summarize`); violations are appended, a shard's in entry order.
 
     Every format of a shard (its manifest entry's ``formats``) is read back by its reader in
     :mod:`curate.shard_formats`: the sequence sizes of its index, checked against its data file's size, must
-    equal the lineage's token counts; ``verify`` rehashes every file.
+    equal the lineage's token counts; ``verify`` rehashes every file. ``probe``: the validation sets' ids, which
+    each task looks up in its lineage.
     """
     from curate.shard_formats import WRITERS, shard_formats
 
-    tables = []
     shard_dir = RunLayout(run_dir).shards_dir
     listed = {x["path"] for e in entries for f in shard_formats(e).values() for x in f["files"]}
     if shard_dir.is_dir():
@@ -345,69 +332,10 @@ def read_shard_lineage(run_dir: Path, entries: list[dict], violations: list[dict
                 if rel not in listed:
                     violations.append({"kind": "shard_not_in_manifest", "where": rel,
                                        "message": f"shard {rel} ({fmt}) is in shards/ but not in the manifest"})
-    for e in entries:
-        fmts = shard_formats(e)
-        lin_p = shard_dir / e["lineage"]
-        missing = [x["path"] for f in fmts.values() for x in f["files"] if not (shard_dir / x["path"]).exists()]
-        missing += [lin_p.name] if not lin_p.exists() else []
-        if missing:
-            violations.append({"kind": "shard_missing", "where": e["name"],
-                               "message": f"shard {e['name']} is in the manifest but {missing} are missing"})
-            continue
-        if verify:
-            for f in fmts.values():
-                for x in f["files"]:
-                    try:
-                        digest = sha256_file(shard_dir / x["path"])
-                    except FileNotFoundError:
-                        continue  # removed while the audit ran
-                    if digest != x["sha256"]:
-                        violations.append({"kind": "shard_checksum", "where": x["path"],
-                                           "message": f"{x['path']}: sha256 does not match the manifest (truncated "
-                                                      "or modified); rewrite it by rerunning with --force"})
-        try:
-            lin = pq.read_table(lin_p)
-            missing_cols = [c for c in LINEAGE_COLUMNS if c not in lin.column_names]
-            if missing_cols:
-                msg = f"columns {missing_cols} are missing"
-                raise ValueError(msg)
-            lt = lin["tokens"].to_numpy()
-        except FileNotFoundError:
-            continue
-        except _READ_ERRORS as ex:
-            _corrupt(violations, lin_p, run_dir, ex, "lineage")
-            continue
-        idx_tokens = None
-        for fmt, f in fmts.items():
-            try:
-                sizes = WRITERS[fmt].read_sizes(shard_dir, f)
-            except CurateError as ex:
-                violations.append({"kind": "shard_checksum", "where": f"{e['name']} ({fmt})", "message": str(ex)})
-                continue
-            except FileNotFoundError:
-                continue  # removed while the audit ran (a --force restart): not written, as far as we know
-            except _READ_ERRORS as ex:
-                _corrupt(violations, shard_dir / f["files"][-1]["path"], run_dir, ex, f"{fmt} shard index")
-                continue
-            if len(lt) != len(sizes) or not np.array_equal(lt, sizes):
-                n_bad = int(np.sum(lt[: len(sizes)] != sizes[: len(lt)])) + abs(len(lt) - len(sizes))
-                violations.append({"kind": "lineage_mismatch", "where": e["name"],
-                                   "message": f"shard {e['name']}: lineage disagrees with the {WRITERS[fmt].info.index} "
-                                              f"({fmt}) on {n_bad} sequence(s) (lineage {len(lt)} rows / "
-                                              f"{int(lt.sum())} tokens, index {len(sizes)} sequences / "
-                                              f"{int(sizes.sum())} tokens)"})
-            if idx_tokens is None:
-                idx_tokens = sizes
-        if idx_tokens is None:
-            continue
-        tables.append(lin.append_column("idx_tokens", pa.array(idx_tokens[: lin.num_rows])
-                                        if len(idx_tokens) >= lin.num_rows else lin["tokens"]))
-    if not tables:
-        return pa.table({c: pa.array([], t) for c, t in (("shard", pa.string()), ("seq", pa.int64()),
-                         ("source", pa.string()), ("subset", pa.string()), ("group", pa.string()),
-                         ("tokens", pa.int64()), ("lang", pa.string()), ("license", pa.string()),
-                         ("idx_tokens", pa.int64()))})
-    return pa.concat_tables(tables, promote_options="permissive")
+    summaries, found = summarize_shards(run_dir, entries, verify=verify, group_names=list(recipe.mixture),
+                                        probe=probe)
+    violations.extend(found)
+    return summaries
 
 
 # ---------------------------------------------------------------------------- composition
@@ -664,33 +592,29 @@ def report_sections(run_dir: Path, plan: dict | None, tolerance_pp: float) -> di
 
 
 # ---------------------------------------------------------------------------- trainer views
-def _stream_index(lineage: pa.Table) -> tuple[np.ndarray, np.ndarray]:
-    """Cumulative token ends of sequences in stream order (shards by index, then seq)."""
-    sizes = lineage["idx_tokens"].to_numpy().astype(np.int64)
-    return np.cumsum(sizes), sizes
+def _view_table(summ: Summaries, weights: dict[tuple, int]) -> pa.Table:
+    """``group, source, subset, tokens``: the tokens a view reads per key (every key of the stream listed)."""
+    ks = list(weights)
+    return pa.table({"group": pa.array([k[0] for k in ks], pa.string()),
+                     "source": pa.array([k[1] for k in ks], pa.string()),
+                     "subset": pa.array([k[2] for k in ks], pa.string()),
+                     "tokens": pa.array([weights[k] for k in ks], pa.int64())})
 
 
-def consumed_view(lineage: pa.Table, recipe: Recipe, n_tokens: int, plan: dict | None = None) -> dict[str, Any]:
-    """Composition of the first ``n_tokens`` a trainer reading the shards in order has seen."""
-    ends, sizes = _stream_index(lineage)
-    total = int(ends[-1]) if len(ends) else 0
+def consumed_view(summ: Summaries, recipe: Recipe, n_tokens: int, plan: dict | None = None) -> dict[str, Any]:
+    """Composition of the first ``n_tokens`` a trainer reading the shards in order has seen (the shards that
+    overlap them, a task each: :func:`curate.shard_summary.weighted_keys`)."""
+    total = summ.idx_total
     n = min(int(n_tokens), total)
-    k = int(np.searchsorted(ends, n, side="left"))  # sequences fully or partly consumed: 0..k
-    w = np.zeros(len(sizes), np.int64)
-    if n > 0:
-        w[:k] = sizes[:k]
-        start_k = int(ends[k - 1]) if k > 0 else 0
-        if k < len(sizes):
-            w[k] = n - start_k
-    t = lineage.select(["group", "source", "subset"]).append_column("tokens", pa.array(w))
-    comp = composition(t, recipe, plan)
+    w = weighted_keys(summ, np.array([0]), np.array([n]))
+    comp = composition(_view_table(summ, w), recipe, plan)
     comp["consumed_tokens"] = n
     comp["requested_tokens"] = int(n_tokens)
     comp["stream_tokens"] = total
     return comp
 
 
-def rwkv_view(lineage: pa.Table, recipe: Recipe, *, magic_prime: int, ctx_len: int, samples: int,
+def rwkv_view(summ: Summaries, recipe: Recipe, *, magic_prime: int, ctx_len: int, samples: int,
               epoch: int = 0, samples_per_epoch: int | None = None, world_size: int = 1,
               plan: dict | None = None) -> dict[str, Any]:
     """Composition of the tokens RWKV-LM's sampler reads for global samples 0..samples-1.
@@ -698,46 +622,30 @@ def rwkv_view(lineage: pa.Table, recipe: Recipe, *, magic_prime: int, ctx_len: i
     RWKV-LM (``src/dataset.py``): ``ii = 1 + epoch*samples_per_epoch + idx*world_size + rank``,
     ``factor = int(magic_prime * (sqrt(5)-1)/2)``, ``i = ((factor * ii**3) % magic_prime) * ctx_len``, and it reads
     ``ctx_len + 1`` tokens of the flat stream at offset ``i``. Global sample ``g`` = ``idx*world_size + rank``.
+    Each shard sums the samples' tokens that fall in it (:func:`curate.shard_summary.weighted_keys`).
     """
-    ends, sizes = _stream_index(lineage)
-    starts = ends - sizes
     factor = int(magic_prime * (math.sqrt(5) - 1) / 2)
     spe = samples_per_epoch or samples
-    w = np.zeros(len(sizes), np.int64)
-    for g in range(samples):
-        ii = 1 + epoch * spe + g
-        off = ((factor * ii * ii * ii) % magic_prime) * ctx_len
-        lo, hi = off, off + ctx_len + 1
-        a = int(np.searchsorted(ends, lo, side="right"))
-        b = int(np.searchsorted(starts, hi, side="left"))
-        if a >= b:
-            continue
-        ov = np.minimum(ends[a:b], hi) - np.maximum(starts[a:b], lo)
-        w[a:b] += np.maximum(ov, 0)
-    t = lineage.select(["group", "source", "subset"]).append_column("tokens", pa.array(w))
-    comp = composition(t, recipe, plan)
+    offs = [((factor * (1 + epoch * spe + g) ** 3) % magic_prime) * ctx_len for g in range(samples)]
+    lo = np.array(offs, dtype=np.int64)
+    w = weighted_keys(summ, lo, lo + (ctx_len + 1))
+    comp = composition(_view_table(summ, w), recipe, plan)
     comp.update({"samples": samples, "magic_prime": magic_prime, "ctx_len": ctx_len,
-                 "read_tokens": int(w.sum())})
+                 "read_tokens": int(sum(w.values()))})
     return comp
 
 
-def stream_check(lineage: pa.Table, recipe: Recipe) -> dict[str, Any] | None:
+def stream_check(summ: Summaries, recipe: Recipe) -> dict[str, Any] | None:
     """Largest deviation of a group's share over windows of W = max(1% of tokens, 100 × longest sequence).
 
-    Measured on the sequences in stream order, against the achieved whole-mixture shares.
+    Measured on the sequences in stream order, against the achieved whole-mixture shares: exactly
+    :func:`curate.mix.core.window_max_deviation` over the whole stream, computed per shard
+    (:func:`curate.shard_summary.window_check`).
     """
-    from curate.mix.core import default_window, window_max_deviation
-
-    if lineage.num_rows == 0:
-        return None
-    lens = lineage["idx_tokens"].to_numpy().astype(np.int64)
-    names = list(recipe.mixture)
-    idx = {g: i for i, g in enumerate(names)}
-    grp = np.array([idx.get(g, 0) for g in lineage["group"].to_pylist()], dtype=np.int64)
-    total = lens.sum()
-    shares = [float(lens[grp == i].sum() / total) for i in range(len(names))]
-    w = default_window(lens)
-    return {"window_tokens": int(w), "max_deviation_pp": window_max_deviation(lens, grp, shares, w)}
+    out = window_check(summ)
+    if out is not None:
+        out.pop("_at")
+    return out
 
 
 # ---------------------------------------------------------------------------- the audit
@@ -747,16 +655,19 @@ def audit(run_dir: str | Path, *, verify: bool = False, consumed_tokens: int | N
     run_dir = Path(run_dir)
     violations: list[dict] = []
     recipe, manifest, plan, entries = _load(run_dir, violations)
-    lineage = read_shard_lineage(run_dir, entries, violations, verify=verify)
+    from curate.validation import audit_validation, read_held_out
+
+    held = read_held_out(run_dir, manifest)
+    summ = read_shard_summaries(run_dir, recipe, entries, violations, verify=verify,
+                                probe=held.probe() if held is not None else None)
+    keys = summ.key_table()
     if manifest is not None:
         check_files(run_dir, manifest, violations, verify=verify)
         from curate.shard_formats import check_run_files
 
         violations.extend(check_run_files(run_dir, manifest))
-    from curate.validation import audit_validation
-
-    validation = audit_validation(run_dir, manifest, lineage, violations)
-    comp = composition(lineage, recipe, plan)
+    validation = audit_validation(held, summ, violations)
+    comp = composition(keys, recipe, plan)
     led = _ledger(run_dir, violations)
     fun = funnel(led, recipe)
     complete = manifest is not None
@@ -813,10 +724,10 @@ def audit(run_dir: str | Path, *, verify: bool = False, consumed_tokens: int | N
                     violations.append({"kind": "share_out_of_tolerance", "where": name,
                                        "message": f"{name}: share {e['actual']:.3%} vs target {e['target']:.3%} "
                                                   f"(tolerance {tol * 100:.2f} pp)"})
-    bal, bal_dropped = balance_section(lineage, recipe, plan)
+    bal, bal_dropped = balance_section(keys, recipe, plan)
     if entries or complete:
         violations.extend(balance_violations(bal, tol * 100))
-    stream = stream_check(lineage, recipe)
+    stream = stream_check(summ, recipe)
     if stream and stream["max_deviation_pp"] > STREAM_TOLERANCE_PP:
         flags.append({"kind": "stream_composition", "where": "stream",
                       "message": f"a window of {stream['window_tokens']:,} tokens deviates "
@@ -824,7 +735,7 @@ def audit(run_dir: str | Path, *, verify: bool = False, consumed_tokens: int | N
                                  f"{STREAM_TOLERANCE_PP} pp): a trainer stopped there saw a skewed mixture"})
     damaged = any(v["kind"].startswith(("shard_", "file_", "lineage_", "corrupt_")) for v in violations)
     if complete and not damaged:  # a missing or damaged shard already explains a shortfall
-        longest = pc_max(lineage["idx_tokens"]) if lineage.num_rows else 0
+        longest = summ.idx_max
         budget_check(run_dir, recipe, plan, manifest, comp, longest, flags, violations)
     result: dict[str, Any] = {"status": "complete" if complete else "incomplete", "progress": prog,
                               "tolerance": tolerance, "run": run_info, **comp, "stream": stream, "funnel": fun,
@@ -840,21 +751,13 @@ def audit(run_dir: str | Path, *, verify: bool = False, consumed_tokens: int | N
     if manifest and "rwkv" in manifest:
         result["rwkv"] = manifest["rwkv"]
     if consumed_tokens is not None:
-        result["trainer_view"] = consumed_view(lineage, recipe, consumed_tokens, plan)
+        result["trainer_view"] = consumed_view(summ, recipe, consumed_tokens, plan)
     if rwkv:
-        result["rwkv_view"] = rwkv_view(lineage, recipe, **rwkv, plan=plan)
+        result["rwkv_view"] = rwkv_view(summ, recipe, **rwkv, plan=plan)
     if against is not None:
         other = audit(against)
         result["against"] = diff(other, result)
     return result
-
-
-def pc_max(arr) -> int:
-    """Largest value of an Arrow column (0 when empty)."""
-    import pyarrow.compute as pc
-
-    v = pc.max(arr).as_py()
-    return int(v or 0)
 
 
 def _longest_kept(run_dir: Path, sources: list[str]) -> dict[str, int]:

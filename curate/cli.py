@@ -63,6 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--rwkv-magic-prime", type=int, help="RWKV-LM sampling view (with --ctx-len and --samples)")
     a.add_argument("--samples", type=int)
     a.add_argument("--against", metavar="OTHER_RUN_DIR", help="diff compositions with another run")
+    a.add_argument("--ray-address", help="connect to a Ray cluster (auto, or ray://HOST:PORT); default: local Ray "
+                                         "(the audit reads each shard in a Ray task)")
+    a.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
 
     i = sub.add_parser("inspect", help="print the run's sampled documents per source and drop reason")
     i.add_argument("run_dir")
@@ -159,6 +162,9 @@ def _cmd_audit(args) -> int:
             print("curate audit: --rwkv-magic-prime needs --ctx-len and --samples", file=sys.stderr)
             return 2
         rwkv = {"magic_prime": args.rwkv_magic_prime, "ctx_len": args.ctx_len, "samples": args.samples}
+    from curate.raytasks import init_ray
+
+    init_ray(args.ray_address, num_cpus=args.num_cpus)  # the audit's shard tasks run where `curate run`'s do
     result = audit_mod.audit(args.run_dir, verify=args.verify, consumed_tokens=consumed, rwkv=rwkv,
                              against=args.against)
     if args.html:

@@ -5,6 +5,8 @@
   retry rewrites the same bytes.
 - A partition actor restarts without limit and retries its calls (``ACTOR_OPTIONS``): a partition is redone
   from its input, and a lost actor must not fail the run.
+- :func:`init_ray` starts the embedded local Ray (or joins a cluster) once per process: ``curate run`` and
+  ``curate audit`` (and any caller of :func:`curate.audit.audit`) run their tasks on it.
 - :func:`get` waits for results and turns a Ray task error back into the :class:`~curate.errors.CurateError`
   raised inside (a bad input file, a recipe problem) or the matching ``OutputError`` (disk full), so the CLI
   prints curate's message, not a remote traceback.
@@ -12,6 +14,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -59,3 +62,39 @@ def get(refs: Any) -> Any:
         if inner is not e:
             raise inner from None
         raise
+
+
+def init_ray(ray_address: str | None, *, num_cpus: int | None = None):
+    """Start the embedded local Ray (or connect to ``ray_address``) with the environment workers need.
+
+    Workers get ``TOKENIZERS_PARALLELISM=false`` and the driver's Hugging Face / curate settings (offline mode,
+    a local mirror of Hub datasets, the filters folder). On a cluster they travel as the job's
+    ``runtime_env``. Locally they are set in this process's environment while Ray starts, so the raylet and
+    every worker it spawns inherit them, and the environment is restored afterwards: a job with a
+    ``runtime_env`` cannot use the workers Ray prestarts at start-up (those have none), so its first task would
+    wait for a fresh worker, 1.4-5.4 s on 2 busy cores against 0.35-0.43 s for an idle prestarted one
+    (measured, ``ray.init`` then one no-op task).
+    """
+    import ray
+
+    if ray.is_initialized():
+        return ray
+    env_vars = {"TOKENIZERS_PARALLELISM": "false"}
+    # workers see the same Hugging Face settings as the driver (offline mode, a local mirror of Hub datasets)
+    for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_HOME", "CURATE_HF_MIRROR", "CURATE_FILTERS"):
+        if k in os.environ:
+            env_vars[k] = os.environ[k]
+    if ray_address:
+        ray.init(address=ray_address, runtime_env={"env_vars": env_vars}, log_to_driver=False)
+        return ray
+    saved = {k: os.environ.get(k) for k in env_vars}
+    os.environ.update(env_vars)
+    try:
+        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return ray

@@ -224,31 +224,12 @@ def stream_series(run_dir: Path, groups: list[str], points: int = 50, *,
 
     Without ``window``: consecutive windows of ``total / points`` tokens. With ``window`` (shorter than the
     stream): windows of ``window`` tokens centred at ``points`` evenly spaced positions, the windows the audit's
-    ``stream_check`` bounds.
+    ``stream_check`` bounds. Computed by Ray tasks, a shard each (:func:`curate.shard_summary.stream_series`):
+    the driver never reads the lineage.
     """
-    import numpy as np
-    import pyarrow.parquet as pq
+    from curate.shard_summary import stream_series as per_shard
 
-    files = sorted(RunLayout(run_dir).shards_dir.glob("*.lineage.parquet"))
-    if not files:
-        return {g: [] for g in groups}
-    tabs = [pq.read_table(f, columns=["group", "tokens"]) for f in files]
-    grp = np.concatenate([t["group"].to_numpy(zero_copy_only=False) for t in tabs])
-    tok = np.concatenate([t["tokens"].to_numpy() for t in tabs]).astype(np.float64)
-    ends = np.cumsum(tok)
-    pos = np.concatenate([[0.0], ends])
-    sliding = window is not None and 0 < window < ends[-1]
-    if sliding:
-        centres = np.linspace(window / 2, ends[-1] - window / 2, points)
-        lo, hi = centres - window / 2, centres + window / 2
-    else:
-        edges = np.linspace(0, ends[-1], points + 1)
-        lo, hi = edges[:-1], edges[1:]
-    out = {}
-    for g in groups:
-        cum = np.concatenate([[0.0], np.cumsum(np.where(grp == g, tok, 0.0))])
-        out[g] = list((np.interp(hi, pos, cum) - np.interp(lo, pos, cum)) / (hi - lo))
-    return out
+    return per_shard(Path(run_dir), groups, points, window=window)
 
 
 def stream_frame(result: dict[str, Any], *, points: int = STREAM_POINTS) -> pl.DataFrame:

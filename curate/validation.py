@@ -50,9 +50,12 @@ per member) writes, under ``RUN_DIR/validation/`` (or any folder: a sweep writes
 ``--multiple-validation-sets``), ``megatron_validation_sets.txt`` (the set labels in that order) and
 ``validation_sets.csv`` (``label,path``).
 
-**Audit** (:func:`audit_validation`): tokens per member read back from each ``.idx`` against the lineage, and
-disjointness from the lineage of both sides: a ``doc_id`` or ``uid`` in both is a ``validation_overlap``
-violation, a dedup component in both a ``validation_near_duplicate_in_train`` violation.
+**Audit** (:func:`read_held_out`, then :func:`audit_validation`): tokens per member read back from each ``.idx``
+against the lineage, and disjointness from the lineage of both sides: a ``doc_id`` or ``uid`` in both is a
+``validation_overlap`` violation, a dedup component in both a ``validation_near_duplicate_in_train`` violation.
+The sets are small, the training lineage is not: the sets' ``doc_id``/``uid`` (and the uids of the dedup
+components they touch) go to every shard task of the audit (``curate.shard_summary``), which returns the ones its
+shard holds; the driver never reads the training lineage.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -264,14 +268,43 @@ def trusted_files(run_dir: Path, entries: list[dict]) -> list[str]:
 
 # ---------------------------------------------------------------------------- trainer configs
 # ---------------------------------------------------------------------------- audit
-def audit_validation(run_dir: Path, manifest: dict | None, train: pa.Table, violations: list[dict]) -> dict | None:
-    """The audit's ``validation`` section, and its violations appended to ``violations``.
+@dataclass
+class HeldOut:
+    """The validation sets as the audit reads them (small: ``validation.tokens`` per member), before the shards.
 
-    Per member: tokens and sequences read back from the ``.idx`` (checked against the lineage), documents.
-    Disjointness: ``doc_id``/``uid`` in both the train lineage (``train``) and a validation lineage is a
-    ``validation_overlap``; a dedup component (``validation/components.parquet``) on both sides a
-    ``validation_near_duplicate_in_train``.
+    ``val``: ``doc_id, uid, member`` of every held-out sequence; ``near``: ``uid`` of every row of
+    ``validation/components.parquet`` whose component holds a validation document (None without the file);
+    ``violations``: what reading the sets found, appended to the audit's after the shards' own.
     """
+
+    members: dict[str, dict]
+    val: pa.Table
+    near: pa.Table | None
+    violations: list[dict]
+
+    def probe(self) -> dict[str, pa.Array | None]:
+        """What each shard task of the audit looks up in its lineage (``curate.shard_summary.summarize``)."""
+        if not self.val.num_rows:
+            return {"doc_id": None, "uid": None, "near": None}
+        return {"doc_id": pc.unique(self.val["doc_id"]), "uid": pc.unique(self.val["uid"]),
+                "near": pc.unique(self.near["uid"]) if self.near is not None else None}
+
+
+def _components_near(comp_p: Path, val_uids: pa.Array) -> pa.Table:
+    """Rows (``uid``) of the components file whose component holds one of ``val_uids``: two passes over it in
+    record batches, so the driver holds the validation sets' components, never the whole file."""
+    f = pq.ParquetFile(comp_p)
+    val_c = [pc.unique(b["component"].filter(pc.is_in(b["uid"], value_set=val_uids)))
+             for b in f.iter_batches(columns=["uid", "component"])]
+    comps = pc.unique(pa.chunked_array(val_c, pa.int64())) if val_c else pa.array([], pa.int64())
+    rows = [b["uid"].filter(pc.is_in(b["component"], value_set=comps))
+            for b in pq.ParquetFile(comp_p).iter_batches(columns=["uid", "component"])]
+    return pa.table({"uid": pa.chunked_array(rows, pa.int64()) if rows else pa.array([], pa.int64())})
+
+
+def read_held_out(run_dir: Path, manifest: dict | None) -> HeldOut | None:
+    """The audit's first look at the validation sets: per member, tokens and sequences read back from the
+    ``.idx`` (checked against the lineage) and documents; None when the run has no validation sets."""
     from curate.shard_formats import MegatronWriter
 
     d = RunLayout(run_dir).validation_dir
@@ -283,6 +316,7 @@ def audit_validation(run_dir: Path, manifest: dict | None, train: pa.Table, viol
         requested = {}
     if not entries:
         return None
+    violations: list[dict] = []
     members, lins = {}, []
     for e in entries:
         lin_p = d / e["lineage"]
@@ -310,28 +344,44 @@ def audit_validation(run_dir: Path, manifest: dict | None, train: pa.Table, viol
     val = pa.concat_tables(lins) if lins else pa.table({"doc_id": pa.array([], pa.string()),
                                                        "uid": pa.array([], pa.int64()),
                                                        "member": pa.array([], pa.string())})
+    comp_p = d / COMPONENTS
+    near = _components_near(comp_p, val["uid"].combine_chunks()) if val.num_rows and comp_p.is_file() else None
+    return HeldOut(members=members, val=val, near=near, violations=violations)
+
+
+def audit_validation(held: HeldOut | None, train, violations: list[dict]) -> dict | None:
+    """The audit's ``validation`` section, and its violations appended to ``violations``.
+
+    ``held``: :func:`read_held_out`; ``train``: the training shards' summaries
+    (:class:`curate.shard_summary.Summaries`), whose tasks looked up ``held.probe()`` in every shard's lineage.
+    Disjointness: ``doc_id``/``uid`` in both the train lineage and a validation lineage is a
+    ``validation_overlap``; a dedup component (``validation/components.parquet``) on both sides a
+    ``validation_near_duplicate_in_train``.
+    """
+    if held is None:
+        return None
+    violations.extend(held.violations)
+    val = held.val
     overlap = 0
-    if train.num_rows and val.num_rows:
+    if train.rows and val.num_rows:
         for col in ("doc_id", "uid"):
-            if col not in train.column_names:
+            if col not in train.columns:
                 continue
-            both = val.filter(pc.is_in(val[col], value_set=pc.unique(train[col])))
+            found = pa.array(train.hits(col), val[col].type)
+            both = val.filter(pc.is_in(val[col], value_set=found))
             for r in both.group_by("member").aggregate([(col, "count_distinct"), (col, "min")]).to_pylist():
                 overlap += r[f"{col}_count_distinct"]
                 violations.append({"kind": "validation_overlap", "where": f"{DIR}/{r['member']}",
                                    "message": f"{r[f'{col}_count_distinct']} document(s) of validation set "
                                               f"{r['member']} are also in the training shards (by {col}, e.g. "
                                               f"{r[f'{col}_min']})"})
-        comp_p = d / COMPONENTS
-        if comp_p.is_file() and "uid" in train.column_names:
-            comp = pq.read_table(comp_p)
-            val_c = pc.unique(comp.filter(pc.is_in(comp["uid"], value_set=val["uid"]))["component"])
-            train_c = comp.filter(pc.is_in(comp["uid"], value_set=pc.unique(train["uid"])))
-            shared = train_c.filter(pc.is_in(train_c["component"], value_set=val_c))
+        if held.near is not None and "uid" in train.columns:
+            shared = held.near.filter(pc.is_in(held.near["uid"], value_set=pa.array(train.hits("near"), pa.int64())))
             if shared.num_rows:
                 violations.append({"kind": "validation_near_duplicate_in_train", "where": DIR,
                                    "message": f"{shared.num_rows} training document(s) share a dedup component with "
                                               f"a validation document (e.g. uid {pc.min(shared['uid']).as_py()})"})
+    members = held.members
     return {"members": members, "tokens": sum(m["tokens"] for m in members.values()), "overlap": overlap}
 
 
@@ -350,5 +400,5 @@ def render(section: dict | None, console) -> None:
     console.print(t)
 
 
-__all__ = ["HELD_OUT", "NEAR_DUP", "audit_validation", "carve", "carve_for_mix", "check_validation",
-           "component_labels", "member_settings", "write_trainer_files"]
+__all__ = ["HELD_OUT", "NEAR_DUP", "HeldOut", "audit_validation", "carve", "carve_for_mix", "check_validation",
+           "component_labels", "member_settings", "read_held_out", "write_trainer_files"]

@@ -758,12 +758,55 @@ def window_max_deviation(stream_lengths: np.ndarray, stream_groups: np.ndarray, 
         raise ValueError(msg)
     starts = np.concatenate([bounds, bounds - w])
     starts = np.unique(starts[(starts >= 0) & (starts <= total - w)])
-    worst = 0.0
-    for g in range(shares.size):
-        cum = np.concatenate([[0.0], np.cumsum(np.where(grp == g, lens, 0)).astype(np.float64)])
-        inside = np.interp(starts + w, bounds, cum) - np.interp(starts, bounds, cum)
-        worst = max(worst, float(np.abs(inside / w - shares[g]).max()))
-    return 100.0 * worst
+    cums = [np.concatenate([[0.0], np.cumsum(np.where(grp == g, lens, 0)).astype(np.float64)])
+            for g in range(shares.size)]
+    dev, _at = window_deviations(bounds, cums, starts, w, shares)
+    return 100.0 * max(0.0, float(dev.max()))
+
+
+def window_deviations(bounds: np.ndarray, cums: Sequence[np.ndarray], starts: np.ndarray, w: float,
+                      shares: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per group ``g``: the largest ``|(C_g(t + w) - C_g(t)) / w - share_g|`` over window starts ``starts``, and
+    the first start reaching it (``-inf`` and NaN without starts).
+
+    ``bounds`` are the sequence boundaries (token positions, float64) of a stretch of the stream and ``cums[g]``
+    the group's cumulative tokens at them; every ``t`` and ``t + w`` must lie within ``bounds``. The core of
+    :func:`window_max_deviation`; :mod:`curate.shard_summary` calls it on each shard's stretch (the windows that
+    end in it), which gives the same floats: ``np.interp`` reads only the two boundaries around a point.
+    """
+    n = len(cums)
+    dev, at = np.full(n, -np.inf), np.full(n, np.nan)
+    if starts.size == 0:
+        return dev, at
+    for g in range(n):
+        inside = np.interp(starts + w, bounds, cums[g]) - np.interp(starts, bounds, cums[g])
+        d = np.abs(inside / w - shares[g])
+        i = int(np.argmax(d))
+        dev[g], at[g] = d[i], starts[i]
+    return dev, at
+
+
+def window_deviation_at(stream_lengths: np.ndarray, stream_groups: np.ndarray,
+                        shares: Sequence[float] | np.ndarray, window_tokens: int) -> tuple[float, float, int]:
+    """:func:`window_max_deviation` and where it is: ``(pp, window start in tokens, group index)``; the first
+    group reaching the maximum, and its first window start (``(0.0, 0.0, 0)`` for an empty stream)."""
+    lens = np.asarray(stream_lengths, dtype=np.int64)
+    grp = np.asarray(stream_groups, dtype=np.int64)
+    shares = np.asarray(shares, dtype=np.float64)
+    keep = lens > 0
+    lens, grp = lens[keep], grp[keep]
+    if lens.size == 0:
+        return 0.0, 0.0, 0
+    bounds = np.concatenate([[0], np.cumsum(lens)]).astype(np.float64)
+    total = bounds[-1]
+    w = float(min(int(window_tokens), total))
+    starts = np.concatenate([bounds, bounds - w])
+    starts = np.unique(starts[(starts >= 0) & (starts <= total - w)])
+    cums = [np.concatenate([[0.0], np.cumsum(np.where(grp == g, lens, 0)).astype(np.float64)])
+            for g in range(shares.size)]
+    dev, at = window_deviations(bounds, cums, starts, w, shares)
+    g = int(np.argmax(dev))
+    return 100.0 * float(dev[g]), float(at[g]), g
 
 
 def achieved_shares(recipe: Recipe, member_tokens: Mapping[str, int]) -> dict[str, Any]:
