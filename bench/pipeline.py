@@ -159,7 +159,7 @@ def _run_child(args: list[str], *, log: Path, timeout: float | None) -> tuple[in
 
 # ---------------------------------------------------------------------------- curate
 def _curate_child(recipe_path: str, out: str, cores: int, result: str, reuse_from: str | None = None) -> None:
-    """Child process body: start Ray, run the recipe with per-phase timers, write the timings as JSON.
+    """Child process body: start Ray, run the recipe with per-phase timers, stop Ray, write the timings as JSON.
 
     ``reuse_from``: a remix from that run directory (``curate run --from``, see ``curate.remix``).
     """
@@ -178,9 +178,12 @@ def _curate_child(recipe_path: str, out: str, cores: int, result: str, reuse_fro
     res = runner.run(recipe, out=out, force=True, num_cpus=cores, quiet=True, reuse_from=reuse_from)
     t_end = time.perf_counter()
     led = json.loads((Path(out) / "ledger.json").read_text())
+    runner.shutdown_ray()  # as `curate run` ends (curate.cli.exit_process); the process then exits the same way
+    t_down = time.perf_counter()
     Path(result).write_text(json.dumps({
         "import_s": round(t_import - t0, 3), "ray_start_s": round(t_ray - t_import, 3),
-        "run_s": round(t_end - t_ray, 3), "phases_s": {k: round(v, 3) for k, v in phases.items()},
+        "run_s": round(t_end - t_ray, 3), "shutdown_s": round(t_down - t_end, 3),
+        "phases_s": {k: round(v, 3) for k, v in phases.items()},
         "tokens": res.manifest["tokens"],
         "shards": len(res.manifest["shards"]), "rescaled": res.manifest.get("rescaled"),
         "ledger_stages": sorted(led.get("stages", led)) if isinstance(led, dict) else None,
@@ -219,6 +222,8 @@ def run_curate(recipe: Path, *, cores: int, work: Path, timeout: float | None = 
         raise RuntimeError(msg)
     r = json.loads(result.read_text())
     r.update({"wall_s": round(wall, 3), "memory": mem, "cores": cores})
+    # the child's life outside import, Ray start, run and Ray shutdown: interpreter start and exit
+    r["rest_s"] = round(wall - sum(r.get(k, 0.0) for k in ("import_s", "ray_start_s", "run_s", "shutdown_s")), 3)
     return r
 
 
@@ -456,6 +461,8 @@ def run_datatrove(corpus: Path, *, tokenizer: Path, cores: int, work: Path,
         raise RuntimeError(msg)
     r = json.loads(result.read_text())
     r.update({"wall_s": round(wall, 3), "memory": mem, "cores": cores})
+    # the child's life outside import, Ray start, run and Ray shutdown: interpreter start and exit
+    r["rest_s"] = round(wall - sum(r.get(k, 0.0) for k in ("import_s", "ray_start_s", "run_s", "shutdown_s")), 3)
     return r
 
 
@@ -641,8 +648,10 @@ def main(argv: list[str] | None = None) -> int:
     """Command line (also the child-process entry points ``_curate`` and ``_datatrove``)."""
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "_curate":
+        from curate.cli import exit_process
+
         _curate_child(argv[1], argv[2], int(argv[3]), argv[4], *argv[5:6])
-        return 0
+        exit_process(0)  # the child ends as the `curate` program does: its wall time is what a user waits
     if argv and argv[0] == "_mix":
         _mix_child(argv[1], argv[2])
         return 0

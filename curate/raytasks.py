@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from typing import Any
@@ -97,4 +98,43 @@ def init_ray(ray_address: str | None, *, num_cpus: int | None = None):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+    _started_local_ray.append(True)
     return ray
+
+
+#: non-empty once :func:`init_ray` has started the local Ray itself (not a cluster, not a caller's ``ray.init``)
+_started_local_ray: list[bool] = []
+
+
+def shutdown_ray() -> bool:
+    """Stop the local Ray that :func:`init_ray` started in this process; True when it stopped one.
+
+    Nothing happens when Ray is not up, when it is a cluster (``--ray-address``: the driver only disconnects
+    when it exits) or when the caller started Ray itself (a test session, a notebook's own ``ray.init``): those
+    are not curate's to stop. Called by ``curate`` (:func:`curate.cli.exit_process`) once a command's outputs are
+    written, instead of Ray's exit hook, which costs about 1.5 s more:
+
+    - the exit hook sleeps 0.5 s first (``ray.shutdown(_exiting_interpreter=True)``, "so that log messages
+      finish printing"); an explicit ``ray.shutdown()`` does not;
+    - Ray stops its processes one by one, each with SIGTERM and up to 1 s to exit, the GCS before the autoscaler
+      monitor; the monitor's SIGTERM handler then tries to report its own death to the stopped GCS and is
+      SIGKILLed when the second runs out (measured: ``kill monitor`` 1.02 s of a 1.19 s ``ray.shutdown()``).
+      A local run has no autoscaler state to keep, so the monitor is SIGKILLed first (0.014 s, Ray's own
+      ``Node.kill_monitor``); the rest of the shutdown then takes 0.4 s (raylet 0.07, GCS 0.03 s).
+    """
+    import ray
+
+    if not _started_local_ray or not ray.is_initialized():
+        return False
+    try:  # Ray's private node handle: only a head node this process started has one
+        from ray._private import worker as ray_worker
+
+        node = ray_worker._global_node
+        if node is not None and node.is_head():
+            node.kill_monitor(check_alive=False)
+    except Exception as e:  # noqa: BLE001 - another Ray version: ray.shutdown() below stops it the slow way
+        logging.getLogger("curate").debug("curate: the Ray monitor was not killed first: %s: %s",
+                                          type(e).__name__, e)
+    ray.shutdown()
+    _started_local_ray.clear()
+    return True

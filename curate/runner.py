@@ -66,7 +66,7 @@ from curate.sources.base import Partition
 from curate.samples import write_run_samples
 from curate.timings import PhaseTimer, stage_rows, write_stage_rows
 from curate.pipeline import payload_for
-from curate.raytasks import ACTOR_OPTIONS, init_ray, remote_task
+from curate.raytasks import ACTOR_OPTIONS, init_ray, remote_task, shutdown_ray
 from curate.raytasks import get as _ray_get
 from curate.partition import PartitionProcessor, part_paths
 
@@ -832,5 +832,5 @@ def refresh_report(run_dir: Path, phase: str, *, final: bool = False) -> dict[st
 from curate.pipeline import load_run_recipe  # noqa: E402 - re-exported: the run's recipe, as its workers see it
 
 
-__all__ = ["RunResult", "clean_run_dir", "input_records", "invalidate_changed_inputs", "load_run_recipe",
-           "prepare_run_dir", "remove_downstream", "remove_stale_temps", "run", "run_files", "shard_damage"]
+__all__ = ["RunResult", "clean_run_dir", "init_ray", "input_records", "invalidate_changed_inputs", "load_run_recipe",
+           "prepare_run_dir", "remove_downstream", "remove_stale_temps", "run", "run_files", "shard_damage", "shutdown_ray"]

@@ -104,3 +104,44 @@ def test_force_deletes_every_format_s_files_and_folders_a_plugin_s_too_15(tmp_pa
     assert _tree(out) == mine, "every registered format's files go, the plugin's too; the user's stay"
     assert sorted(p.name for p in (out / "shards").iterdir()) == ["README.md", "empty", "mine", "olmo", "raw"], \
         "the folders only curate's files were in (datatrove/, mds/) go"
+
+
+def test_shutdown_ray_leaves_a_ray_it_did_not_start_running(ray_session) -> None:
+    """The test session's Ray (started by the fixture, not by init_ray) is not curate's to stop."""
+    assert runner.init_ray(None, num_cpus=2) is ray_session  # already up: init_ray starts nothing
+    assert runner.shutdown_ray() is False
+    assert ray_session.is_initialized()
+
+
+_CHILD = """
+import json, sys
+import psutil
+from curate import runner
+ray = runner.init_ray(None, num_cpus=1)
+from ray._private import worker
+pids = [p.process.pid for infos in worker._global_node.all_processes.values() for p in infos]
+assert ray.get(ray.remote(lambda: 7).remote()) == 7
+stopped = runner.shutdown_ray()
+alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+print(json.dumps({"stopped": stopped, "n": len(pids), "alive": alive, "up": ray.is_initialized(),
+                  "again": runner.shutdown_ray()}))
+"""
+
+
+def test_shutdown_ray_stops_every_process_of_the_local_ray_init_ray_started() -> None:
+    """In a process of its own: init_ray starts Ray; shutdown_ray stops it, monitor included, and only once."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(runner.__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    p = subprocess.run([sys.executable, "-c", _CHILD], capture_output=True, text=True, env=env, timeout=180,
+                       check=False)
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    assert out["stopped"] is True and out["up"] is False and out["again"] is False
+    assert out["n"] >= 4  # gcs, raylet, monitor, dashboard, ... all listed
+    assert out["alive"] == []
