@@ -145,6 +145,7 @@ def mix(payload: dict[str, Any], run_dir: str | Path, pids: list[int], *, rows_p
     group_of = {k: g for k, (g, *_rest) in zip(keys, members)}
     # ---- validation sets: held out before mixing, whole dedup components on one side (curate.validation)
     val_plan = None
+    layout.mix_held.unlink(missing_ok=True)  # select tasks skip the held-out documents this file lists
     if member_settings(recipe):
         res = get(remote_task(carve_validation, max_calls=1).remote(payload, run_dir, pids))
         led.merge(Ledger.from_list(res["ledger"]))

@@ -2,8 +2,8 @@
 
 With ``ROWS_PER_TASK`` lowered, the demo's cells are split into many leaves (cell x hash range); the mixture
 still gives every member (and every balance value) exactly its target, each leaf trims at most one sequence,
-the audit's share and window checks pass, every kept document has its times selected or its reason in the
-per-partition ``selected`` files, and 1 vs 2 workers write identical bytes.
+the audit's share and window checks pass (validation sets held out too), every kept document has its times
+selected or its reason in the per-partition ``selected`` files, and 1 vs 2 workers write identical bytes.
 """
 
 from __future__ import annotations
@@ -66,7 +66,8 @@ def _run(tmp: Path, monkeypatch, name: str, **overrides):
 def split_run(tmp_path_factory, ray_session):
     mp = pytest.MonkeyPatch()
     try:
-        yield _run(tmp_path_factory.mktemp("select"), mp, "run",
+        # validation sets too: the select tasks must leave out the held-out documents of their ranges
+        yield _run(tmp_path_factory.mktemp("select"), mp, "run", validation={"tokens": 600},
                    shards={"format": "megatron", "max_tokens": 15_000})
     finally:
         mp.undo()
@@ -123,18 +124,21 @@ def test_selected_is_written_per_partition_and_accounts_for_every_kept_document(
     parts = read_json(layout.partitions_json)
     plan = read_json(layout.mix_plan)
     n_seq = sum(pq.read_metadata(layout.order(i)).num_rows for i in range(plan["n_shards"]))
-    total, kept_after_dedup = 0, 0
+    total, kept_after_dedup, held = 0, 0, 0
     for p in parts:
         sel = pq.read_table(layout.mix_selected(p["pid"]))
         uid = sel["uid"].to_numpy()
         assert (np.diff(uid) > 0).all() and ((uid >> 32) == p["pid"]).all()
         times, reason = sel["selected"].to_numpy(), sel["reason"].to_pylist()
         assert all((t > 0) == (r is None) for t, r in zip(times, reason))
-        assert set(reason) - {None} <= {"downsampled", "not_in_mixture", "balance_min_tokens"}
+        assert set(reason) - {None} <= {"downsampled", "not_in_mixture", "balance_min_tokens", "validation",
+                                        "validation_near_duplicate"}
+        held += reason.count("validation")
         total += int(times.sum())
         kept_after_dedup += pq.read_metadata(layout.mix_prepared(p["pid"])).num_rows
         assert sel.num_rows == pq.read_metadata(layout.mix_prepared(p["pid"])).num_rows
     assert total == n_seq
+    assert held > 0 and held == len(pq.read_table(layout.mix_validation_order, columns=["uid"])["uid"].unique())
     led = {(e["stage"], e["source"], e["subset"]): e for e in read_json(layout.step_ledger("mix"))}
     assert sum(e["docs_in"] for (st, *_k), e in led.items() if st == "mix") == kept_after_dedup
     assert sum(e["counters"].get("sequences", 0) for (st, *_k), e in led.items() if st == "mix") == n_seq
