@@ -1,8 +1,8 @@
 """The mix's interleaving: the leaf streams in, the shard order files out (``write_orders``, one Ray task).
 
-For now one task, bounded by nothing: it reads every leaf stream file (``work/mix/streams/``), concatenates each
-cell's leaves in range order into the cell's stream, calls :func:`curate.mix.core.interleave` over the cells
-exactly as the single-task mixer did, and cuts the order into ``work/mix/shard_NNNNN.order.parquet`` at
+For now one task, bounded by nothing: it reads every leaf stream file (``work/mix/streams/``), merges each
+cell's leaves into the cell's stream (each leaf spread over the whole cell, :func:`_merge_leaves`), calls
+:func:`curate.mix.core.interleave` over the cells exactly as the single-task mixer did, and cuts the order into ``work/mix/shard_NNNNN.order.parquet`` at
 ``shards.max_tokens``. A chunked, bounded equivalent (``curate.mix.interleave``) replaces its body.
 """
 
@@ -17,6 +17,24 @@ import pyarrow as pa
 from curate.io_utils import atomic_write_parquet
 from curate.layout import RunLayout
 from curate.pipeline import recipe_from_payload
+
+
+def _merge_leaves(leaves: list[pa.Table]) -> pa.Table:
+    """A cell's stream from its leaves' streams: each leaf spread over the whole cell at its share of the tokens.
+
+    The leaves' virtual midpoints (``curate.mix.core._midpoint_keys``), sorted stably (ties to the lower range):
+    a leaf keeps its selection order, so a document's repeats stay as far apart as its leaf has them, over the
+    whole cell instead of one stretch of it. One leaf: its stream as is (the single-task mixer's cell).
+    """
+    from curate.mix.core import _midpoint_keys
+
+    if len(leaves) == 1:
+        return leaves[0]
+    every = pa.concat_tables(leaves)
+    lens = [t["tokens"].to_numpy() for t in leaves]
+    total = sum(int(x.sum()) for x in lens)
+    keys = [(_midpoint_keys(x, int(x.sum()) / total) if x.size else np.zeros(0)) for x in lens]
+    return every.take(pa.array(np.argsort(np.concatenate(keys), kind="stable")))
 
 
 def write_orders(payload: dict[str, Any], run_dir: str, leaves: list[dict[str, Any]]) -> dict[str, Any]:
@@ -38,7 +56,7 @@ def write_orders(payload: dict[str, Any], run_dir: str, leaves: list[dict[str, A
         cells.setdefault(lf["cell"], []).append(pq.read_table(layout.mix_stream(lf["cell"], lf["range"])))
         groups[lf["cell"]] = lf["group"]
     order_cells = sorted(cells)
-    tables = [pa.concat_tables(cells[c]) for c in order_cells]
+    tables = [_merge_leaves(cells[c]) for c in order_cells]
     streams = [t["tokens"].to_numpy() for t in tables]
     order = np.asarray(interleave(streams, [groups[c] for c in order_cells], seed=recipe.seed))
     m_idx, pos = order[:, 0].astype(np.int64), order[:, 1].astype(np.int64)

@@ -109,6 +109,31 @@ def test_cells_split_into_ranges_still_hit_every_target_exactly(split_run) -> No
     assert len(plan.get("trims", [])) == sum(order["trimmed"].to_pylist())
 
 
+def test_each_leaf_is_spread_over_its_whole_cell(split_run) -> None:
+    """A cell's leaves are merged by share, not concatenated: every leaf reaches both ends of its cell's stream,
+    so a document's repeats lie as far apart as with one range."""
+    _data, res = split_run
+    layout = RunLayout(res.run_dir)
+    plan = read_json(layout.mix_plan)
+    order = pa.concat_tables([pq.read_table(layout.order(i), columns=["seq", "uid", "chunk", "epoch"])
+                              for i in range(plan["n_shards"])])
+    checked = 0
+    for c, rs in _leaves(res.run_dir).items():
+        if len(rs) < 2:
+            continue
+        parts = [pq.read_table(layout.mix_stream(c, r), columns=["uid", "chunk", "epoch"]).append_column(
+            "leaf", pa.array(np.full(pq.read_metadata(layout.mix_stream(c, r)).num_rows, r))) for r in rs]
+        cell = order.join(pa.concat_tables(parts), ["uid", "chunk", "epoch"], join_type="inner").sort_by("seq")
+        leaf = cell["leaf"].to_numpy()
+        n = leaf.size
+        for r in rs:
+            at = np.flatnonzero(leaf == r)
+            if at.size >= 4:
+                assert at.min() < 0.25 * n and at.max() > 0.75 * n, (c, r, at.min(), at.max(), n)
+                checked += 1
+    assert checked >= 4
+
+
 def test_split_run_passes_the_audit_share_and_window_checks(split_run) -> None:
     from curate import audit as audit_mod
 
