@@ -1,4 +1,4 @@
-"""The mixer as a package: the pure core, the ``mix`` Ray task and the documents table.
+"""The mixer as a package: the pure core, the mix's Ray tasks and their driver, and the documents table.
 
 - :mod:`curate.mix.core`: token targets per member, token-exact selection, chunking, the interleaving sort and
   its window bound, achieved shares (numpy only; no files, no Ray).
