@@ -20,6 +20,7 @@ path                                        content (writer)
                                             plan); ``prepared/<key>.parquet`` (per partition: the mix's rows),
                                             ``streams/c<c>_r<r>.parquet`` (per leaf: its selected sequences),
                                             ``counts/c<c>_r<r>.parquet`` (per leaf: times each uid was selected),
+                                            ``leaves.json`` (every leaf's plan and entry),
                                             ``selected/<key>.parquet`` (per partition: every kept document's
                                             times selected or reason), ``validation.held.parquet``
                                             (:mod:`curate.mix.task`)
@@ -229,6 +230,11 @@ class RunLayout:
     def mix_counts(self, cell: int, r: int) -> Path:
         """Times each uid of leaf (cell, range) was selected (uids selected at least once; sorted by uid)."""
         return self.mix_dir / "counts" / f"c{cell:05d}_r{r:05d}.parquet"
+
+    @property
+    def mix_leaves(self) -> Path:
+        """Every leaf of the mix: its cell, range, member, value, buckets, target, seed and entry (the driver)."""
+        return self.mix_dir / "leaves.json"
 
     @property
     def mix_held(self) -> Path:

@@ -12,7 +12,8 @@ validation carve (its components span the corpus) and, until ``curate.mix.interl
     (driver)                           sums the supplies, plans targets per member and per balance value
                                        exactly as the single-task mixer (ShortfallError before any selection),
                                        splits each cell's target over its hash ranges
-    select_leaf        per leaf        work/mix/streams/c<c>_r<r>.parquet, work/mix/counts/c<c>_r<r>.parquet
+    select_leaf        per leaf        work/mix/streams/c<c>_r<r>.parquet, work/mix/counts/c<c>_r<r>.parquet;
+                                       the driver lists the leaves (plan and entry) in work/mix/leaves.json
     write_orders       one task        the leaf streams -> work/mix/shard_NNNNN.order.parquet
     write_selected     per partition   work/mix/selected/<key>.parquet
 
@@ -199,13 +200,15 @@ def mix(payload: dict[str, Any], run_dir: str | Path, pids: list[int], *, rows_p
 
     # ---- select: one task per leaf
     sel = remote_task(select_mod.select_leaf)
-    leaves, trims = [], []
-    for ref in [sel.remote(payload, run_dir, pids, sp) for sp in specs]:
+    leaves, trims, planned = [], [], []
+    for sp, ref in zip(specs, [sel.remote(payload, run_dir, pids, sp) for sp in specs]):
         res = get(ref)
         led.merge(Ledger.from_list(res["ledger"]))
         if "leaf" in res:
             leaves.append(res["leaf"])
             trims += res["trims"]
+            planned.append({**{k: sp[k] for k in ("key", "value", "lo", "hi", "target", "seed")}, **res["leaf"]})
+    atomic_write_json(layout.mix_leaves, planned)  # what each leaf was asked for and gave (tests, debugging)
     # ---- the order files (the lead's bounded interleave replaces write_orders' body)
     shard_fields = get(remote_task(write_orders, max_calls=1).remote(payload, run_dir, leaves))
     # ---- selected, per partition

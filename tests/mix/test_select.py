@@ -101,6 +101,23 @@ def test_cells_split_into_ranges_still_hit_every_target_exactly(split_run) -> No
     scope = next(iter(plan["members"]["balance"].values()))
     want = {v: t for cells in scope["cells"].values() for v, t in cells.items()}
     assert by_value == want
+    # each leaf gives exactly its own target; a cell's leaves split its target by supply, seeded per range
+    planned = read_json(layout.mix_leaves)
+    assert [(lf["cell"], lf["range"]) for lf in planned] == [(c, r) for c in sorted(leaves) for r in leaves[c]]
+    for lf in planned:
+        s = pq.read_table(layout.mix_stream(lf["cell"], lf["range"]), columns=["tokens"])["tokens"].to_numpy()
+        assert int(s.sum()) == lf["tokens"] == lf["target"] and s.size == lf["sequences"]
+    for c in leaves:
+        cell = [lf for lf in planned if lf["cell"] == c]
+        assert len({lf["seed"] for lf in cell}) == len(cell)
+        assert [lf["lo"] for lf in cell[1:]] == [lf["hi"] for lf in cell[:-1]]
+        want = want_cell = sum(lf["target"] for lf in cell)
+        if cell[0]["value"] is None:
+            want = next(m["target"] for m in plan["members"]["members"] if m["key"] == cell[0]["key"])
+        else:
+            want = next(cells[cell[0]["key"]][cell[0]["value"]] for cells in
+                        (sp["cells"] for sp in plan["members"]["balance"].values()) if cell[0]["key"] in cells)
+        assert want_cell == want
     # each leaf trims at most its one closing sequence, and every trim is in the plan
     for c, rs in leaves.items():
         for r in rs:
