@@ -44,6 +44,7 @@ the cell's, so the order files are those of the single-task mixer byte for byte.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,26 @@ def _ranges(docs: np.ndarray, rows_per_task: int) -> list[tuple[int, int]]:
     return list(zip(edges[:-1], edges[1:]))
 
 
+def split_target(target: int, supply: np.ndarray, passes: int) -> np.ndarray:
+    """A cell's target over its hash ranges: in proportion to their supply tokens (largest remainder), none over
+    ``passes`` times its supply (``select_documents`` refuses that). Largest remainder stays within a range's cap
+    unless float rounding lifts its exact share above it; the guard gives such excess to the first with room.
+
+    Adds up to ``target`` whenever the cell can give it (``target <= passes * supply.sum()``).
+    """
+    from curate.mix.core import _split_budget
+
+    supply = np.asarray(supply, dtype=np.int64)
+    t = _split_budget(int(target), supply.astype(np.float64))
+    cap = supply * int(passes)
+    excess = int(np.maximum(t - cap, 0).sum())
+    t = np.minimum(t, cap)
+    if excess:
+        room = cap - t
+        t += np.minimum(room, np.maximum(0, excess - (np.cumsum(room) - room)))
+    return t
+
+
 def mix(payload: dict[str, Any], run_dir: str | Path, pids: list[int], *, rows_per_task: int | None = None) -> dict:
     """Select and interleave documents as Ray tasks (module docstring); return ``{n_shards, tokens}``.
 
@@ -115,7 +136,7 @@ def mix(payload: dict[str, Any], run_dir: str | Path, pids: list[int], *, rows_p
     """
     from curate.balance import scope_caps
     from curate.mix import select as select_mod
-    from curate.mix.core import _split_budget, member_seed, plan_member_targets
+    from curate.mix.core import member_seed, plan_member_targets
     from curate.mix.order import write_orders
     from curate.mix.prepare import RANGE_BUCKETS, carve_validation, member_keys, prepare_partition
     from curate.raytasks import get, remote_task
@@ -186,8 +207,8 @@ def mix(payload: dict[str, Any], run_dir: str | Path, pids: list[int], *, rows_p
         for value, target, seed_key in cells:
             have = supply.of(mi, value)
             ranges = _ranges(have[1], rows_per_task)
-            tok = np.array([have[0, lo:hi].sum() for lo, hi in ranges], dtype=np.float64)
-            targets = [target] if len(ranges) == 1 else _split_budget(target, tok).tolist()
+            tok = np.array([have[0, lo:hi].sum() for lo, hi in ranges], dtype=np.int64)
+            targets = [target] if len(ranges) == 1 else split_target(target, tok, math.ceil(max_ep)).tolist()
             for r, ((lo, hi), t) in enumerate(zip(ranges, targets)):
                 seed = member_seed(recipe.seed, seed_key if len(ranges) == 1 else f"{seed_key}\x1fr{r}")
                 specs.append({"cell": cell, "range": r, "key": k, "member": mi, "value": value, "lo": lo, "hi": hi,

@@ -23,7 +23,7 @@ import yaml
 from curate.io_utils import read_json
 from curate.layout import RunLayout
 from curate.mix.prepare import RANGE_BUCKETS, uid_bucket
-from curate.mix.task import _ranges
+from curate.mix.task import _ranges, split_target
 
 ROWS = 40  # documents per select task: the demo's members have hundreds, so most cells get several ranges
 
@@ -37,6 +37,21 @@ def test_ranges_cover_every_bucket_once_and_follow_the_document_count() -> None:
         assert r[0][0] == 0 and r[-1][1] == RANGE_BUCKETS and all(a[1] == b[0] for a, b in zip(r, r[1:]))
     assert len(_ranges(np.full(RANGE_BUCKETS, 10**6, np.int64), 1)) == RANGE_BUCKETS  # at most one per bucket
     assert _ranges(np.zeros(RANGE_BUCKETS, np.int64), 5) == [(0, RANGE_BUCKETS)]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_cells_target_splits_over_its_ranges_exactly_and_within_their_passes(seed) -> None:
+    rng = np.random.default_rng(seed)
+    for _ in range(200):
+        supply = rng.integers(1, 10**rng.integers(1, 12), size=rng.integers(1, 40))
+        passes = int(rng.integers(1, 5))
+        target = int(rng.integers(0, passes * int(supply.sum()) + 1))
+        if rng.random() < 0.3:
+            target = passes * int(supply.sum())  # at the cap: rounding must not push a range over its own
+        t = split_target(target, supply, passes)
+        assert int(t.sum()) == target and (t >= 0).all() and (t <= passes * supply).all()
+        share = target * (supply / supply.sum())
+        assert np.abs(t - share).max() <= 1 + 1e-6 * target  # proportional to supply (largest remainder)
 
 
 def test_uid_buckets_spread_one_partitions_consecutive_uids() -> None:
