@@ -2,8 +2,9 @@
 
 For now one task, bounded by nothing: it reads every leaf stream file (``work/mix/streams/``), merges each
 cell's leaves into the cell's stream (each leaf spread over the whole cell, :func:`_merge_leaves`), calls
-:func:`curate.mix.core.interleave` over the cells exactly as the single-task mixer did, and cuts the order into ``work/mix/shard_NNNNN.order.parquet`` at
-``shards.max_tokens``. A chunked, bounded equivalent (``curate.mix.interleave``) replaces its body.
+:func:`curate.mix.core.interleave` over the cells exactly as the single-task mixer did, and cuts the order into
+``work/mix/shard_NNNNN.order.parquet`` at ``shards.max_tokens``. A chunked, bounded equivalent
+(``curate.mix.interleave``) replaces its body.
 """
 
 from __future__ import annotations

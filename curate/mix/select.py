@@ -135,14 +135,16 @@ def select_leaf(payload: dict[str, Any], run_dir: str, pids: list[int], leaf: di
     sel_uid, sel_n = np.unique(uid, return_counts=True)
     atomic_write_parquet(layout.mix_counts(leaf["cell"], leaf["range"]),
                          pa.table({"uid": pa.array(sel_uid, pa.int64()), "selected": pa.array(sel_n, pa.int64())}))
-    trims = [{"member": leaf["key"], "balance": value, "uid": int(uid[at]), "doc_id": rows["doc_id"][int(seq_rows[at])].as_py(),
-              "chunk": int(chunk[at]), "tokens": int(take[at]), "of": int(c_len[sel[at]] + 1)} for at in np.flatnonzero(cut)]
+    trims = [{"member": leaf["key"], "balance": value, "uid": int(uid[at]),
+              "doc_id": rows["doc_id"][int(seq_rows[at])].as_py(), "chunk": int(chunk[at]), "tokens": int(take[at]),
+              "of": int(c_len[sel[at]] + 1)} for at in np.flatnonzero(cut)]  # at most one
     # mix ledger: documents never selected were downsampled away
     chosen = np.zeros(rows.num_rows, dtype=bool)
     chosen[seq_rows] = True
     counted = rows.select(["source", "subset", "nbytes", "tokens"])  # the ledger's columns only: no copy of doc_id
     del rows, stream
-    led.record_table("mix", counted.filter(pa.array(~chosen)), what="dropped", reason="downsampled", tokens_col="tokens")
+    led.record_table("mix", counted.filter(pa.array(~chosen)), what="dropped", reason="downsampled",
+                     tokens_col="tokens")
     led.record_table("mix", counted.filter(pa.array(chosen)), what="out")
     for (s, b), (tok_sum, n_seq) in _tokens_by_source(counted, seq_rows, take).items():
         c = led.get("mix", s, b)
@@ -153,7 +155,8 @@ def select_leaf(payload: dict[str, Any], run_dir: str, pids: list[int], leaf: di
     return {"leaf": entry, "trims": trims, "ledger": led.to_list()}
 
 
-def _tokens_by_source(rows: pa.Table, seq_rows: np.ndarray, seq_tokens: np.ndarray) -> dict[tuple[str, str], tuple[int, int]]:
+def _tokens_by_source(rows: pa.Table, seq_rows: np.ndarray,
+                      seq_tokens: np.ndarray) -> dict[tuple[str, str], tuple[int, int]]:
     """Tokens and sequences written per (source, subset) for the sequences drawn from ``rows``."""
     if seq_rows.size == 0:
         return {}

@@ -112,7 +112,8 @@ def test_cells_split_into_ranges_still_hit_every_target_exactly(split_run) -> No
         got[key] = got.get(key, 0) + r["tokens_sum"]
     assert got == {m["key"]: m["target"] for m in plan["members"]["members"] if m["target"]}
     bal = order.filter(pa.compute.is_valid(order["balance"]))
-    by_value = {r["balance"]: r["tokens_sum"] for r in bal.group_by("balance").aggregate([("tokens", "sum")]).to_pylist()}
+    by_value = {r["balance"]: r["tokens_sum"]
+                for r in bal.group_by("balance").aggregate([("tokens", "sum")]).to_pylist()}
     scope = next(iter(plan["members"]["balance"].values()))
     want = {v: t for cells in scope["cells"].values() for v, t in cells.items()}
     assert by_value == want
