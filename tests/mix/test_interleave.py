@@ -197,3 +197,52 @@ def test_window_memory_does_not_grow_with_the_streams(tmp_path):
         tracemalloc.stop()
         assert order.n == sum(lf["sequences"] for lf in leaves)
     assert peaks[1] < 1.3 * peaks[0] + (2 << 20), peaks
+
+
+def test_distributed_mix_keeps_shares_and_windows_at_two_million_documents(tmp_path):
+    """Members selected per hash range (exact targets split by supply), then the windowed interleave: every
+    member gives exactly its target and every 1% window keeps each group within 1 pp, over 2M documents."""
+    from curate.mix.core import (_split_budget, default_window, member_seed, plan_member_targets, select_sequences,
+                                 window_deviation_bound, window_max_deviation)
+    from curate.pipeline import parse_recipe
+
+    rng = np.random.default_rng(42)
+    sizes = {"a": 150_000, "b": 40_000, "c": 200_000, "d": 100_000, "e": 700_000, "f": 500_000, "g": 310_000}
+    lengths = {k: np.maximum(2, rng.lognormal(6.0, 1.2, n).astype(np.int64)) for k, n in sizes.items()}
+    r = parse_recipe({
+        "name": "scale", "seed": 3, "max_epochs": 4, "budget_tokens": int(lengths["b"].sum() * 2.6 / 0.05),
+        "sources": {n: {"format": "text", "paths": [f"{n}/*"]} for n in "abcdefg"},
+        "mixture": {"x": {"share": 0.15, "sources": {"a": 2, "b": 1}},
+                    "y": {"share": 0.15, "sources": {"c": 1, "d": 1}},
+                    "z": {"share": 0.70, "sources": {"e": 3, "f": 2, "g": 1}}},
+    }, base_dir=tmp_path, check_paths=False)
+    plan = plan_member_targets(r, {k: int(v.sum()) for k, v in lengths.items()})
+    gidx = {"x": 0, "y": 1, "z": 2}
+    files, leaves, streams, groups = [], [], [], []
+    for c, m in enumerate(plan.members):
+        lens = lengths[m.key]
+        rng_ranges = (np.arange(lens.size) * 2654435761) % 7 % max(1, -(-lens.size // 200_000))  # a hash of the row
+        ranges = [lens[rng_ranges == j] for j in range(int(rng_ranges.max()) + 1)]
+        targets = _split_budget(m.target, np.array([x.sum() for x in ranges], float))
+        assert targets.sum() == m.target
+        for j, (x, t) in enumerate(zip(ranges, targets)):
+            idx, _ep, take = select_sequences(x, int(t), seed=member_seed(r.seed, f"{m.key}\x1fr{j}"),
+                                              max_epochs=r.max_epochs)
+            assert int(take.sum()) == int(t)  # each range is exact, so the member is
+            f = tmp_path / f"leaf{len(files)}.parquet"
+            pq.write_table(pa.table({"tokens": take}), f, row_group_size=LEAF_ROW_GROUP)
+            files.append(str(f))
+            leaves.append({"cell": c, "range": j, "group": gidx[m.group], "sequences": take.size,
+                           "tokens": int(take.sum())})
+            streams.append(take)
+            groups.append(gidx[m.group])
+    assert len(leaves) > len(plan.members)  # members really split into ranges
+    order = global_order(files, leaves, tmp_path / "work", seed=r.seed, window_items=250_000)
+    items = read_items(order, 0, order.n)
+    lens, grp = items[:, 2], np.asarray([leaves[int(i)]["group"] for i in range(len(leaves))])[items[:, 0]]
+    assert lens.size > 2_000_000 and len(order.chunks) > 8
+    assert int(lens.sum()) == sum(m.target for m in plan.members)
+    w = default_window(lens)
+    assert window_max_deviation(lens, grp, [0.15, 0.15, 0.70], w) <= 1.0
+    achieved = np.bincount(grp, weights=lens) / lens.sum()
+    assert window_max_deviation(lens, grp, achieved, w) <= window_deviation_bound(streams, groups, w)
