@@ -7,7 +7,8 @@
 - :mod:`curate.mix.prepare`: ``prepare_partition`` (one task per partition) and the validation carve task.
 - :mod:`curate.mix.select`: ``select_leaf`` (one task per cell x hash range: token-exact selection, the leaf's
   stream file) and ``write_selected`` (one task per partition).
-- :mod:`curate.mix.order`: ``write_orders``, the leaf streams interleaved into the shard order files.
+- :mod:`curate.mix.interleave`: ``write_orders``, the leaf streams interleaved into the shard order files in bounded
+  key windows (exactly ``core.interleave``'s order, one Ray task per window and per shard).
 - :mod:`curate.mix.documents`: ``write_documents``, the final status of every input record of a partition.
 - :mod:`curate.mix.writer`: ``write_shard``, one Ray task per shard: the order file in bounded tables, every
   format of ``shards.format``, lineage and the shard's manifest entry.

@@ -38,6 +38,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from curate.io_utils import atomic_write_parquet
+from curate.mix.interleave import LEAF_ROW_GROUP
 from curate.layout import RunLayout
 from curate.ledger import Ledger
 from curate.pipeline import recipe_from_payload
@@ -131,7 +132,9 @@ def select_leaf(payload: dict[str, Any], run_dir: str, pids: list[int], leaf: di
         "trimmed": pa.array(cut, pa.bool_())})
     if recipe.balance_scopes():  # the value each sequence was balanced under (null outside a balanced scope)
         stream = stream.append_column("balance", pa.repeat(pa.scalar(value, pa.string()), n))
-    atomic_write_parquet(layout.mix_stream(leaf["cell"], leaf["range"]), stream.combine_chunks())
+    # small row groups: a shard's order task reads only the rows of each leaf it needs (curate.mix.interleave)
+    atomic_write_parquet(layout.mix_stream(leaf["cell"], leaf["range"]), stream.combine_chunks(),
+                         row_group_size=LEAF_ROW_GROUP)
     sel_uid, sel_n = np.unique(uid, return_counts=True)
     atomic_write_parquet(layout.mix_counts(leaf["cell"], leaf["range"]),
                          pa.table({"uid": pa.array(sel_uid, pa.int64()), "selected": pa.array(sel_n, pa.int64())}))

@@ -2,8 +2,8 @@
 
 ``mix`` runs in the driver and holds per-partition and per-leaf summaries only; every step that reads documents
 is a Ray task bounded by one partition or one leaf (``curate.mix.prepare``, ``curate.mix.select``), except the
-validation carve (its components span the corpus) and, until ``curate.mix.interleave`` lands, ``write_orders``
-(``curate.mix.order``)::
+validation carve (its components span the corpus). The order is :mod:`curate.mix.interleave`'s, computed in key
+windows of bounded items, so no process holds it::
 
     prepare_partition  per partition   kept table - dedup losers -> work/mix/prepared/<key>.parquet; returns
                                        its ledger and supply per (member, balance value, hash bucket)
@@ -14,7 +14,10 @@ validation carve (its components span the corpus) and, until ``curate.mix.interl
                                        splits each cell's target over its hash ranges
     select_leaf        per leaf        work/mix/streams/c<c>_r<r>.parquet, work/mix/counts/c<c>_r<r>.parquet;
                                        the driver lists the leaves (plan and entry) in work/mix/leaves.json
-    write_orders       one task        the leaf streams -> work/mix/shard_NNNNN.order.parquet
+    write_orders       per window      the leaf streams merged level by level (cells, groups, the mixture) in
+                       and per shard   key windows of <= WINDOW_ITEMS items, the shard cut by binary search,
+                                       then one task per shard -> work/mix/shard_NNNNN.order.parquet (a run
+                                       whose leaves fit one window: all of it in one task)
     write_selected     per partition   work/mix/selected/<key>.parquet
 
 then the driver writes::
@@ -137,7 +140,7 @@ def mix(payload: dict[str, Any], run_dir: str | Path, pids: list[int], *, rows_p
     from curate.balance import scope_caps
     from curate.mix import select as select_mod
     from curate.mix.core import member_seed, plan_member_targets
-    from curate.mix.order import write_orders
+    from curate.mix.interleave import write_orders
     from curate.mix.prepare import RANGE_BUCKETS, carve_validation, member_keys, prepare_partition
     from curate.raytasks import get, remote_task
     from curate.schema import token_dtype
@@ -230,8 +233,10 @@ def mix(payload: dict[str, Any], run_dir: str | Path, pids: list[int], *, rows_p
             trims += res["trims"]
             planned.append({**{k: sp[k] for k in ("key", "value", "lo", "hi", "target", "seed")}, **res["leaf"]})
     atomic_write_json(layout.mix_leaves, planned)  # what each leaf was asked for and gave (tests, debugging)
-    # ---- the order files (the lead's bounded interleave replaces write_orders' body)
-    shard_fields = get(remote_task(write_orders, max_calls=1).remote(payload, run_dir, leaves))
+    # ---- the order files: the interleaving in bounded key windows (curate.mix.interleave)
+    shard_fields = write_orders([str(layout.mix_stream(lf["cell"], lf["range"])) for lf in leaves], leaves, run_dir,
+                                seed=recipe.seed, max_tokens=recipe.shards.max_tokens,
+                                single_file=recipe.shards.single_file)
     # ---- selected, per partition
     ws = remote_task(select_mod.write_selected)
     leaf_ids = [(lf["cell"], lf["range"]) for lf in leaves]

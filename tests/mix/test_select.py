@@ -26,6 +26,7 @@ from curate.mix.prepare import RANGE_BUCKETS, uid_bucket
 from curate.mix.task import _ranges, split_target
 
 ROWS = 40  # documents per select task: the demo's members have hundreds, so most cells get several ranges
+WINDOW = 150  # items per interleave window: the demo run's order (hundreds of sequences) takes several
 
 
 def test_ranges_cover_every_bucket_once_and_follow_the_document_count() -> None:
@@ -65,6 +66,7 @@ def test_uid_buckets_spread_one_partitions_consecutive_uids() -> None:
 
 def _run(tmp: Path, monkeypatch, name: str, **overrides):
     from curate.demo import generate
+    from curate.mix import interleave as interleave_mod
     from curate.mix import select as select_mod
     from curate.pipeline import parse_recipe
     from curate.runner import run
@@ -73,6 +75,7 @@ def _run(tmp: Path, monkeypatch, name: str, **overrides):
     if not (tmp / "data").exists():
         generate(tmp / "data", seed=2, scale=0.3)
     monkeypatch.setattr(select_mod, "ROWS_PER_TASK", ROWS)
+    monkeypatch.setattr(interleave_mod, "WINDOW_ITEMS", WINDOW)  # the windowed interleave's Ray path, not one task
     data = demo_recipe(tmp / "data", tmp / name, budget_tokens=60_000, **overrides)
     return data, run(parse_recipe(data, base_dir=tmp), quiet=True)
 
@@ -167,6 +170,16 @@ def test_each_leaf_is_spread_over_its_whole_cell(split_run) -> None:
     assert checked >= 4
 
 
+def test_the_order_was_interleaved_in_windows(split_run) -> None:
+    """The split run's order came from the windowed Ray path: several windows per level, one order file per shard."""
+    _data, res = split_run
+    work = RunLayout(res.run_dir).mix_dir / "interleave"
+    assert len(list(work.glob("order_w*.npy"))) > 1 and len(list(work.glob("group*_w*.npy"))) > 1
+    assert len(list(work.glob("cell*_w*.npy"))) >= 1  # split cells merged their ranges
+    n = sum(pq.read_metadata(p).num_rows for p in RunLayout(res.run_dir).mix_dir.glob("shard_*.order.parquet"))
+    assert n == read_json(RunLayout(res.run_dir).mix_plan)["sequences"] > WINDOW
+
+
 def test_split_run_passes_the_audit_share_and_window_checks(split_run) -> None:
     from curate import audit as audit_mod
 
@@ -209,7 +222,8 @@ def test_one_and_two_workers_write_identical_bytes_with_split_cells(tmp_path, ra
     b = dict(data, output=str(tmp_path / "b"))
     f = tmp_path / "b.yaml"
     f.write_text(yaml.safe_dump(b, sort_keys=False))  # key order numbers the partitions
-    code = (f"import sys; import curate.mix.select as s; s.ROWS_PER_TASK = {ROWS}; from curate.cli import main; "
+    code = (f"import sys; import curate.mix.select as s; s.ROWS_PER_TASK = {ROWS}; import curate.mix.interleave as i; "
+            f"i.WINDOW_ITEMS = {WINDOW}; from curate.cli import main; "
             f"sys.exit(main(['run', {str(f)!r}, '--num-cpus', '1', '--quiet']))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=900,
                          cwd=Path(__file__).resolve().parents[2])
