@@ -408,7 +408,7 @@ def _summary(order: Stream, bounds: list[int]) -> dict:
 
 
 def write_orders(leaf_files: Sequence[str | Path], leaves: Sequence[dict], run_dir: str | Path, *, seed: int,
-                 max_tokens: int, single_file: bool, window_items: int = WINDOW_ITEMS) -> dict:
+                 max_tokens: int, single_file: bool, window_items: int | None = None) -> dict:
     """Write every shard's order file from the leaf streams, as Ray tasks of at most ``window_items`` items.
 
     Returns ``{"n_shards", "sequences", "tokens", "shard_tokens"}`` for plan.json. A run whose leaves fit one window
@@ -418,6 +418,7 @@ def write_orders(leaf_files: Sequence[str | Path], leaves: Sequence[dict], run_d
     from curate.layout import RunLayout
     from curate.raytasks import get, remote_task
 
+    window_items = WINDOW_ITEMS if window_items is None else window_items  # read at call time (tests lower it)
     leaf_files = [str(f) for f in leaf_files]
     run_dir = str(run_dir)
     if sum(int(lf["sequences"]) for lf in leaves) <= window_items:
