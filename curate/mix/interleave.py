@@ -44,6 +44,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curate.io_utils import temp_path
+from curate.mix.core import interleave_ranks
 
 #: Items per window (and per shard-writing batch): 1M items are 32 MB of (n, 4) int64 rows; a window task peaked
 #: at about 160 MB of Python heap over it (tracemalloc, 500k-item windows: 85 MB, whatever the stream's length).
@@ -240,20 +241,8 @@ def plan_levels(leaves: Sequence[dict], *, seed: int, jitter: bool = True) -> _P
     total = int(tokens.sum())
     if total == 0:
         return plan
-    labels = np.unique(groups)
-    for g in labels[rng.permutation(labels.size)]:
-        ms = [int(m) for m in np.flatnonzero(groups == g) if tokens[m] > 0]
-        if not ms:
-            continue
-        ms = [ms[i] for i in rng.permutation(len(ms))]
-        t_g = int(tokens[ms].sum())
-        members = []
-        for m in ms:
-            share = tokens[m] / t_g
-            off = None
-            if jitter and len(ms) > 1:
-                off = rng.random() * 0.5 * (tokens[m] / sizes[m]) / share
-            members.append((m, share, off))
+    for members in interleave_ranks(tokens, sizes, groups, rng, jitter=jitter):
+        t_g = int(tokens[[m for m, _s, _o in members]].sum())
         plan.groups.append(members)
         plan.top.append((len(plan.groups) - 1, t_g / total))
     return plan
