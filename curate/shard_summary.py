@@ -47,7 +47,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curate.errors import CurateError
-from curate.io_utils import sha256_file
+from curate.io_utils import read_json, sha256_file
 from curate.layout import RunLayout
 from curate.raytasks import get, init_ray, remote_task
 
@@ -105,12 +105,26 @@ def _keys(lin: pa.Table, tokens: np.ndarray) -> tuple[list[list], np.ndarray, np
     return keys, key, tok, seqs, cols
 
 
+def _import_run_plugins(run_dir: Path) -> None:
+    """Import the run's ``plugins`` (recipe.json) in this worker, which may never have run a task of that run."""
+    import importlib
+
+    p = RunLayout(run_dir).recipe_json
+    try:
+        mods = (read_json(p).get("recipe") or {}).get("plugins") or []
+    except (OSError, ValueError, AttributeError):
+        return  # a damaged recipe.json is the audit's own finding, reported by the driver
+    for mod in mods:
+        importlib.import_module(mod)
+
+
 def summarize(run_dir: str, entry: dict, verify: bool, group_names: list[str],
               probe: dict | None) -> tuple[dict, dict | None]:
     """Pass 1 for one shard (a Ray task with two returns): its summary and its stream (module docstring)."""
     from curate.shard_formats import WRITERS, shard_formats
 
     run_dir = Path(run_dir)
+    _import_run_plugins(run_dir)  # a plugin's shard format is registered only where its module was imported
     violations: list[dict] = []
     summary: dict[str, Any] = {"name": entry.get("name"), "violations": violations, "ok": False}
     shard_dir = RunLayout(run_dir).shards_dir
