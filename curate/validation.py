@@ -172,7 +172,7 @@ def carve_for_mix(recipe, run_dir: Path, kept: pa.Table, doc_member: np.ndarray,
 
     Records the held-out documents in the mix ledger, writes the validation order and components files under
     ``work/mix/`` and returns ``(kept for train, its members, held rows as (uid, selected, reason) for
-    selected.parquet, the plan's validation entry)``; without validation sets, the inputs unchanged and None.
+    the per-partition selected files, the plan's validation entry)``; without validation sets, the inputs unchanged and None.
     """
     from curate.mix.core import ShortfallError, chunk_documents
 
