@@ -167,7 +167,7 @@ def _plan_balance(recipe: Recipe, scopes: list, rows: dict, samples: list, probl
     import pyarrow as pa
 
     from curate.balance import plan_scope
-    from curate.mix.task import assign_members, balance_values
+    from curate.mix.members import assign_members, balance_values
 
     got = [t for t, _ in samples if t is not None]
     hows = sorted({h for t, h in samples if t is not None})

@@ -192,7 +192,7 @@ def test_recipe_balance_errors_name_the_yaml_path(edit, path: str, needle: str) 
 
 
 def test_balance_values_follow_routing_first() -> None:
-    from curate.mix.task import assign_members, balance_values
+    from curate.mix.members import assign_members, balance_values
 
     r = _recipe(RECIPE)
     t = pa.table({"source": ["wiki", "wiki", "wiki", "cx", "cx", "web"], "subset": ["", "", "", "", "", "a"],

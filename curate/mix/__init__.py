@@ -4,6 +4,8 @@
   its window bound, achieved shares (numpy only; no files, no Ray).
 - :mod:`curate.mix.task`: ``mix``, the driver of the mix's Ray tasks (kept tables in, order files, ``selected``
   and the plan out), and its helpers (member assignment, balance values).
+- :mod:`curate.mix.members`: ``assign_members`` and ``balance_values`` (which member and balance value a kept
+  document counts toward; vectorized, shared by the prepare task and the planner).
 - :mod:`curate.mix.prepare`: ``prepare_partition`` (one task per partition) and the validation carve task.
 - :mod:`curate.mix.select`: ``select_leaf`` (one task per cell x hash range: token-exact selection, the leaf's
   stream file) and ``write_selected`` (one task per partition).
@@ -33,7 +35,8 @@ from curate.mix.core import (
     window_max_deviation,
 )
 from curate.mix.documents import write_documents
-from curate.mix.task import BALANCE_DROP, KEPT_COLUMNS, assign_members, balance_values, mix
+from curate.mix.members import assign_members, balance_values
+from curate.mix.task import BALANCE_DROP, KEPT_COLUMNS, mix
 
 __all__ = [
     "BALANCE_DROP", "KEPT_COLUMNS", "MemberPlan", "MixPlan", "ShortfallError", "achieved_shares", "assign_members",

@@ -74,7 +74,7 @@ def member_index(keys: list[str], doc_member: np.ndarray) -> np.ndarray:
 def prepare_partition(payload: dict[str, Any], run_dir: str, pid: int) -> dict[str, Any]:
     """Write partition ``pid``'s prepared rows; return its ledger (``to_list``) and its supply (:func:`supply_of`)."""
     from curate.dedup import has_removed, read_removed
-    from curate.mix.task import assign_members, balance_values
+    from curate.mix.members import assign_members, balance_values
 
     recipe = recipe_from_payload(payload)
     layout = RunLayout(Path(run_dir))

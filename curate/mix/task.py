@@ -58,6 +58,7 @@ import pyarrow.compute as pc
 from curate.io_utils import atomic_write_json
 from curate.layout import RunLayout
 from curate.ledger import Ledger
+from curate.mix.members import assign_members, balance_values
 from curate.mix.select import BALANCE_DROP
 from curate.pipeline import recipe_from_payload
 from curate.recipe import Recipe
@@ -257,26 +258,6 @@ def mix(payload: dict[str, Any], run_dir: str | Path, pids: list[int], *, rows_p
     return {"n_shards": plan_out["n_shards"], "tokens": plan_out["tokens"]}
 
 
-def balance_values(recipe: Recipe, kept: pa.Table, doc_member: np.ndarray,
-                   scopes: list | None = None) -> np.ndarray:
-    """The value each document is balanced under (None outside a balanced scope), vectorized.
-
-    A document counts toward its member first (``assign_members``, so ``route_by_lang`` applies), then its
-    scope's ``by`` column gives its value: ``lang`` (null = ``und``), ``subset`` or ``meta.<key>`` (null = ``-``).
-    """
-    from curate.balance import null_value
-
-    out = np.full(len(doc_member), None, dtype=object)
-    for _scope, _g, mkeys, b in (recipe.balance_scopes() if scopes is None else scopes):
-        col = b.by if b.meta_key is None else f"meta.{b.meta_key}"
-        vals = pc.fill_null(kept[col].cast(pa.string()), null_value(b.by))
-        if b.by == "subset":
-            vals = pc.if_else(pc.equal(vals, ""), null_value(b.by), vals)
-        at = np.isin(doc_member, mkeys)
-        out[at] = np.asarray(vals.to_numpy(zero_copy_only=False), dtype=object)[at]
-    return out
-
-
 def _plan_balance(recipe: Recipe, plan, scopes: list, cells: dict) -> tuple:
     """Split each balanced scope's planned tokens over its values; pooled members get their cells' sum."""
     import dataclasses
@@ -304,42 +285,3 @@ def _plan_balance(recipe: Recipe, plan, scopes: list, cells: dict) -> tuple:
                         if m.key in new_target else m for m in plan.members)
         plan = dataclasses.replace(plan, members=members)
     return plan, scope_plans
-
-
-def assign_members(recipe: Recipe, kept: pa.Table) -> np.ndarray:
-    """Member key of each document ("" when it counts toward no member), vectorized over the table.
-
-    A document's entry is ``source/subset`` when the mixture names it, else ``source``. It counts toward the
-    entry's home group, unless a ``route_by_lang`` rule matches its language and that rule's group lists the
-    entry too (e.g. non-English Wikipedia articles counted as multilingual).
-    """
-    named = {e for gc in recipe.mixture.values() for e in gc.sources}
-    src = np.asarray(kept["source"].to_pylist(), dtype=object)
-    sub = np.asarray(kept["subset"].to_pylist(), dtype=object)
-    with_sub = np.char.add(np.char.add(src.astype(str), "/"), sub.astype(str)).astype(object)
-    entry = np.where(np.isin(with_sub, list(named)) & (sub != ""), with_sub, src)
-    entry = np.where(np.isin(entry, list(named)), entry, "").astype(str)
-    if len(entry) == 0:
-        return np.zeros(0, dtype=object)
-    # few distinct entries: decide per distinct value, then broadcast
-    uniq, inv = np.unique(entry, return_inverse=True)
-    home = np.array([recipe.member_key(recipe.home_group(e), *_split(e)) if e else "" for e in uniq], dtype=object)
-    member = home[inv]
-    if recipe.route_by_lang:
-        from curate.lid_model import lang_group
-
-        routed = np.asarray(lang_group(kept["lang"], [r.as_rule() for r in recipe.route_by_lang]).to_pylist(),
-                            dtype=object)
-        for g, gc in recipe.mixture.items():
-            listed = np.array([u in gc.sources for u in uniq], dtype=bool)[inv]
-            hit = (routed == g) & listed
-            if hit.any():
-                keys = np.array([recipe.member_key(g, *_split(e)) if e in gc.sources else "" for e in uniq],
-                                dtype=object)
-                member[hit] = keys[inv[hit]]
-    return member
-
-
-def _split(entry: str) -> tuple[str, str | None]:
-    s, _, b = entry.partition("/")
-    return s, (b or None)

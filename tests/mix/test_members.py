@@ -1,4 +1,5 @@
-"""Member assignment and language routing (issues 5 and 8): which mixture member a document counts toward."""
+"""Member assignment and language routing (issues 5 and 8): which mixture member a document counts toward
+(curate.mix.members)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from curate.errors import RecipeError
-from curate.mix.task import assign_members
+from curate.mix.members import assign_members
 from curate.pipeline import parse_recipe
 
 RECIPE = {
@@ -74,3 +75,15 @@ def test_unmixed_subset_is_flagged_empty() -> None:
     r = _recipe(data)
     t = pa.table({"source": ["web", "web"], "subset": ["2020", "2021"], "lang": ["en", "en"]})
     assert assign_members(r, t).tolist() == ["web/2020", ""]
+
+
+def test_chunked_columns_null_subset_and_empty_table() -> None:
+    """Chunked kept columns (several row groups), a null subset and an empty table take the vectorized path."""
+    r = _recipe()
+    t = pa.Table.from_batches([
+        pa.record_batch({"source": ["web", "wiki"], "subset": ["a", None], "lang": ["en", "de"]}),
+        pa.record_batch({"source": ["nope", "web"], "subset": ["", "b"], "lang": ["en", "en"]}),
+    ])
+    assert t["source"].num_chunks == 2
+    assert assign_members(r, t).tolist() == ["web/a", "multilingual:wiki", "", "web/b"]
+    assert assign_members(r, t.slice(0, 0)).tolist() == []
