@@ -3,7 +3,7 @@
 - :mod:`curate.mix.core`: token targets per member, token-exact selection, chunking, the interleaving sort and
   its window bound, achieved shares (numpy only; no files, no Ray).
 - :mod:`curate.mix.task`: ``mix``, the driver of the mix's Ray tasks (kept tables in, order files, ``selected``
-  and the plan out), and its helpers (member assignment, balance values).
+  and the plan out).
 - :mod:`curate.mix.members`: ``assign_members`` and ``balance_values`` (which member and balance value a kept
   document counts toward; vectorized, shared by the prepare task and the planner).
 - :mod:`curate.mix.prepare`: ``prepare_partition`` (one task per partition) and the validation carve task.
