@@ -16,8 +16,14 @@ path                                        content (writer)
 ``.stats.json``, ``.done``                  ``.done`` marker written last (the per-partition processor)
 ``work/dedup/``                             ``removed/f<i>.parquet`` (one per input file) + ``removed/_index.json``,
                                             ``edges/b<r>.parquet``, ``done.json`` (dedup, :mod:`curate.dedup`)
-``work/mix/``                               ``plan.json``, ``selected.parquet``, ``ledger.json``,
-                                            ``shard_<i>.order.parquet`` (the mix plan)
+``work/mix/``                               ``plan.json``, ``ledger.json``, ``shard_<i>.order.parquet`` (the mix
+                                            plan); ``prepared/<key>.parquet`` (per partition: the mix's rows),
+                                            ``streams/c<c>_r<r>.parquet`` (per leaf: its selected sequences),
+                                            ``counts/c<c>_r<r>.parquet`` (per leaf: times each uid was selected),
+                                            ``leaves.json`` (every leaf's plan and entry),
+                                            ``selected/<key>.parquet`` (per partition: every kept document's
+                                            times selected or reason), ``validation.held.parquet``
+                                            (:mod:`curate.mix.task`)
 ``work/decontaminate/index.json``           what the decontamination index was built from (runner)
 ``shards/<name>.*``                         the shards, their ``.json`` done markers, ``.lineage.parquet``
 ``documents/<key>.parquet``                 the documents table of a partition (the mix)
@@ -205,8 +211,35 @@ class RunLayout:
         return self.mix_dir / "plan.json"
 
     @property
-    def mix_selected(self) -> Path:
-        return self.mix_dir / "selected.parquet"
+    def mix_selected_dir(self) -> Path:
+        """``work/mix/selected/``: one ``<key>.parquet`` per partition (uid, selected, reason)."""
+        return self.mix_dir / "selected"
+
+    def mix_selected(self, key: str | int) -> Path:
+        """Partition ``key``'s (or pid's) kept documents: times each was selected, or why never."""
+        return self.mix_selected_dir / f"{key if isinstance(key, str) else part_key(key)}.parquet"
+
+    def mix_prepared(self, key: str | int) -> Path:
+        """Partition ``key``'s rows as the select tasks read them (``curate.mix.prepare``)."""
+        return self.mix_dir / "prepared" / f"{key if isinstance(key, str) else part_key(key)}.parquet"
+
+    def mix_stream(self, cell: int, r: int) -> Path:
+        """The selected sequences of leaf (cell, range) in selection order (``curate.mix.select``)."""
+        return self.mix_dir / "streams" / f"c{cell:05d}_r{r:05d}.parquet"
+
+    def mix_counts(self, cell: int, r: int) -> Path:
+        """Times each uid of leaf (cell, range) was selected (uids selected at least once; sorted by uid)."""
+        return self.mix_dir / "counts" / f"c{cell:05d}_r{r:05d}.parquet"
+
+    @property
+    def mix_leaves(self) -> Path:
+        """Every leaf of the mix: its cell, range, member, value, buckets, target, seed and entry (the driver)."""
+        return self.mix_dir / "leaves.json"
+
+    @property
+    def mix_held(self) -> Path:
+        """The validation documents and their near-duplicates (``curate.mix.task``, with ``validation:``)."""
+        return self.mix_dir / "validation.held.parquet"
 
     def order(self, i: int) -> Path:
         """The documents of shard ``i`` in shard order (written by the mix plan, read by the shard writer)."""

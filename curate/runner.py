@@ -6,7 +6,7 @@ Phases (each resumable; a file's presence means it is complete, see ``curate.io_
                ingest → license → langid → quality → decontaminate → tokenize
                                                                       work/parts/<key>.{docs,kept,tok,ledger,done}
     dedup      Ray tasks: exact + MinHash LSH across all sources      work/dedup/removed/f<i>.parquet
-    mix        one Ray task: token-proportional selection and interleaving over the small ``kept`` tables
+    mix        Ray tasks per partition and per (cell, hash range): token-exact selection; one for the interleave
                                                                       work/mix/{plan.json, shard_NNNNN.order.parquet}
     shards     Ray tasks, one per shard: each shards.format + lineage shards/<name>_NNNNN.{bin,idx,lineage.parquet,json}
                                                                       and shards/{olmo,datatrove,mds}/...
@@ -490,10 +490,8 @@ def run_mix(ray, recipe: Recipe, run_dir: Path, parts: list[Partition], progress
     if not plan_path.exists():
         from curate.mix.task import mix
 
-        # max_calls=1: the worker exits after the mix, so the memory it held (one process over every kept table)
-        # goes back to the OS instead of staying in a pooled worker that then runs the bounded shard tasks
-        remote = remote_task(mix, max_calls=1)
-        _ray_get(remote.remote(payload_for(recipe), str(run_dir), [p.pid for p in parts]))
+        # the driver schedules the mix's bounded Ray tasks (curate.mix.task) and holds their summaries only
+        mix(payload_for(recipe), str(run_dir), [p.pid for p in parts])
     progress.update(task, completed=1)
     return read_json(plan_path)
 

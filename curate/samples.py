@@ -238,7 +238,7 @@ def _fates(run_dir: Path, uids: pa.Array) -> tuple[pa.Array, pa.Array]:
     """(stage, reason) after dedup and mix of kept documents ``uids``; null where they are still kept."""
     n = len(uids)
     stage, reason = pa.nulls(n, pa.string()), pa.nulls(n, pa.string())
-    dedup_dir, sel_p = RunLayout(run_dir).dedup_dir, RunLayout(run_dir).mix_selected
+    dedup_dir, sel_p = RunLayout(run_dir).dedup_dir, RunLayout(run_dir).mix_selected_dir
     if n == 0:
         return stage, reason
     flt = [("uid", "in", uids.to_pylist())]

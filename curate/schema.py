@@ -94,7 +94,8 @@ def kept_schema(meta_keys: list[str], *, dedup: bool, bands: int | None) -> pa.S
 
 
 #: A shard's documents in shard order: ``work/mix/shard_NNNNN.order.parquet``, written by the mix plan
-#: (``curate.mix.task.mix``), read by the shard writer. One row per sequence: ``seq`` its position in the shard,
+#: (``curate.mix.interleave.write_orders``), read by the shard writer. One row per sequence: ``seq`` its position in the
+#: mixture (global, not within the shard),
 #: ``uid``/``pid`` the document and its partition, ``tok_offset`` its first id in ``work/parts/<key>.tok``,
 #: ``ntok`` the ids of this sequence without the end-of-document id, ``tokens`` with it, ``epoch`` the pass over
 #: the member's supply, ``chunk`` the piece of a document cut at ``max_doc_tokens`` (0 otherwise), then the

@@ -191,7 +191,8 @@ def reference(tmp_path_factory, ray_session) -> dict:
 # ---------------------------------------------------------------------------- kill -9 and resume
 @pytest.mark.slow
 def test_sigkill_at_four_points_then_resume_is_byte_identical_10(reference, tmp_path) -> None:
-    """SIGKILL ``curate run`` during ingest, later partitions, dedup and shard writing; each rerun resumes."""
+    """SIGKILL ``curate run`` during ingest, later partitions, dedup, the mix's tasks and shard writing; each rerun
+    resumes."""
     out = tmp_path / "run"
     log = tmp_path / "run.log"
     parts = out / "work" / "parts"
@@ -200,11 +201,13 @@ def test_sigkill_at_four_points_then_resume_is_byte_identical_10(reference, tmp_
     def done_count() -> int:
         return len(list(parts.glob("*.done"))) if parts.is_dir() else 0
 
-    dedup = out / "work" / "dedup"
+    dedup, mixd = out / "work" / "dedup", out / "work" / "mix"
     points: list[tuple[str, Callable[[], bool]]] = [
         ("ingest", lambda: done_count() >= 1),
         ("later partitions", lambda: done_count() >= n_parts // 2 + 1),
         ("dedup", lambda: dedup.is_dir() and not (dedup / "done.json").exists()),
+        # inside the mix's tasks: some partitions prepared or leaves selected, the plan (its done marker) not yet
+        ("mix", lambda: mixd.is_dir() and any(mixd.glob("*/*.parquet")) and not (mixd / "plan.json").exists()),
         ("shards", lambda: (out / "shards").is_dir() and any((out / "shards").glob("*.json"))),
     ]
     report = []

@@ -1,9 +1,14 @@
-"""The mixer as a package: the pure core, the ``mix`` Ray task and the documents table.
+"""The mixer as a package: the pure core, the mix's Ray tasks and their driver, and the documents table.
 
 - :mod:`curate.mix.core`: token targets per member, token-exact selection, chunking, the interleaving sort and
   its window bound, achieved shares (numpy only; no files, no Ray).
-- :mod:`curate.mix.task`: the ``mix`` Ray task (kept tables in, order files, ``selected`` and the plan out) and
-  its helpers (member assignment, balance values).
+- :mod:`curate.mix.task`: ``mix``, the driver of the mix's Ray tasks (kept tables in, order files, ``selected``
+  and the plan out), and its helpers (member assignment, balance values).
+- :mod:`curate.mix.prepare`: ``prepare_partition`` (one task per partition) and the validation carve task.
+- :mod:`curate.mix.select`: ``select_leaf`` (one task per cell x hash range: token-exact selection, the leaf's
+  stream file) and ``write_selected`` (one task per partition).
+- :mod:`curate.mix.interleave`: ``write_orders``, the leaf streams interleaved into the shard order files in bounded
+  key windows (exactly ``core.interleave``'s order, one Ray task per window and per shard).
 - :mod:`curate.mix.documents`: ``write_documents``, the final status of every input record of a partition.
 - :mod:`curate.mix.writer`: ``write_shard``, one Ray task per shard: the order file in bounded tables, every
   format of ``shards.format``, lineage and the shard's manifest entry.

@@ -616,6 +616,33 @@ def _check_streams(member_streams: Sequence[np.ndarray], member_groups: Sequence
     return streams
 
 
+def interleave_ranks(tokens: np.ndarray, sizes: np.ndarray, groups: np.ndarray, rng: np.random.Generator, *,
+                     jitter: bool = True) -> list[list[tuple[int, Any, Any]]]:
+    """The seeded schedule of :func:`interleave`: per group in rank order, ``(member, share, jitter offset)``.
+
+    Groups come in a seeded permutation (the empty ones skipped), members of a group in a seeded permutation, each
+    with its share of the group's tokens and, with ``jitter`` and more than one member, a seeded phase of up to half
+    its mean sequence (None otherwise). :mod:`curate.mix.interleave` draws the same schedule for its key windows.
+    """
+    out = []
+    labels = np.unique(groups)
+    for g in labels[rng.permutation(labels.size)]:
+        ms = [int(m) for m in np.flatnonzero(groups == g) if tokens[m] > 0]
+        if not ms:
+            continue
+        ms = [ms[i] for i in rng.permutation(len(ms))]
+        t_g = int(tokens[ms].sum())
+        members = []
+        for m in ms:
+            share = tokens[m] / t_g
+            off = None
+            if jitter and len(ms) > 1:
+                off = rng.random() * 0.5 * (tokens[m] / sizes[m]) / share
+            members.append((m, share, off))
+        out.append(members)
+    return out
+
+
 def interleave(member_streams: Sequence[np.ndarray], member_groups: Sequence[int], *, seed: int,
                jitter: bool = True) -> np.ndarray:
     """Merge the members' selected documents into one output order that keeps the composition everywhere.
@@ -657,20 +684,14 @@ def interleave(member_streams: Sequence[np.ndarray], member_groups: Sequence[int
     # concatenating in rank order and sorting stably does it (faster than a second sort key, and a
     # per-document random tie-break would let two equal groups emit A B B A instead of A B A B).
     g_member, g_pos, g_key = [], [], []
-    labels = np.unique(groups)
-    for g in labels[rng.permutation(labels.size)]:
-        ms = [int(m) for m in np.flatnonzero(groups == g) if tokens[m] > 0]
-        if not ms:
-            continue
-        ms = [ms[i] for i in rng.permutation(len(ms))]
+    sizes = np.array([s.size for s in streams], dtype=np.int64)
+    for members in interleave_ranks(tokens, sizes, groups, rng, jitter=jitter):
+        ms = [m for m, _share, _off in members]
         t_g = int(tokens[ms].sum())
         keys = []
-        for m in ms:
-            share = tokens[m] / t_g
+        for m, share, off in members:
             k = _midpoint_keys(streams[m], share)
-            if jitter and len(ms) > 1:
-                k = k + rng.random() * 0.5 * (tokens[m] / streams[m].size) / share
-            keys.append(k)
+            keys.append(k if off is None else k + off)
         order = np.argsort(np.concatenate(keys), kind="stable")
         mem = np.concatenate([np.full(streams[m].size, m, dtype=np.int64) for m in ms])[order]
         pos = np.concatenate([np.arange(streams[m].size, dtype=np.int64) for m in ms])[order]

@@ -1,8 +1,8 @@
 """The documents table: the final status of every input record of one partition (one Ray task per partition).
 
 ``write_documents`` starts from the partition's ``work/parts/<key>.docs.parquet`` (status after the filters) and
-applies the dedup decision (``work/dedup/removed.parquet``) and the mix decision (``work/mix/selected.parquet``,
-written by :mod:`curate.mix.task`) by uid lookup, then appends the quarantined records::
+applies the dedup decision (``work/dedup/removed.parquet``) and the mix decision (``work/mix/selected/<key>.parquet``,
+written by :mod:`curate.mix.select`) by uid lookup, then appends the quarantined records::
 
     documents/<key>.parquet   the docs columns with status (kept / dropped / validation / quarantined), stage,
                               reason, dup_of (the surviving duplicate's uid), selected (times written); sorted
@@ -32,7 +32,6 @@ def write_documents(run_dir: str, key: str, pid: int) -> int:
     run_dir = Path(run_dir)
     files = RunLayout(run_dir).part(key)
     docs = pq.read_table(files.docs)
-    window = [("uid", ">=", pid << 32), ("uid", "<", (pid + 1) << 32)]
     if docs.num_rows and "status" in docs.column_names:
         docs = docs.sort_by("uid")
         from curate.dedup import has_removed, read_removed
@@ -43,7 +42,7 @@ def write_documents(run_dir: str, key: str, pid: int) -> int:
         else:
             rem = pa.table({"uid": pa.array([], pa.int64()), "reason": pa.array([], pa.string()),
                             "dup_of": pa.array([], pa.int64())})
-        sel = pq.read_table(RunLayout(run_dir).mix_selected, filters=window)
+        sel = pq.read_table(RunLayout(run_dir).mix_selected(key))
         at_rem = pc.index_in(docs["uid"], value_set=rem["uid"])
         at_sel = pc.index_in(docs["uid"], value_set=sel["uid"])
         kept = pc.equal(docs["status"], "kept")
