@@ -20,11 +20,15 @@ while documents that share sentences give the LSH step real candidate pairs. The
 
 Reported per size (``bench/results/scale.json``): documents, text MB, wall seconds (Ray start excluded and
 included), and the peak RSS of every process kind: the driver, each Ray task or actor method by its process title
-(``ray::_lsh_reduce``, ``ray::PartitionActor.process``, ...), Ray's daemons. ``growth`` is, per process kind, the
-ratio of its peak between consecutive sizes (4x documents each): the #16 target is <= 1.3 for every kind but the
-partition actors, whose memory must follow one partition. Caveat of the method: a Ray worker process runs many
-tasks in turn, so a peak is attributed to the title the process had when it was sampled; a worker keeps memory
-freed by a previous task only where the allocator did not return it (large numpy/Arrow buffers are returned).
+(``ray::_lsh_reduce``, ``ray::PartitionActor.process``, ...), pooled workers between tasks (``idle_worker``), Ray's
+daemons and agents (``ray_system``); ``peak_anon_mb`` the same of anonymous memory only (RSS less its file-backed
+and shared pages: memory-mapped ``.tok`` files and libraries are page cache, not the process's own). ``growth``
+(``growth_anon``) is, per process kind, the ratio of its peak between consecutive sizes (4x documents each): the
+#16 target is <= 1.3 for every kind but the partition actors, whose memory must follow one partition. Caveat of
+the method: a Ray worker process runs many tasks in turn, so a peak is attributed to the title the process had
+when it was sampled, and a task starts from what the worker's allocators kept of the earlier tasks' memory
+(curate's tasks give theirs back when they end, :func:`curate.raytasks.release_memory`; before that an idle
+pooled worker held 479 MB of anonymous memory at 1M documents, mostly pyarrow's mimalloc pool).
 
 Run::
 
@@ -53,8 +57,11 @@ from bench import pipeline as bp
 #: rows per input file: each file is one partition (< curate.sources.PARQUET_SPLIT_BYTES on disk)
 DOCS_PER_FILE = 100_000
 SOURCES = (("refinedweb.parquet", "content"), ("wikipedia.parquet", "text"))
-#: process titles of Ray's own processes (not curate's tasks): agents and pooled workers waiting for a task
-RAY_OWN = {"IDLE", "DashboardAgent", "RuntimeEnvAgent", "idle"}
+#: process titles of Ray's own per-node agents (not curate's tasks): part of Ray's footprint
+RAY_OWN = {"DashboardAgent", "RuntimeEnvAgent"}
+#: the title of a pooled Ray worker between tasks: what it holds is what the tasks it ran left behind, so it is
+#: its own kind (``idle_worker``), not Ray's footprint (until session 7 it was counted in ``ray_system``)
+RAY_IDLE = {"IDLE", "idle"}
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
@@ -112,13 +119,18 @@ def build(n_docs: int, *, seed: int = 0, root: Path | None = None, tokenizer: st
     return out
 
 
-def _kinds(mem: dict[str, Any]) -> dict[str, float]:
-    """Peak MB of every process kind: the driver, each Ray task/actor title, Ray's daemons (largest one)."""
-    one = mem.get("max_one_mb", {})
+def _kinds(mem: dict[str, Any], *, anon: bool = False) -> dict[str, float]:
+    """Peak MB of every process kind: the driver, each Ray task/actor title, pooled workers between tasks
+    (``idle_worker``), Ray's daemons and agents (``ray_system``, the largest one). ``anon``: of anonymous memory
+    only (RSS less file-backed and shared pages)."""
+    sfx = "_anon_mb" if anon else "_mb"
+    one = mem.get("max_one" + sfx, {})
     out = {"driver": one.get("driver", 0.0), "ray_system": one.get("ray_system", 0.0)}
-    for title, mb in mem.get("ray_task_max_mb", {}).items():
-        if title in RAY_OWN:  # Ray's own per-node agents and idle pooled workers: part of Ray's footprint
+    for title, mb in mem.get("ray_task_max" + sfx, {}).items():
+        if title in RAY_OWN:
             out["ray_system"] = max(out["ray_system"], mb)
+        elif title in RAY_IDLE:
+            out["idle_worker"] = max(out.get("idle_worker", 0.0), mb)
         else:
             out[title] = mb
     return dict(sorted(out.items()))
@@ -139,7 +151,8 @@ def bench_scale(sizes: list[int], *, cores: int = 2, seed: int = 0, root: Path |
         rows.append({"docs": n, "text_mb": info["text_mb"], "files": info["files"], "build_s": round(build_s, 1),
                      "wall_s": r["wall_s"], "run_s": r["run_s"], "ray_start_s": r["ray_start_s"],
                      "phases_s": r["phases_s"], "tokens": r["tokens"], "shards": r["shards"],
-                     "peak_mb": _kinds(r["memory"]), "cpu_s": r["memory"]["cpu_s"],
+                     "peak_mb": _kinds(r["memory"]), "peak_anon_mb": _kinds(r["memory"], anon=True),
+                     "cpu_s": r["memory"]["cpu_s"],
                      "load_before": [round(x, 2) for x in load], "load_after": [round(x, 2) for x in os.getloadavg()]})
         shutil.rmtree(w / "scale_run", ignore_errors=True)
         print(f"[scale] {n:,} docs ({info['text_mb']} MB): {r['wall_s']:.0f} s; "
@@ -150,14 +163,18 @@ def bench_scale(sizes: list[int], *, cores: int = 2, seed: int = 0, root: Path |
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Growth of each process kind's peak between consecutive sizes, and whether #16's targets hold."""
-    growth: dict[str, list[float | None]] = {}
-    kinds = sorted({k for r in rows for k in r["peak_mb"]})
-    for k in kinds:
-        g = []
-        for a, b in zip(rows, rows[1:]):
-            lo, hi = a["peak_mb"].get(k), b["peak_mb"].get(k)
-            g.append(round(hi / lo, 2) if lo and hi else None)
-        growth[k] = g
+    def growth_of(col: str) -> dict[str, list[float | None]]:
+        out: dict[str, list[float | None]] = {}
+        for k in sorted({k for r in rows for k in r.get(col, {})}):
+            g = []
+            for a, b in zip(rows, rows[1:]):
+                lo, hi = a.get(col, {}).get(k), b.get(col, {}).get(k)
+                g.append(round(hi / lo, 2) if lo and hi else None)
+            out[k] = g
+        return out
+
+    growth = growth_of("peak_mb")
+    kinds = sorted(growth)
     doc_ratio = [round(b["docs"] / a["docs"], 2) for a, b in zip(rows, rows[1:])]
     wall_ratio = [round(b["run_s"] / a["run_s"], 2) for a, b in zip(rows, rows[1:])]
     actors = {k for k in kinds if k.startswith("PartitionActor")}
@@ -167,6 +184,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     largest = [max(((k, v) for k, v in r["peak_mb"].items() if k not in actors and k != "ray_system"),
                    key=lambda kv: kv[1]) for r in rows]
     return {"doc_ratio": doc_ratio, "wall_ratio": wall_ratio, "growth": growth,
+            "growth_anon": growth_of("peak_anon_mb"),
             "largest_non_actor": [{"kind": k, "mb": v} for k, v in largest],
             "largest_growth": [round(b[1] / a[1], 2) for a, b in zip(largest, largest[1:])],
             "worst_kind": {"kind": worst[0], "growth": worst[1]},

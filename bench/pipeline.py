@@ -86,6 +86,10 @@ class TreeSampler:
         self.peak: dict[str, int] = {}
         self.peak_one: dict[str, int] = {}
         self.peak_task: dict[str, int] = {}  # Ray worker peak RSS by process title (task or actor method)
+        # the same peaks of anonymous memory only (RSS less its file-backed and shared-memory pages: mapped .tok
+        # files, libraries, the object store's pages), which is what a process holds itself
+        self.peak_one_anon: dict[str, int] = {}
+        self.peak_task_anon: dict[str, int] = {}
         self.samples = 0
         self.cpu: dict[int, float] = {}  # last seen user+system seconds per process
         self._stop = threading.Event()
@@ -110,7 +114,8 @@ class TreeSampler:
             sums: dict[str, int] = {}
             for p in procs:
                 try:
-                    rss = p.memory_info().rss
+                    mi = p.memory_info()
+                    rss, anon = mi.rss, mi.rss - getattr(mi, "shared", 0)  # Linux: shared = RssFile + RssShmem
                     ct = p.cpu_times()
                     self.cpu[p.pid] = ct.user + ct.system
                 except psutil.Error:
@@ -118,6 +123,7 @@ class TreeSampler:
                 k = _kind(p, self.root.pid)
                 sums[k] = sums.get(k, 0) + rss
                 self.peak_one[k] = max(self.peak_one.get(k, 0), rss)
+                self.peak_one_anon[k] = max(self.peak_one_anon.get(k, 0), anon)
                 if k == "ray_worker":
                     # the process title names what the worker runs now: ray::PartitionActor.process, ray::mix, ...
                     try:
@@ -125,6 +131,7 @@ class TreeSampler:
                     except (psutil.Error, IndexError):
                         title = "?"
                     self.peak_task[title] = max(self.peak_task.get(title, 0), rss)
+                    self.peak_task_anon[title] = max(self.peak_task_anon.get(title, 0), anon)
             sums["total"] = sum(v for k, v in sums.items() if k != "gone")
             for k, v in sums.items():
                 self.peak[k] = max(self.peak.get(k, 0), v)
@@ -132,14 +139,18 @@ class TreeSampler:
             self._stop.wait(self.interval)
 
     def summary(self) -> dict[str, Any]:
-        """Peak MB per process kind: summed over the kind (``sum``) and of its largest process (``max_one``);
+        """Peak MB per process kind: summed over the kind (``sum``) and of its largest process (``max_one``), and
+        the largest process's peak of anonymous memory (``max_one_anon``, ``ray_task_max_anon``: RSS less the
+        file-backed and shared pages, e.g. memory-mapped ``.tok`` files and the object store);
         ``cpu_s``: user+system seconds of every process of the tree as last sampled (a process that ends loses
         at most one interval)."""
         mb = 1e6
         return {"samples": self.samples, "cpu_s": round(sum(self.cpu.values()), 2), "processes": len(self.cpu),
                 "sum_mb": {k: round(v / mb, 1) for k, v in sorted(self.peak.items()) if k != "gone"},
                 "max_one_mb": {k: round(v / mb, 1) for k, v in sorted(self.peak_one.items()) if k != "gone"},
-                "ray_task_max_mb": {k: round(v / mb, 1) for k, v in sorted(self.peak_task.items())}}
+                "ray_task_max_mb": {k: round(v / mb, 1) for k, v in sorted(self.peak_task.items())},
+                "max_one_anon_mb": {k: round(v / mb, 1) for k, v in sorted(self.peak_one_anon.items()) if k != "gone"},
+                "ray_task_max_anon_mb": {k: round(v / mb, 1) for k, v in sorted(self.peak_task_anon.items())}}
 
 
 def _run_child(args: list[str], *, log: Path, timeout: float | None) -> tuple[int, float, dict[str, Any]]:

@@ -398,12 +398,21 @@ def _scale(r: dict[str, Any] | None) -> list[str]:
         return []
     rows = r["rows"]
     kinds = sorted({k for x in rows for k in x["peak_mb"]}, key=lambda k: -max(x["peak_mb"].get(k, 0) for x in rows))
-    head = ["| process | " + " | ".join(f"{x['docs'] / 1e6:g}M docs MB" for x in rows) + " | growth per step |",
+    anon = all("peak_anon_mb" in x for x in rows)  # since session 7: anonymous memory (RSS less file/shared pages)
+
+    def cell(x: dict, k: str) -> str:
+        return _f(x["peak_mb"].get(k), 0) + (f" ({_f(x['peak_anon_mb'].get(k), 0)})" if anon else "")
+
+    unit = "MB RSS (anon)" if anon else "MB"
+    head = ["| process | " + " | ".join(f"{x['docs'] / 1e6:g}M docs {unit}" for x in rows) + " | growth per step |",
             "|" + "---|" * (len(rows) + 2)]
     for k in kinds:
         g = r["growth"].get(k) or []
-        head.append(f"| `{k}` | " + " | ".join(_f(x["peak_mb"].get(k), 0) for x in rows) + " | "
-                    + ", ".join("-" if v is None else f"{v:.2f}x" for v in g) + " |")
+        ga = (r.get("growth_anon") or {}).get(k) or [] if anon else []
+        head.append(f"| `{k}` | " + " | ".join(cell(x, k) for x in rows) + " | "
+                    + ", ".join("-" if v is None else f"{v:.2f}x" for v in g)
+                    + (" (anon " + ", ".join("-" if v is None else f"{v:.2f}x" for v in ga) + ")" if ga else "")
+                    + " |")
     walls = ["| documents | text MB | partitions | wall s | run s (no Ray start) | tokens | load before / after |",
              "|---|---|---|---|---|---|---|"]
     for x in rows:
@@ -415,7 +424,9 @@ def _scale(r: dict[str, Any] | None) -> list[str]:
             "`python -m bench scale` (issue 16): corpora of tiny documents (3 real sentences each, drawn from the "
             "RefinedWeb and Wikipedia samples; one `parquet` source of 100k-document files, exact + MinHash dedup, "
             "one group), each run in a child process whose whole process tree is sampled for RSS every 0.2 s. A "
-            "Ray worker runs many tasks in turn: its peak is charged to the task it was running when sampled.", "",
+            "Ray worker runs many tasks in turn: its peak is charged to the task it was running when sampled; "
+            "`idle_worker` is a pooled worker between tasks. In brackets: anonymous memory (RSS less file-backed "
+            "and shared pages, such as memory-mapped `.tok` files), where measured.", "",
             *walls, "", *head, "",
             f"Largest process other than the partition actors, per size: {largest}; growth per 4x documents "
             f"{', '.join(f'{v:.2f}x' for v in r['largest_growth'])} (target <= 1.3x: {met}). Wall time grows "

@@ -10,10 +10,18 @@
 - :func:`get` waits for results and turns a Ray task error back into the :class:`~curate.errors.CurateError`
   raised inside (a bad input file, a recipe problem) or the matching ``OutputError`` (disk full), so the CLI
   prints curate's message, not a remote traceback.
+- Every task gives the memory it freed back to the OS when it ends (:func:`release_memory`): Ray pools its
+  workers, so a worker runs many tasks in turn (dedup reduces, then shard writers, then audit summaries), and
+  pyarrow's allocator (mimalloc) keeps what a task freed for the next allocation. Measured: 250 MB of
+  freed Arrow buffers stayed in a process until ``release_unused()``, and in the scale bench an idle pooled
+  worker held 479 MB of anonymous memory at 1M documents; the next task, whatever its own size, started from there.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import logging
 import os
 from collections.abc import Callable
@@ -27,10 +35,50 @@ ACTOR_OPTIONS: dict[str, Any] = {"num_cpus": 1, "max_restarts": -1, "max_task_re
 
 
 def remote_task(fn: Callable, **options: Any):
-    """``fn`` as a Ray remote function under the task policy (``options`` override it)."""
+    """``fn`` as a Ray remote function under the task policy (``options`` override it); it releases its freed
+    memory when it ends (:func:`releasing`)."""
     import ray
 
-    return ray.remote(**{**TASK_OPTIONS, **options})(fn)
+    return ray.remote(**{**TASK_OPTIONS, **options})(releasing(fn))
+
+
+def _libc_malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim`` (None elsewhere: musl, macOS)."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+_MALLOC_TRIM = _libc_malloc_trim()
+
+
+def release_memory() -> None:
+    """Return the memory this process has freed but its allocators still hold to the OS.
+
+    pyarrow's default pool (mimalloc in the wheels) keeps freed buffers for reuse
+    (``MemoryPool.release_unused``), and glibc keeps freed heap pages of numpy and Python
+    (``malloc_trim(0)``). Nothing that is still referenced moves; a few ms per call.
+    """
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
+def releasing(fn: Callable) -> Callable:
+    """``fn`` that calls :func:`release_memory` when it returns or raises; same name, so a Ray worker's process
+    title (``ray::write_shard``) and the task's name in Ray's state API stay ``fn``'s."""
+
+    @functools.wraps(fn)
+    def task(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            release_memory()
+
+    return task
 
 
 def unwrap(e: Exception) -> Exception:

@@ -932,6 +932,7 @@ class SequenceGather:
     bytes written, do not depend on how the order was read. Rows short of a full batch wait for the next
     :meth:`add`; :meth:`finish` writes them. A batch is gathered with one fancy index per partition
     (no per-sequence Python); a sequence longer than :data:`GATHER_TOKENS` goes to the writers in pieces.
+    The ``.tok`` maps live for one batch (or one piece) only (:meth:`unmap`).
     """
 
     def __init__(self, ws, run_dir: Path, plan: dict, *, where: str, rows: int | None = None,
@@ -943,6 +944,7 @@ class SequenceGather:
         self.tok_dtype = token_dtype(plan["vocab_size"])  # the partitions' .tok files (fmt None)
         self.layout = RunLayout(run_dir)
         self.maps: dict[int, np.ndarray] = {}
+        self.tok_files: dict[int, tuple[str, int]] = {}
         self.pending: pa.Table | None = None
         self.seq = 0  # sequences handed to the writers so far
 
@@ -950,9 +952,11 @@ class SequenceGather:
         """Partition ``pid``'s ``.tok`` ids, memory-mapped; ``ends`` (token offsets the batch reads up to) must
         lie inside it, else the order and the partition disagree: a :class:`ShardError` naming both."""
         if pid not in self.maps:
-            f = self.layout.part(pid).tok
-            self.maps[pid] = (np.memmap(f, dtype=self.tok_dtype, mode="r") if f.stat().st_size
-                              else np.zeros(0, self.tok_dtype))
+            if pid not in self.tok_files:  # path and size once per partition: it is mapped again every batch
+                f = self.layout.part(pid).tok
+                self.tok_files[pid] = (str(f), f.stat().st_size)
+            f, size = self.tok_files[pid]
+            self.maps[pid] = np.memmap(f, dtype=self.tok_dtype, mode="r") if size else np.zeros(0, self.tok_dtype)
         mm = self.maps[pid]
         if ends.size and int(ends.max()) > mm.size:
             msg = (f"{self.where}: the order reads token {int(ends.max())} of {self.layout.part(pid).tok}, which "
@@ -990,14 +994,25 @@ class SequenceGather:
         for s, e in cuts:
             if e == s + 1 and ntok[s] > self.tokens:  # one long document, in pieces
                 n, p, o = int(ntok[s]), int(pid[s]), int(off[s])
-                mm = self._map(p, np.array([o + n]))
                 for a in range(0, n, self.tokens):
-                    ids = np.asarray(mm[o + a:o + min(a + self.tokens, n)])
+                    # a fresh map per piece (its view lives while the writers take the piece): a document of any
+                    # length keeps at most one piece of its pages mapped
+                    ids = self._map(p, np.array([o + n]))[o + a:o + min(a + self.tokens, n)]
+                    self.unmap()
                     self.ws.add(SeqBatch.of_piece(ids, ntok=n, start=a, meta=meta.slice(s, 1), seq=self.seq, **kw))
+                    del ids
             else:
                 flat = self._gather(pid[s:e], off[s:e], ntok[s:e])
                 self.ws.add(SeqBatch(flat, ntok[s:e], meta=meta.slice(s, e - s), first_seq=self.seq, **kw))
             self.seq += e - s
+            self.unmap()
+
+    def unmap(self) -> None:
+        """Drop the memory maps (after each batch): the pages a map has read count in this process's RSS
+        until it is unmapped (page cache then, shared and reclaimable), and a shard reads scattered documents
+        of every partition, so kept maps grew to every ``.tok`` of the run (314 MB of file-backed RSS at 1M
+        scale-bench documents, one shard). Mapping again costs one ``mmap`` per partition and batch."""
+        self.maps.clear()
 
     def _gather(self, pid: np.ndarray, off: np.ndarray, ntok: np.ndarray) -> np.ndarray:
         """The ids of sequences ``(pid, off, ntok)`` back to back: per partition one index array and one take.
@@ -1046,10 +1061,12 @@ def lineage_table(order: pa.Table, name: str) -> pa.Table:
     return lineage.add_column(0, "shard", pa.array([name] * lineage.num_rows, pa.string()))
 
 
-#: Rows per row group of a lineage file: ``pq.write_table``'s default, so a lineage written a batch at a time has
-#: the bytes of one written whole. The rows of one row group are buffered (about 100 bytes a row, twice that while
-#: they are combined into one table: 200 MB for a shard of more than 2**20 sequences, whatever its size beyond).
-LINEAGE_ROW_GROUP = 1 << 20
+#: Rows per row group of a lineage file. The rows of one row group are buffered (about 100 bytes a row, twice that
+#: while they are combined into one table): 2**16 rows hold about 13 MB, whatever the shard size. (It was
+#: ``pq.write_table``'s default of 2**20, 200 MB buffered once a shard passes a million sequences; the scale bench's
+#: 50M-token shards of tiny documents have about 500k.) A lineage of more rows than this is no longer byte-identical
+#: to one written whole with ``pq.write_table``'s defaults, only to one written with ``row_group_size`` this.
+LINEAGE_ROW_GROUP = 1 << 16
 
 #: The shard entry's aggregates of the lineage: entry key -> the lineage columns it groups by
 AGGREGATES = {"by_group": ("group",), "by_source": ("source", "subset"),
@@ -1061,7 +1078,8 @@ class LineageWriter:
 
     Rows go to a ``pq.ParquetWriter`` on the file's temporary name (:func:`curate.io_utils.temp_path`), one
     row group of :data:`LINEAGE_ROW_GROUP` rows at a time, and :meth:`close` renames it into place: the bytes
-    are those of ``atomic_write_parquet(path, lineage_table(order, name))``. :attr:`aggregates` (the entry's
+    are those of ``pq.write_table(lineage_table(order, name), row_group_size=LINEAGE_ROW_GROUP,
+    compression="zstd")``. :attr:`aggregates` (the entry's
     ``by_group``, ``by_source``, ``by_license``) are summed per batch; they hold one row per distinct key.
     """
 

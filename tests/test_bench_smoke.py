@@ -172,3 +172,44 @@ def test_scale_summary_judges_growth_of_the_largest_process():
     grows = summarize([row(1_000_000, {"driver": 300, "mix": 500}), row(4_000_000, {"driver": 320, "mix": 1_400})])
     assert not grows["target_met"] and grows["worst_kind"] == {"kind": "mix", "growth": 2.8}
     assert grows["doc_ratio"] == [4.0] and grows["wall_ratio"] == [4.0]
+
+
+def test_scale_kinds_keep_idle_workers_apart_and_report_anonymous_memory_16():
+    """A pooled worker between tasks (title IDLE) is its own kind, not Ray's footprint: it holds what the tasks it
+    ran left (until session 7 it was counted in ``ray_system``, which then seemed to grow 2.4x per 4x documents)."""
+    from bench.bench_scale import _kinds, summarize
+
+    def mem(scale: float) -> dict:
+        return {"max_one_mb": {"driver": 300, "ray_system": 80},
+                "ray_task_max_mb": {"IDLE": 600 * scale, "DashboardAgent": 95, "write_shard": 700 * scale},
+                "max_one_anon_mb": {"driver": 200, "ray_system": 40},
+                "ray_task_max_anon_mb": {"IDLE": 480, "DashboardAgent": 56, "write_shard": 360}}
+
+    assert _kinds(mem(1)) == {"driver": 300, "idle_worker": 600, "ray_system": 95, "write_shard": 700}
+    assert _kinds(mem(1), anon=True) == {"driver": 200, "idle_worker": 480, "ray_system": 56, "write_shard": 360}
+    rows = [{"docs": n, "run_s": 1.0, "peak_mb": _kinds(mem(k)), "peak_anon_mb": _kinds(mem(k), anon=True)}
+            for n, k in ((1_000_000, 1), (4_000_000, 2))]
+    s = summarize(rows)
+    assert s["growth"]["write_shard"] == [2.0] and s["growth_anon"]["write_shard"] == [1.0]
+    assert s["growth"]["idle_worker"] == [2.0] and s["worst_kind"]["growth"] == 2.0
+
+
+def test_tree_sampler_splits_anonymous_memory_from_the_rss(tmp_path):
+    """The sampler's anonymous peak (RSS less file-backed and shared pages) of a child that writes 200 MB of its
+    own memory and maps a 100 MB file it reads: the file's pages are in the RSS, not in the anonymous peak."""
+    import subprocess
+    import sys
+
+    from bench.pipeline import TreeSampler
+
+    f = tmp_path / "big.bin"
+    f.write_bytes(b"\1" * 100_000_000)
+    code = ("import mmap, time; own = b'x' * 200_000_000; fh = open(%r, 'rb'); "
+            "m = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ); s = sum(m[i] for i in range(0, len(m), 4096)); "
+            "time.sleep(1.5)") % str(f)
+    p = subprocess.Popen([sys.executable, "-c", code])
+    with TreeSampler(p.pid, interval=0.1) as smp:
+        p.wait()
+    out = smp.summary()
+    rss, anon = out["max_one_mb"]["driver"], out["max_one_anon_mb"]["driver"]
+    assert anon >= 190 and rss - anon >= 95, (rss, anon)

@@ -20,11 +20,13 @@ under ``out_dir``:
   validation sets read it, :mod:`curate.validation`).
 
 A reduce task holds one bucket: about ``BUCKET_BYTES`` plus at most one group (all copies of one text,
-all documents with one band key), whatever the corpus size.
+all documents with one band key), whatever the corpus size. The exact reduce holds less: the bucket's hashes
+(8 bytes a row), one map file at a time, and only the rows whose hash occurs twice.
 """
 
 from __future__ import annotations
 
+import glob
 from typing import Any
 
 import numpy as np
@@ -88,18 +90,33 @@ def exact_map(path: str, i: int, nb: int, priority: dict[str, int], out_dir: str
 
 
 def exact_reduce(r: int, out_dir: str) -> int:
-    """Keep the first of each content-hash group of bucket ``r``; write the others' removals per file."""
-    t = _read_many(f"{out_dir}/exact/map/b{r:05d}/*.parquet")
-    if t is None or t.num_rows == 0:
+    """Keep the first of each content-hash group of bucket ``r``; write the others' removals per file.
+
+    In two passes over the bucket's map files, so the task never holds the bucket's rows whole: the first reads
+    only their ``content_hash`` (8 bytes a row) and finds the hashes that occur more than once; the second reads
+    one map file at a time and keeps only the rows of those hashes (the only rows a removal or its keeper can
+    be). Those are sorted by (content_hash, priority, doc_id, uid), a total order, so the removals are the ones
+    a sort of the whole bucket gives, in the same order. Memory: the bucket's hashes, one map file, and the
+    duplicated rows (at most the bucket, when every row has a copy).
+    """
+    files = sorted(glob.glob(f"{out_dir}/exact/map/b{r:05d}/*.parquet"))
+    if not files:
         return 0
-    t = _sorted(t, ["content_hash", "prio", "doc_id", "uid"])
-    h = np.asarray(t.column("content_hash").combine_chunks().cast(pa.uint64()))
+    dup = _repeated(np.concatenate([_hashes(pq.read_table(f, columns=["content_hash"])) for f in files]))
+    if len(dup) == 0:
+        return 0
+    parts = []
+    for f in files:
+        t = pq.read_table(f)
+        parts.append(t.filter(pa.array(np.isin(_hashes(t), dup, assume_unique=False))))
+        del t
+    t = _sorted(pa.concat_tables(parts), ["content_hash", "prio", "doc_id", "uid"])
+    del parts
+    h = _hashes(t)
     first = np.ones(len(h), bool)
     first[1:] = h[1:] != h[:-1]
     keeper = np.maximum.accumulate(np.where(first, np.arange(len(h)), 0))
     rm = np.flatnonzero(~first)
-    if len(rm) == 0:
-        return 0
     kp = pa.array(keeper[rm])
     removed = pa.table(
         {
@@ -110,10 +127,22 @@ def exact_reduce(r: int, out_dir: str) -> int:
             **{c: t.column(c).take(pa.array(rm)) for c in ("nbytes", "tokens")},
         }
     ).cast(REMOVED_SCHEMA)
-    files = np.asarray(t.column("file").combine_chunks())[rm].astype(np.int64)
-    nfiles = int(files.max()) + 1
-    _split_write(removed, files, nfiles, lambda f: f"{out_dir}/exact/removed/f{f:06d}/b{r:05d}.parquet")
+    files_of = np.asarray(t.column("file").combine_chunks())[rm].astype(np.int64)
+    nfiles = int(files_of.max()) + 1
+    _split_write(removed, files_of, nfiles, lambda f: f"{out_dir}/exact/removed/f{f:06d}/b{r:05d}.parquet")
     return len(rm)
+
+
+def _hashes(t: pa.Table) -> np.ndarray:
+    """The ``content_hash`` column of ``t`` as uint64."""
+    return np.asarray(t.column("content_hash").combine_chunks().cast(pa.uint64()))
+
+
+def _repeated(h: np.ndarray) -> np.ndarray:
+    """The sorted distinct values that occur more than once in ``h``."""
+    h = np.sort(h)
+    twice = h[1:][h[1:] == h[:-1]]
+    return twice[np.r_[True, twice[1:] != twice[:-1]]] if len(twice) else twice
 
 
 def lsh_map(path: str, i: int, nb: int, bands: int, out_dir: str, after_exact: bool) -> dict[str, int]:

@@ -115,3 +115,70 @@ def test_find_duplicates_takes_more_buckets_for_more_input_with_the_same_result(
     for a, c in zip(sorted(glob.glob(str(tmp_path / "tiny" / "removed" / "*"))),
                     sorted(glob.glob(str(tmp_path / "one" / "removed" / "*")))):
         assert open(a, "rb").read() == open(c, "rb").read(), a
+
+
+def _exact_bucket(out: str, *, files: int, rows: int, seed: int) -> pa.Table:
+    """Map files of exact bucket 0 (the map's schema): distinct hashes, and copies of some within and across files,
+    with ties in priority and doc_id that only the later sort keys break."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for i in range(files):
+        h = rng.integers(1, 1 << 62, size=rows, dtype=np.uint64)
+        copy = rng.random(rows) < 0.1  # a tenth are copies of a few shared texts
+        h[copy] = rng.integers(1, 40, size=int(copy.sum())).astype(np.uint64)
+        uid = (np.int64(i) << 32) + np.arange(rows, dtype=np.int64)
+        t = pa.table({"uid": uid, "doc_id": pa.array([f"d{k % 7}" for k in range(rows)]),
+                      "source": pa.array(["web" if k % 3 else "wiki" for k in range(rows)]),
+                      "subset": pa.array([""] * rows), "nbytes": pa.array(np.full(rows, 10, np.int64)),
+                      "tokens": pa.array(np.full(rows, 3, np.int64)), "content_hash": pa.array(h),
+                      "prio": pa.array(rng.integers(0, 2, size=rows).astype(np.int32)),
+                      "file": pa.array(np.full(rows, i, np.int32))})
+        pq.write_table(t, f"{out}/exact/map/b00000/f{i:06d}.parquet")
+        parts.append(t)
+    return pa.concat_tables(parts)
+
+
+def _exact_removed_whole(t: pa.Table) -> dict[int, pa.Table]:
+    """The reference: the whole bucket sorted by (content_hash, prio, doc_id, uid), every row after the first of
+    its hash removed, per file in sorted order."""
+    t = t.take(pa.compute.sort_indices(t, sort_keys=[(k, "ascending") for k in
+                                                      ("content_hash", "prio", "doc_id", "uid")]))
+    h = t["content_hash"].to_numpy()
+    first = np.r_[True, h[1:] != h[:-1]]
+    keeper = np.maximum.accumulate(np.where(first, np.arange(len(h)), 0))
+    rm = np.flatnonzero(~first)
+    out = pa.table({"uid": t["uid"].take(rm), "doc_id": t["doc_id"].take(rm), "source": t["source"].take(rm),
+                    "subset": t["subset"].take(rm), "reason": pa.array([dedup.EXACT] * len(rm)),
+                    "dup_of": t["uid"].take(keeper[rm]), "dup_of_source": t["source"].take(keeper[rm]),
+                    "nbytes": t["nbytes"].take(rm), "tokens": t["tokens"].take(rm)}).cast(dedup.REMOVED_SCHEMA)
+    f = t["file"].to_numpy()[rm]
+    return {int(i): out.filter(pa.array(f == i)) for i in np.unique(f)}
+
+
+def test_exact_reduce_holds_one_map_file_and_the_copies_not_the_bucket_16(tmp_path, monkeypatch):
+    """The exact reduce reads the bucket's hashes, then one map file at a time keeping only the rows whose hash
+    occurs twice: the Arrow memory it holds after any read stays under half of the bucket's (before #16 it held
+    every map file at once), and the removals are those of sorting the whole bucket, byte for byte."""
+    out = str(tmp_path / "d")
+    (tmp_path / "d" / "exact" / "map" / "b00000").mkdir(parents=True)
+    bucket = _exact_bucket(out, files=8, rows=20_000, seed=3)
+    held = []
+    read = pq.read_table
+
+    def spy(*a, **k):
+        t = read(*a, **k)
+        held.append(pa.total_allocated_bytes())
+        return t
+
+    monkeypatch.setattr(shuffle.pq, "read_table", spy)
+    base = pa.total_allocated_bytes()
+    n = shuffle.exact_reduce(0, out)
+    monkeypatch.undo()
+    assert max(held) - base < bucket.nbytes / 2, (max(held) - base, bucket.nbytes)
+    assert len(held) == 16  # the hashes of every file, then each file once
+    want = _exact_removed_whole(bucket)
+    assert n == sum(t.num_rows for t in want.values()) > 0
+    got = sorted(glob.glob(f"{out}/exact/removed/f*/b00000.parquet"))
+    assert [int(p.split("/f")[-1][:6]) for p in got] == sorted(want)
+    for p in got:
+        assert pq.read_table(p).equals(want[int(p.split("/f")[-1][:6])]), p
