@@ -266,13 +266,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = _dispatch(args)
     finally:
-        if code != 0 and getattr(args, "ray_start", None) is not None:
-            # `curate run` began Ray's start before it could fail (a bad recipe, a refused remix): the message is
-            # out, now Ray is waited for and stopped (not left half started for callers in this process)
+        if code != 0 and getattr(args, "ray_start", None) is not None and not _PROGRAM:
+            # `curate run` began Ray's start before it could fail (a bad recipe, a refused remix): for a caller in
+            # this process, Ray is waited for and stopped (the `curate` program ends it at once, exit_process)
             from curate.raytasks import shutdown_ray
 
             shutdown_ray()
     return code
+
+
+#: True in the `curate` program (:func:`console`), which ends through :func:`exit_process`
+_PROGRAM = False
 
 
 def _dispatch(args) -> int:
@@ -314,9 +318,10 @@ def exit_process(code: int) -> NoReturn:
     skipped, by ``os._exit``.
     """
     try:
-        from curate.raytasks import shutdown_ray
+        from curate.raytasks import abandon_start, shutdown_ray
 
-        shutdown_ray()
+        if not abandon_start():  # a command that failed while Ray was still starting: its processes killed
+            shutdown_ray()
     except Exception as e:  # noqa: BLE001 - the outputs are written; Ray's processes die with their reaper
         print(f"curate: warning: Ray did not shut down cleanly: {type(e).__name__}: {e}", file=sys.stderr)
     atexit._run_exitfuncs()
@@ -333,6 +338,8 @@ def console() -> NoReturn:
 
     An exception :func:`main` does not handle (a bug) propagates as usual: traceback, exit 1.
     """
+    global _PROGRAM
+    _PROGRAM = True
     exit_process(main())
 
 

@@ -141,10 +141,8 @@ def shutdown_ray() -> bool:
     """
     start = start_in_flight()
     if start is not None:  # a Ray still starting is waited for, then stopped: never left half started
-        try:
-            start.result()
-        except BaseException:  # noqa: BLE001, S110 - it did not start: whatever came up is stopped below
-            pass
+        start._done.wait()
+        start._release(replay=False)
         _starts.clear()
     import ray
 
@@ -206,13 +204,20 @@ def warm_workers(n: int, modules: tuple[str, ...] = WORKER_MODULES) -> list:
     (the tail of the parts phase, once the first partition actor is gone) or before the first task (Ray's start,
     ``modules=()``: the tasks return at once, so they hold no worker a real task then wants), they leave idle
     workers behind for the next steps (:func:`_import_modules`); :func:`init_ray` raises Ray's soft limit on
-    idle workers so that they stay. They write nothing and are never retried; the refs are returned (a
-    caller may drop them).
+    idle workers so that they stay. They write nothing and are never retried; the refs are returned (and
+    kept here, so a caller may drop them).
     """
     import ray
 
     fn = ray.remote(num_cpus=0, max_retries=0)(_import_modules)
-    return [fn.remote(tuple(modules)) for _ in range(n)]
+    refs = [fn.remote(tuple(modules)) for _ in range(n)]
+    # kept: a failed warming task (its node lost) whose ref is dropped unread makes Ray print "Unhandled
+    # error" at garbage collection
+    _warm_refs.extend(refs)
+    return refs
+
+
+_warm_refs: list = []
 
 
 class RayStart:
@@ -229,6 +234,11 @@ class RayStart:
     :func:`warm_workers` without modules: one worker process per CPU and a spare are up before the first task
     (the spare replaces the mix task's worker, which exits after the mix, for the shard tasks). The warming
     tasks return at once, so the first real task finds the workers free.
+
+    What Ray logs while it starts (its token-authentication warning, "Started a local Ray instance") is held
+    back and printed when the driver first waits for the start, where a run printed it before; a command that
+    fails before (a bad recipe, a run directory in use) shows its error first and :func:`abandon_start` drops
+    the log.
     """
 
     def __init__(self, ray_address: str | None, *, num_cpus: int | None = None, warm: bool = True) -> None:
@@ -238,6 +248,8 @@ class RayStart:
         self._ray: Any = None
         self._error: BaseException | None = None
         self._warm = warm
+        self._held: list[logging.LogRecord] | None = []  # None once released
+        self._hold = _HoldLogs(self)
         _quiet_thread_warning()
         self._thread = threading.Thread(target=self._start, args=(ray_address, num_cpus), name="curate-ray-start",
                                         daemon=True)
@@ -248,6 +260,10 @@ class RayStart:
         import threading
 
         try:
+            import ray  # noqa: F401 - sets up the "ray" logger's handlers, which then hold the start's records
+
+            for h in logging.getLogger("ray").handlers:
+                h.addFilter(self._hold)
             self._ray = _init_ray_now(ray_address, num_cpus=num_cpus)
             if self._warm:
                 warm_workers(warm_count(self._ray), ())
@@ -267,11 +283,87 @@ class RayStart:
         return threading.current_thread() is self._thread
 
     def result(self):
-        """The ``ray`` module once Ray is up; re-raises an error of the start."""
+        """The ``ray`` module once Ray is up; re-raises an error of the start. Prints the start's held log."""
         self._done.wait()
+        self._release(replay=True)
         if self._error is not None:
             raise self._error
         return self._ray
+
+    def _release(self, *, replay: bool) -> None:
+        held, self._held = self._held, None
+        if held is None:
+            return
+        handlers = logging.getLogger("ray").handlers
+        for h in handlers:
+            h.removeFilter(self._hold)
+        for rec in held if replay else ():
+            for h in handlers:
+                if rec.levelno >= h.level:
+                    h.handle(rec)
+
+
+class _HoldLogs(logging.Filter):
+    """On the "ray" logger's handlers: keeps back the records of a :class:`RayStart`'s thread until released."""
+
+    def __init__(self, start: RayStart) -> None:
+        super().__init__()
+        self.start = start
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        held = self.start._held
+        if held is not None and record.thread == self.start._thread.ident:
+            if record not in held:
+                held.append(record)
+            return False
+        return True
+
+
+def abandon_start() -> bool:
+    """For a process about to exit: end a Ray start still under way at once; True when there was one.
+
+    Waiting for it (a few seconds) and stopping Ray properly would keep a failed command's prompt waiting; Ray's
+    processes are this process's descendants, so they are SIGKILLed, all at once, collected before the first
+    kill (the dashboard and runtime-env agents are the raylet's children: killed after it, they would be
+    reparented and linger for a minute). The start's held log is dropped.
+    """
+    start = start_in_flight()
+    if start is None or start.done():
+        return False
+    start._release(replay=False)
+    import signal
+
+    for pid in _descendants(os.getpid()):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:  # gone already
+            pass
+    return True
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (Linux ``/proc``; empty elsewhere)."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for e in entries:
+        if not e.isdigit():
+            continue
+        try:
+            with open(f"/proc/{e}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(b")") + 2:].split()[1])  # the name may hold spaces and parentheses
+        children.setdefault(ppid, []).append(int(e))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
 
 
 #: the last :class:`RayStart` of this process, until :func:`shutdown_ray`
