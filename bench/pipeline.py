@@ -169,18 +169,24 @@ def _run_child(args: list[str], *, log: Path, timeout: float | None) -> tuple[in
 
 
 # ---------------------------------------------------------------------------- curate
-def _curate_child(recipe_path: str, out: str, cores: int, result: str, reuse_from: str | None = None) -> None:
+def _curate_child(recipe_path: str, out: str, cores: int, result: str, reuse_from: str | None = None,
+                  ray_in_run: str = "") -> None:
     """Child process body: start Ray, run the recipe with per-phase timers, stop Ray, write the timings as JSON.
 
-    ``reuse_from``: a remix from that run directory (``curate run --from``, see ``curate.remix``).
+    ``reuse_from``: a remix from that run directory (``curate run --from``, see ``curate.remix``; ``-``: none).
+    ``ray_in_run`` (non-empty): Ray is started by ``runner.run`` itself, as ``curate run`` does, in the
+    background while the driver links and checks; ``ray_start_s`` is then the part of the start the run waited
+    for (its ``ray_start`` phase) and ``run_s`` the rest of the run.
     """
     t0 = time.perf_counter()
     from curate import runner
     from curate.pipeline import load_recipe
 
     t_import = time.perf_counter()
-    runner.init_ray(None, num_cpus=cores)
+    if not ray_in_run:
+        runner.init_ray(None, num_cpus=cores)
     t_ray = time.perf_counter()
+    reuse_from = None if reuse_from in (None, "", "-") else reuse_from
     phases: dict[str, float] = {}
 
     for name in ("run_parts", "run_dedup", "run_mix", "run_shards", "run_documents", "finalize"):
@@ -189,6 +195,9 @@ def _curate_child(recipe_path: str, out: str, cores: int, result: str, reuse_fro
     res = runner.run(recipe, out=out, force=True, num_cpus=cores, quiet=True, reuse_from=reuse_from)
     t_end = time.perf_counter()
     led = json.loads((Path(out) / "ledger.json").read_text())
+    if ray_in_run:  # the start's wait inside the run, counted as Ray start, not run
+        waited = json.loads((Path(out) / "stats.json").read_text())["phases"]["ray_start"]["wall_s"]
+        t_ray += waited
     runner.shutdown_ray()  # as `curate run` ends (curate.cli.exit_process); the process then exits the same way
     t_down = time.perf_counter()
     Path(result).write_text(json.dumps({
@@ -213,10 +222,11 @@ def _timed(acc: dict[str, float], name: str, fn: Any, clock: Any) -> Any:
 
 
 def run_curate(recipe: Path, *, cores: int, work: Path, timeout: float | None = None, name: str = "curate",
-               reuse_from: Path | None = None) -> dict[str, Any]:
+               reuse_from: Path | None = None, ray_in_run: bool = False) -> dict[str, Any]:
     """Run curate on ``recipe`` in a child process; return wall/phase seconds and peak RSS.
 
     The run directory is ``work/<name>_run`` (``curate_run`` by default); ``reuse_from`` makes it a remix.
+    ``ray_in_run``: the run starts Ray itself, as ``curate run`` does (see :func:`_curate_child`).
     """
     out = work / f"{name}_run"
     if out.exists():
@@ -226,7 +236,8 @@ def run_curate(recipe: Path, *, cores: int, work: Path, timeout: float | None = 
     result.unlink(missing_ok=True)
     log = work / f"{name}.log"
     rc, wall, mem = _run_child(["_curate", str(recipe), str(out), str(cores), str(result),
-                                *([str(reuse_from)] if reuse_from else [])], log=log, timeout=timeout)
+                                str(reuse_from) if reuse_from else "-", *(["ray-in-run"] if ray_in_run else [])],
+                               log=log, timeout=timeout)
     if rc != 0 or not result.exists():
         tail = log.read_text()[-3000:]
         msg = f"curate run failed (exit {rc}); log {log}:\n{tail}"
@@ -661,7 +672,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "_curate":
         from curate.cli import exit_process
 
-        _curate_child(argv[1], argv[2], int(argv[3]), argv[4], *argv[5:6])
+        _curate_child(argv[1], argv[2], int(argv[3]), argv[4], *argv[5:7])
         exit_process(0)  # the child ends as the `curate` program does: its wall time is what a user waits
     if argv and argv[0] == "_mix":
         _mix_child(argv[1], argv[2])

@@ -121,7 +121,23 @@ def _cmd_plan(args) -> int:
     return 1 if result["shortfall"] and result["on_shortfall"] == "error" else 0
 
 
+def _start_ray_early(args) -> None:
+    """Begin Ray's start (about 4 s) in the background before the runner is imported and the recipe read
+    (about 1.5 s of the driver's own), unless Ray is up already (a caller's, in this process).
+
+    ``curate.runner.run`` takes it over (``curate.raytasks.start_in_flight``); when the command fails before,
+    :func:`main` stops it (``shutdown_ray`` waits for the start, then stops Ray).
+    """
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        return
+    from curate.raytasks import RayStart
+
+    args.ray_start = RayStart(args.ray_address, num_cpus=args.num_cpus)
+
+
 def _cmd_run(args) -> int:
+    _start_ray_early(args)
     from curate import audit as audit_mod
     from curate.pipeline import load_recipe
     from curate.runner import run
@@ -246,6 +262,24 @@ def _cmd_recipe_from_weights(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    code = 1
+    try:
+        code = _dispatch(args)
+    finally:
+        if code != 0 and getattr(args, "ray_start", None) is not None and not _PROGRAM:
+            # `curate run` began Ray's start before it could fail (a bad recipe, a refused remix): for a caller in
+            # this process, Ray is waited for and stopped (the `curate` program ends it at once, exit_process)
+            from curate.raytasks import shutdown_ray
+
+            shutdown_ray()
+    return code
+
+
+#: True in the `curate` program (:func:`console`), which ends through :func:`exit_process`
+_PROGRAM = False
+
+
+def _dispatch(args) -> int:
     try:
         if args.cmd == "plan":
             return _cmd_plan(args)
@@ -284,9 +318,10 @@ def exit_process(code: int) -> NoReturn:
     skipped, by ``os._exit``.
     """
     try:
-        from curate.raytasks import shutdown_ray
+        from curate.raytasks import abandon_start, shutdown_ray
 
-        shutdown_ray()
+        if not abandon_start():  # a command that failed while Ray was still starting: its processes killed
+            shutdown_ray()
     except Exception as e:  # noqa: BLE001 - the outputs are written; Ray's processes die with their reaper
         print(f"curate: warning: Ray did not shut down cleanly: {type(e).__name__}: {e}", file=sys.stderr)
     atexit._run_exitfuncs()
@@ -303,6 +338,8 @@ def console() -> NoReturn:
 
     An exception :func:`main` does not handle (a bug) propagates as usual: traceback, exit 1.
     """
+    global _PROGRAM
+    _PROGRAM = True
     exit_process(main())
 
 

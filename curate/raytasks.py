@@ -6,7 +6,10 @@
 - A partition actor restarts without limit and retries its calls (``ACTOR_OPTIONS``): a partition is redone
   from its input, and a lost actor must not fail the run.
 - :func:`init_ray` starts the embedded local Ray (or joins a cluster) once per process: ``curate run`` and
-  ``curate audit`` (and any caller of :func:`curate.audit.audit`) run their tasks on it.
+  ``curate audit`` (and any caller of :func:`curate.audit.audit`) run their tasks on it. ``curate run`` starts
+  it in the background (:class:`RayStart`) while the driver imports, reads the recipe and links a remix.
+- :func:`warm_workers` starts idle worker processes ahead of the steps that need them (a fresh worker costs
+  about 1 s on 2 cores): at Ray's start, and at the tail of the parts phase with the later steps' modules.
 - :func:`get` waits for results and turns a Ray task error back into the :class:`~curate.errors.CurateError`
   raised inside (a bad input file, a recipe problem) or the matching ``OutputError`` (disk full), so the CLI
   prints curate's message, not a remote traceback.
@@ -123,7 +126,17 @@ def init_ray(ray_address: str | None, *, num_cpus: int | None = None):
     ``runtime_env`` cannot use the workers Ray prestarts at start-up (those have none), so its first task would
     wait for a fresh worker, 1.4-5.4 s on 2 busy cores against 0.35-0.43 s for an idle prestarted one
     (measured, ``ray.init`` then one no-op task).
+
+    While a :class:`RayStart` of this process is under way (``curate run`` begins one before it reads the
+    recipe), this waits for it instead of starting another.
     """
+    start = start_in_flight()
+    if start is not None and not start.in_start_thread():
+        return start.result()
+    return _init_ray_now(ray_address, num_cpus=num_cpus)
+
+
+def _init_ray_now(ray_address: str | None, *, num_cpus: int | None = None):
     import ray
 
     if ray.is_initialized():
@@ -138,8 +151,12 @@ def init_ray(ray_address: str | None, *, num_cpus: int | None = None):
         return ray
     saved = {k: os.environ.get(k) for k in env_vars}
     os.environ.update(env_vars)
+    cpus = num_cpus or os.cpu_count() or 1
     try:
-        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False)
+        # idle workers beyond the soft limit (default: the CPU count, actors' workers included) are killed after
+        # 1 s: raised so that the workers warm_workers starts during the parts phase outlive the partition actors
+        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False,
+                 _system_config={"num_workers_soft_limit": 2 * cpus + 1})
     finally:
         for k, v in saved.items():
             if v is None:
@@ -170,6 +187,11 @@ def shutdown_ray() -> bool:
       A local run has no autoscaler state to keep, so the monitor is SIGKILLed first (0.014 s, Ray's own
       ``Node.kill_monitor``); the rest of the shutdown then takes 0.4 s (raylet 0.07, GCS 0.03 s).
     """
+    start = start_in_flight()
+    if start is not None:  # a Ray still starting is waited for, then stopped: never left half started
+        start._done.wait()
+        start._release(replay=False)
+        _starts.clear()
     import ray
 
     if not _started_local_ray or not ray.is_initialized():
@@ -186,3 +208,236 @@ def shutdown_ray() -> bool:
     ray.shutdown()
     _started_local_ray.clear()
     return True
+
+
+# ---------------------------------------------------------------------------- warm workers, Ray in the background
+#: what the tasks after the parts phase import in their worker (dedup, the mix, shards, the documents table, the
+#: audit's per-shard summaries); :func:`warm_workers` loads them ahead
+WORKER_MODULES = ("curate.dedup", "curate.mix.task", "curate.mix.writer", "curate.mix.documents",
+                  "curate.shard_formats", "curate.shard_summary")
+
+
+def _import_modules(modules: tuple[str, ...]) -> int:
+    """Task body of :func:`warm_workers`: import ``modules``; return the worker's pid.
+
+    At the normal priority and in the task itself. Tried first: the imports in a thread under ``SCHED_IDLE``
+    (so as to take no CPU from the partition actors beside them); on 2 cores at load 6-20 they starved for
+    7-9 s while holding the workers the dedup tasks then needed, so those started yet more workers. Not done
+    either: returning at once and importing in a background thread, which lets the next task's own imports run
+    concurrently with them. An import that fails is left for the task that needs the module, which raises it
+    again.
+    """
+    import importlib
+
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001, S110 - re-raised by the task that imports it
+            pass
+    return os.getpid()
+
+
+def warm_count(ray) -> int:
+    """How many workers :func:`warm_workers` should start: one per CPU of the cluster and a spare, which
+    replaces the mix task's worker (it exits after the mix) for the shard tasks."""
+    return max(1, int(ray.cluster_resources().get("CPU", 1))) + 1
+
+
+def warm_workers(n: int, modules: tuple[str, ...] = WORKER_MODULES) -> list:
+    """Start ``n`` zero-CPU tasks that load ``modules`` into Ray worker processes, without waiting for them.
+
+    A Ray worker process costs about 1 s to start on 2 cores (interpreter, ``import ray``, registration) and
+    the first task of a kind a few tenths more for its imports; a step that finds no idle worker waits for both
+    (``bench fixed``: a wave of 2 tasks on fresh workers 1.03 s, on warm ones 0.014 s). Called where CPUs idle
+    (the tail of the parts phase, once the first partition actor is gone) or before the first task (Ray's start,
+    ``modules=()``: the tasks return at once, so they hold no worker a real task then wants), they leave idle
+    workers behind for the next steps (:func:`_import_modules`); :func:`init_ray` raises Ray's soft limit on
+    idle workers so that they stay. They write nothing and are never retried; the refs are returned (and
+    kept here, so a caller may drop them).
+    """
+    import ray
+
+    fn = ray.remote(num_cpus=0, max_retries=0)(_import_modules)
+    refs = [fn.remote(tuple(modules)) for _ in range(n)]
+    # kept: a failed warming task (its node lost) whose ref is dropped unread makes Ray print "Unhandled
+    # error" at garbage collection
+    _warm_refs.extend(refs)
+    return refs
+
+
+_warm_refs: list = []
+
+
+class RayStart:
+    """:func:`init_ray` in a background thread, so that Ray's start (about 4 s) overlaps the driver's own work.
+
+    ``curate run`` begins one before it imports the runner and reads the recipe (:func:`curate.cli.main`);
+    ``curate.runner.run`` begins one, if none is under way and Ray is not up, before it links and checks. The
+    last one begun is :func:`start_in_flight`: :func:`init_ray` waits for it, :func:`shutdown_ray` waits for it
+    and then stops Ray, so an error in the driver never leaves a half-started Ray behind.
+
+    ``result()`` waits for the start and returns the ``ray`` module (or raises what the start raised). The thread
+    stays parked afterwards: Ray's processes are started with ``PR_SET_PDEATHSIG``, which Linux ties to the
+    *thread* that forked them, so they would be killed if it ended. Right after the start it runs
+    :func:`warm_workers` without modules: one worker process per CPU and a spare are up before the first task
+    (the spare replaces the mix task's worker, which exits after the mix, for the shard tasks). The warming
+    tasks return at once, so the first real task finds the workers free.
+
+    What Ray logs while it starts (its token-authentication warning, "Started a local Ray instance") is held
+    back and printed when the driver first waits for the start, where a run printed it before; a command that
+    fails before (a bad recipe, a run directory in use) shows its error first and :func:`abandon_start` drops
+    the log.
+    """
+
+    def __init__(self, ray_address: str | None, *, num_cpus: int | None = None, warm: bool = True) -> None:
+        import threading
+
+        self._done = threading.Event()
+        self._ray: Any = None
+        self._error: BaseException | None = None
+        self._warm = warm
+        self._held: list[logging.LogRecord] | None = []  # None once released
+        self._hold = _HoldLogs(self)
+        _quiet_thread_warning()
+        self._thread = threading.Thread(target=self._start, args=(ray_address, num_cpus), name="curate-ray-start",
+                                        daemon=True)
+        _starts[:] = [self]
+        self._thread.start()
+
+    def _start(self, ray_address: str | None, num_cpus: int | None) -> None:
+        import threading
+
+        try:
+            import ray  # noqa: F401 - sets up the "ray" logger's handlers, which then hold the start's records
+
+            for h in logging.getLogger("ray").handlers:
+                h.addFilter(self._hold)
+            self._ray = _init_ray_now(ray_address, num_cpus=num_cpus)
+            if self._warm:
+                warm_workers(warm_count(self._ray), ())
+        except BaseException as e:  # noqa: BLE001 - handed to the caller by result()
+            self._error = e
+        finally:
+            self._done.set()
+        threading.Event().wait()  # parked for good: see the class docstring
+
+    def done(self) -> bool:
+        """Whether the start has ended (Ray up, or the start failed)."""
+        return self._done.is_set()
+
+    def in_start_thread(self) -> bool:
+        import threading
+
+        return threading.current_thread() is self._thread
+
+    def result(self):
+        """The ``ray`` module once Ray is up; re-raises an error of the start. Prints the start's held log."""
+        self._done.wait()
+        self._release(replay=True)
+        if self._error is not None:
+            raise self._error
+        return self._ray
+
+    def _release(self, *, replay: bool) -> None:
+        held, self._held = self._held, None
+        if held is None:
+            return
+        handlers = logging.getLogger("ray").handlers
+        for h in handlers:
+            h.removeFilter(self._hold)
+        for rec in held if replay else ():
+            for h in handlers:
+                if rec.levelno >= h.level:
+                    h.handle(rec)
+
+
+class _HoldLogs(logging.Filter):
+    """On the "ray" logger's handlers: keeps back the records of a :class:`RayStart`'s thread until released."""
+
+    def __init__(self, start: RayStart) -> None:
+        super().__init__()
+        self.start = start
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        held = self.start._held
+        if held is not None and record.thread == self.start._thread.ident:
+            if record not in held:
+                held.append(record)
+            return False
+        return True
+
+
+def abandon_start() -> bool:
+    """For a process about to exit: end a Ray start still under way at once; True when there was one.
+
+    Waiting for it (a few seconds) and stopping Ray properly would keep a failed command's prompt waiting; Ray's
+    processes are this process's descendants, so they are SIGKILLed, all at once, collected before the first
+    kill (the dashboard and runtime-env agents are the raylet's children: killed after it, they would be
+    reparented and linger for a minute). The start's held log is dropped.
+    """
+    start = start_in_flight()
+    if start is None or start.done():
+        return False
+    start._release(replay=False)
+    import signal
+
+    for pid in _descendants(os.getpid()):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:  # gone already
+            pass
+    return True
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (Linux ``/proc``; empty elsewhere)."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for e in entries:
+        if not e.isdigit():
+            continue
+        try:
+            with open(f"/proc/{e}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(b")") + 2:].split()[1])  # the name may hold spaces and parentheses
+        children.setdefault(ppid, []).append(int(e))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+#: the last :class:`RayStart` of this process, until :func:`shutdown_ray`
+_starts: list[RayStart] = []
+
+
+def start_in_flight() -> RayStart | None:
+    """The :class:`RayStart` of this process (under way or done), None when none was begun since the last
+    :func:`shutdown_ray`."""
+    return _starts[-1] if _starts else None
+
+
+def _quiet_thread_warning() -> None:
+    """Install Ray's SIGTERM handler from the main thread (``ray.init`` only does it there) and drop the
+    warning ``ray.init`` logs in another thread."""
+    import signal
+    import sys
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(signum))  # what ray.init installs
+
+    class _Drop(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return not str(record.msg).startswith("SIGTERM handler is not set")
+
+    lg = logging.getLogger("ray._private.worker")
+    if not any(isinstance(f, logging.Filter) and type(f).__name__ == "_Drop" for f in lg.filters):
+        lg.addFilter(_Drop())

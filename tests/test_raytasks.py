@@ -90,3 +90,58 @@ def test_the_released_task_keeps_its_name_and_its_result() -> None:
     assert raytasks.releasing(lambda x, *, y: x + y)(2, y=3) == 5
     with pytest.raises(ValueError, match="a bug"):
         raytasks.releasing(_bug)()
+
+
+# ---------------------------------------------------------------------------- warm workers, Ray in the background
+def test_warm_workers_import_in_zero_cpu_tasks_and_skip_a_missing_module(ray_session) -> None:
+    import os
+    import sys
+
+    assert raytasks._import_modules(("json", "curate.no_such_module")) == os.getpid()
+    assert "curate.no_such_module" not in sys.modules
+    refs = raytasks.warm_workers(2, ("curate.dedup",))
+    pids = ray_session.get(refs, timeout=120)
+    assert len(pids) == 2 and all(isinstance(p, int) and p != os.getpid() for p in pids)
+    assert raytasks.warm_count(ray_session) == int(ray_session.cluster_resources()["CPU"]) + 1
+
+
+def test_ray_start_hands_the_start_s_error_to_result(monkeypatch) -> None:
+    def fail(address, *, num_cpus=None):
+        raise ConnectionError(f"no Ray at {address}")
+
+    monkeypatch.setattr(raytasks, "_init_ray_now", fail)
+    monkeypatch.setattr(raytasks, "_starts", [])  # this session's own Ray is not affected
+    start = raytasks.RayStart("10.0.0.1:6379", num_cpus=1)
+    assert raytasks.start_in_flight() is start
+    with pytest.raises(ConnectionError, match="no Ray at 10.0.0.1:6379"):
+        start.result()
+    assert start.done()
+    with pytest.raises(ConnectionError, match="no Ray at"):  # init_ray waits for the start under way
+        raytasks.init_ray("10.0.0.1:6379")
+
+
+@pytest.mark.slow
+def test_ray_started_in_a_thread_outlives_the_start_and_warms_workers() -> None:
+    """Ray's processes die with the thread that forked them (PR_SET_PDEATHSIG): the start thread stays parked."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.test_reliability import private_ray_tmp, run_env
+
+    code = (
+        "import time, ray\n"
+        "from curate.raytasks import RayStart, shutdown_ray\n"
+        "r = RayStart(None, num_cpus=1, warm=True).result()\n"
+        "time.sleep(2)\n"  # well past the start: the raylet and the GCS must still be there
+        "print('value', ray.get(ray.remote(num_cpus=1)(lambda: 7).remote(), timeout=120))\n"
+        "print('stopped', shutdown_ray())\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    with private_ray_tmp() as ray_tmp:
+        env = {**run_env(ray_tmp), "PYTHONPATH": str(root)}
+        p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300,
+                           cwd=root)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "value 7" in p.stdout and "stopped True" in p.stdout, p.stdout + p.stderr[-2000:]
+    assert "SIGTERM handler is not set" not in p.stderr
