@@ -769,20 +769,18 @@ def _run_locked(recipe: Recipe, run_dir: Path, parts: list[Partition], inputs: d
     _last_report[str(run_dir)] = time.monotonic()  # the first mid-run report waits REPORT_REFRESH_S from here
     prepare_run_dir(recipe, run_dir, force=force)
     # Ray starts in the background (curate.raytasks.RayStart) while the driver links, checks and indexes; `curate
-    # run` began it before it even read the recipe. The start brings up a worker process per CPU and a spare;
-    # the parts phase warms more at its tail (run_parts)
+    # run` began it before it even read the recipe. The start brings up a worker process per CPU and a spare,
+    # warm with the modules of the steps after the parts phase; the parts phase warms more at its tail (run_parts)
     starting = start_in_flight()  # `curate run` began it before reading the recipe (and ends it on an error)
     if starting is not None and starting.done() and _ray_is_up():
         starting = None  # an earlier run's start in this process (a sweep): Ray is simply up
     own = None
     if starting is None and not _ray_is_up():
         starting = own = RayStart(ray_address, num_cpus=num_cpus)
-    elif starting is None and remix is None and any(not part_paths(run_dir, p)["done"].exists() for p in parts):
-        pass  # the parts phase warms the workers the steps after it need, at its tail
-    elif starting is None:  # a caller's Ray (a test session, a sweep): workers for the steps after the parts
-        import ray as ray_mod
+    elif starting is None:  # a caller's Ray (a test session, a notebook, a sweep): warm workers for the steps after
+        import ray as ray_mod  # the parts phase, as RayStart warms them after a start of its own
 
-        warm_workers(warm_count(ray_mod), ())
+        warm_workers(warm_count(ray_mod))
     try:
         remove_stale_temps(run_dir)
         from curate.remix import link_processed, record_run

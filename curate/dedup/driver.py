@@ -37,6 +37,11 @@ from curate.dedup import components, removed, shuffle, verify
 from curate.dedup.files import _IS_INT, _PART_COLUMNS, BUCKET_BYTES, _check_columns, _each, bucket_count
 from curate.errors import InputError, SchemaError
 
+#: Shuffle bytes (exact plus LSH rows, estimated from the footers) up to which :func:`find_duplicates` runs every
+#: step in one Ray task, one bucket after another: the demo corpus's 4.4 MB need 0.15 MB. A task still holds one
+#: bucket at a time, and the buckets are those the multi-task path would take on a one-CPU cluster.
+ONE_TASK_BYTES = 16 << 20
+
 #: The folders a run replaces (``edges/`` stays afterwards for inspection and the validation sets).
 _STEP_DIRS = ("exact", "lsh", "edges", "cc", "near", "verify", "removed")
 
@@ -78,6 +83,7 @@ def find_duplicates(
     num_buckets: int = 0,
     text_lookup: Callable[[list[int]], dict[int, str]] | None = None,
     bucket_bytes: int = BUCKET_BYTES,
+    one_task_bytes: int = ONE_TASK_BYTES,
 ) -> dict[str, Any]:
     """Find exact and near duplicates across partitions with Ray tasks; write ``out_dir/removed/``.
 
@@ -108,6 +114,9 @@ def find_duplicates(
         ``<key>.<kind>.parquet``.
     bucket_bytes
         Shuffle bytes per reduce task when ``num_buckets`` is 0 (default :data:`curate.dedup.BUCKET_BYTES`).
+    one_task_bytes
+        Without ``num_buckets``: up to this many estimated shuffle bytes every step runs in one Ray task, bucket
+        after bucket (default :data:`ONE_TASK_BYTES`; 0 never). The result is the same either way.
 
     Returns
     -------
@@ -135,17 +144,17 @@ def find_duplicates(
         shutil.rmtree(os.path.join(out, sub), ignore_errors=True)
     (Path(out) / "removed.parquet").unlink(missing_ok=True)  # the single file of earlier versions
     os.makedirs(out, exist_ok=True)
+    exact_est = sum(shuffle.exact_bytes(m) for m in metas) if cfg.exact else 0
+    lsh_est = sum(shuffle.lsh_bytes(m, cfg.minhash.bands) for m in metas) if cfg.minhash is not None else 0
+    est = {"exact": exact_est, "lsh": lsh_est}
     from curate.raytasks import get, remote_task
 
-    task = remote_task
-    mh = cfg.minhash
-    steps: dict[str, Any] = {}
-    docs_in: dict[str, int] = {}
+    if not fixed and exact_est + lsh_est <= one_task_bytes:
+        # a small dedup runs its steps in one Ray task: on the demo corpus that is one worker instead of ~16 waves of
+        # tasks (0.5 s of task round trips, more while fresh workers start); every step still holds one bucket
+        return get(remote_task(_steps_in_one_task).remote(paths, est, cfg, priority, out, bucket_bytes, text_lookup))
 
-    def count(per_file_counts: list[dict[str, int]]) -> None:
-        for counts in per_file_counts:
-            for s, c in counts.items():
-                docs_in[s] = docs_in.get(s, 0) + c
+    task = remote_task
 
     # per-file work is a few ms and a Ray task costs tens (timed on 636 small partitions: 60 ms per task vs 8 ms
     # of work), so the per-file waves run in groups, ~4 tasks per CPU
@@ -158,16 +167,47 @@ def find_duplicates(
     def wave(fn: Callable, calls: list[tuple]) -> list:
         return get([task(fn).remote(*c) for c in calls])
 
-    def buckets(est: int) -> int:
-        return fixed or bucket_count(est, cpus, bucket_bytes)
+    return _steps(paths, est, cfg, priority, out, cpus=cpus, fixed=fixed, bucket_bytes=bucket_bytes,
+                  text_lookup=text_lookup, wave=wave, per_file=per_file)
+
+
+def _local(fn: Callable, calls: list[tuple]) -> list:
+    """A step's calls one after another in this process (inside one Ray task, or a test's process)."""
+    return [fn(*c) for c in calls]
+
+
+def _steps_in_one_task(paths: list[str], est: dict[str, int], cfg: Any, priority: dict[str, int], out: str,
+                       bucket_bytes: int, text_lookup: Callable | None) -> dict[str, Any]:
+    """Ray task body of a small dedup (:data:`ONE_TASK_BYTES`): every step in this worker, bucket by bucket."""
+    return _steps(paths, est, cfg, priority, out, cpus=1, fixed=0, bucket_bytes=bucket_bytes,
+                  text_lookup=text_lookup, wave=_local, per_file=_local)
+
+
+def _steps(paths: list[str], est: dict[str, int], cfg: Any, priority: dict[str, int], out: str, *, cpus: int,
+           fixed: int, bucket_bytes: int, text_lookup: Callable | None, wave: Callable,
+           per_file: Callable) -> dict[str, Any]:
+    """The steps of :func:`find_duplicates` in order: ``wave(fn, calls)`` runs one call per bucket,
+    ``per_file(fn, calls)`` one per partition file (Ray tasks, or one after another in one task); ``est``: the
+    exact and LSH shuffle bytes from the footers; at least ``cpus`` buckets per step unless ``fixed``."""
+    mh = cfg.minhash
+    steps: dict[str, Any] = {}
+    docs_in: dict[str, int] = {}
+
+    def count(per_file_counts: list[dict[str, int]]) -> None:
+        for counts in per_file_counts:
+            for s, c in counts.items():
+                docs_in[s] = docs_in.get(s, 0) + c
+
+    def buckets(est_bytes: int) -> int:
+        return fixed or bucket_count(est_bytes, cpus, bucket_bytes)
 
     if cfg.exact:
-        nb = steps["exact"] = buckets(sum(shuffle.exact_bytes(m) for m in metas))
+        nb = steps["exact"] = buckets(est["exact"])
         count(per_file(shuffle.exact_map, [(p, i, nb, priority, out) for i, p in enumerate(paths)]))
         wave(shuffle.exact_reduce, [(r, out) for r in range(nb)])
         shutil.rmtree(os.path.join(out, "exact", "map"), ignore_errors=True)
     if mh is not None:
-        nb = steps["lsh"] = buckets(sum(shuffle.lsh_bytes(m, mh.bands) for m in metas))
+        nb = steps["lsh"] = buckets(est["lsh"])
         count(per_file(shuffle.lsh_map, [(p, i, nb, mh.bands, out, bool(cfg.exact)) for i, p in enumerate(paths)]))
         n_edges = sum(wave(shuffle.lsh_reduce, [(r, out) for r in range(nb)]))
         shutil.rmtree(os.path.join(out, "lsh"), ignore_errors=True)
@@ -196,13 +236,10 @@ def _components(out_dir: str, paths: list[str], priority: dict[str, int], nb: in
     least ``nb`` buckets; returns the verify bucket count (0 without ``verify_``). For tests and inspection."""
     import glob
 
-    def local(fn: Callable, calls: list[tuple]) -> list:
-        return [fn(*c) for c in calls]
-
     n_edges = sum(pq.read_metadata(f).num_rows for f in glob.glob(f"{out_dir}/edges/b*.parquet"))
     for sub in ("cc", "near", "verify"):
         shutil.rmtree(os.path.join(out_dir, sub), ignore_errors=True)
     info = components.run_components(out_dir, paths, priority, verify=verify_, min_buckets=nb,
-                                     bucket_bytes=BUCKET_BYTES, n_edges=n_edges, wave=local, per_file=local,
+                                     bucket_bytes=BUCKET_BYTES, n_edges=n_edges, wave=_local, per_file=_local,
                                      verify_bucket_bytes=verify._VERIFY_BUCKET_BYTES)
     return info["verify_buckets"]

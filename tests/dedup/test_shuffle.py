@@ -102,19 +102,55 @@ def test_find_duplicates_takes_more_buckets_for_more_input_with_the_same_result(
     cfg = DedupConfig(minhash=MinHashConfig())
     prio = {"wiki": 0, "web": 1}
     files = _write_parts(tmp_path / "a", docs, parts=3, minhash=MinHashConfig())
-    s_tiny = dedup.find_duplicates(files, cfg=cfg, priority=prio, out_dir=str(tmp_path / "tiny"), bucket_bytes=1024)
+    # many small buckets as Ray tasks, the same buckets in one task (the small-dedup path), one forced bucket
+    s_tiny = dedup.find_duplicates(files, cfg=cfg, priority=prio, out_dir=str(tmp_path / "tiny"), bucket_bytes=1024,
+                                   one_task_bytes=0)
+    s_fused = dedup.find_duplicates(files, cfg=cfg, priority=prio, out_dir=str(tmp_path / "fused"), bucket_bytes=1024)
     s_one = dedup.find_duplicates(files, cfg=cfg, priority=prio, out_dir=str(tmp_path / "one"), num_buckets=1)
     b = s_tiny["buckets"]
     assert b["exact"] > 2 and b["lsh"] > 2 and b["components"] > 2 and b["rank"] > 2, b
+    assert s_fused["buckets"]["lsh"] > 2
     assert s_one["buckets"]["lsh"] == 1
-    assert dedup.read_removed(tmp_path / "tiny").equals(dedup.read_removed(tmp_path / "one"))
-    assert {k: v for k, v in s_tiny.items() if k != "buckets"} == {k: v for k, v in s_one.items() if k != "buckets"}
-    for name in ("tiny", "one"):  # byte-identical removal files, whatever the buckets
+    for other, s in (("fused", s_fused), ("one", s_one)):
+        assert dedup.read_removed(tmp_path / "tiny").equals(dedup.read_removed(tmp_path / other))
+        assert {k: v for k, v in s_tiny.items() if k != "buckets"} == {k: v for k, v in s.items() if k != "buckets"}
+    for name in ("tiny", "fused", "one"):  # byte-identical removal files, whatever the buckets
         got = sorted(glob.glob(str(tmp_path / name / "removed" / "f*.parquet")))
         assert len(got) == len(files)
-    for a, c in zip(sorted(glob.glob(str(tmp_path / "tiny" / "removed" / "*"))),
-                    sorted(glob.glob(str(tmp_path / "one" / "removed" / "*")))):
-        assert open(a, "rb").read() == open(c, "rb").read(), a
+    for other in ("fused", "one"):
+        for a, c in zip(sorted(glob.glob(str(tmp_path / "tiny" / "removed" / "*"))),
+                        sorted(glob.glob(str(tmp_path / other / "removed" / "*"))), strict=True):
+            assert open(a, "rb").read() == open(c, "rb").read(), a
+
+
+def test_a_small_dedup_runs_in_one_ray_task_and_a_larger_one_in_many(ray_session, tmp_path, monkeypatch):
+    """Up to ``one_task_bytes`` of estimated shuffle the steps run inside one task; above it, one task per bucket
+    and per group of files. Counted on the remote functions the driver submits."""
+    from curate import raytasks
+    from curate.dedup import driver
+
+    docs = planted_corpus(bases=8, distractors=8, seed=9)
+    files = _write_parts(tmp_path / "a", docs, parts=3, minhash=MinHashConfig())
+    cfg = DedupConfig(minhash=MinHashConfig())
+    submitted: list[str] = []
+    real = raytasks.remote_task
+
+    def spy(fn, **options):
+        submitted.append(fn.__name__)
+        return real(fn, **options)
+
+    monkeypatch.setattr(raytasks, "remote_task", spy)
+    small = dedup.find_duplicates(files, cfg=cfg, priority={"web": 0}, out_dir=str(tmp_path / "s"))
+    assert submitted == ["_steps_in_one_task"], submitted
+    submitted.clear()
+    est = sum(shuffle.exact_bytes(pq.read_metadata(f)) + shuffle.lsh_bytes(pq.read_metadata(f), MinHashConfig().bands)
+              for f in files)
+    large = dedup.find_duplicates(files, cfg=cfg, priority={"web": 0}, out_dir=str(tmp_path / "l"),
+                                  one_task_bytes=est - 1)
+    assert "_steps_in_one_task" not in submitted and len(submitted) > 10, submitted
+    assert driver.ONE_TASK_BYTES >= 1 << 20
+    assert {k: v for k, v in small.items() if k != "buckets"} == {k: v for k, v in large.items() if k != "buckets"}
+    assert dedup.read_removed(tmp_path / "s").equals(dedup.read_removed(tmp_path / "l"))
 
 
 def _exact_bucket(out: str, *, files: int, rows: int, seed: int) -> pa.Table:
