@@ -20,8 +20,8 @@ soak        the demo recipe over a generated corpus of ``--soak-mb`` MB of Parqu
             text), 2 workers, every process's RSS sampled, audited with ``--verify``; not part of ``all`` (about
             an hour on a 2-core machine, most of it generating the corpus; see ``bench/soak.py``).  ``soak.json``
 fixed       the fixed costs of a small run on the demo corpus: ``curate run`` 3 times (Ray start apart, every
-            phase), a partition actor's imports and model loads, Ray's actor start and task fan-out, cold and
-            warm.  ``fixed.json``
+            phase), a partition worker's imports and model loads, Ray's worker warming and task fan-out, cold
+            and warm.  ``fixed.json``
 scale       peak RSS of every process kind (driver, each Ray task and actor method) and wall time at
             ``--scale-docs`` tiny documents (default 1M, 4M, 16M; 3 real sentences each, ``bench/bench_scale.py``):
             issue #16's growth target; not part of ``all`` (about an hour).  ``scale.json``
@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
 
         r = bench_scale(args.scale_docs, cores=args.cores)
         _save(res, "scale", r)
-        print(f"[scale] largest process but the partition actors grows {r['largest_growth']} per "
+        print(f"[scale] largest process but the partition tasks grows {r['largest_growth']} per "
               f"{r['doc_ratio']}x documents (target <= 1.3: {'met' if r['target_met'] else 'NOT met'}); "
               f"wall {r['wall_ratio']}", flush=True)
     if "soak" in cmds:

@@ -8,12 +8,12 @@ What a small run pays besides its documents, on the demo corpus (``curate.demo``
   report). Ray starts inside the run, in the background while the driver reads and checks the recipe, as
   ``curate run`` starts it (``ray_in_run``); ``ray_start_s`` is what the run waited for it and ``after_ray_s``
   the rest of the run's wall time; target <= 5 s.
-- ``parts``: in a child process without Ray, what one partition actor pays before its first document: importing
+- ``parts``: in a child process without Ray, what one partition worker pays before its first document: importing
   the per-partition processor, and each source's stage set (the models: fastText lid.176, the quality rules) and
   the tokenizer loading, timed one by one.
-- ``ray``: in a child process, ``ray.init`` (2 CPUs), the first call of a fresh actor, one wave of 2 tasks on
-  fresh worker processes and the same wave on warm ones (what the first global step after the parts phase
-  pays, once the partition actors are gone).
+- ``ray``: in a child process, ``ray.init`` (2 CPUs), one wave of 2 tasks on fresh worker processes, warming 2
+  workers with the modules of a run's tasks (``curate.raytasks.warm_workers`` and ``wait_warm``: what a run waits
+  for before its first partition task) and the same wave on the warm workers.
 
 Writes ``bench/results/fixed.json``; ``bench/report.py`` renders it. The machine must be otherwise idle.
 """
@@ -80,25 +80,18 @@ def _ray_child() -> dict[str, Any]:
     runner.init_ray(None, num_cpus=2)
     out["ray_init_s"] = round(time.perf_counter() - t, 3)
 
-    @ray.remote(num_cpus=1)
-    class Probe:
-        def ping(self) -> int:
-            import curate.partition  # noqa: F401 - what a partition actor imports
-
-            return os.getpid()
+    from curate.raytasks import wait_warm, warm_workers
 
     def wave(fn: Any) -> float:
         t = time.perf_counter()
         ray.get([ray.remote(num_cpus=1)(fn).remote() for _ in range(2)])
         return round(time.perf_counter() - t, 3)
 
-    t = time.perf_counter()
-    actors = [Probe.remote() for _ in range(2)]
-    ray.get([a.ping.remote() for a in actors])
-    out["actors_first_call_s"] = round(time.perf_counter() - t, 3)
-    for a in actors:
-        ray.kill(a)
     out["task_wave_fresh_s"] = wave(_dedup_import)
+    t = time.perf_counter()
+    warm_workers(2)
+    wait_warm(timeout=120)
+    out["warm_workers_s"] = round(time.perf_counter() - t, 3)
     out["task_wave_warm_s"] = wave(_dedup_import)
     ray.shutdown()
     return out

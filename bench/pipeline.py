@@ -125,7 +125,7 @@ class TreeSampler:
                 self.peak_one[k] = max(self.peak_one.get(k, 0), rss)
                 self.peak_one_anon[k] = max(self.peak_one_anon.get(k, 0), anon)
                 if k == "ray_worker":
-                    # the process title names what the worker runs now: ray::PartitionActor.process, ray::mix, ...
+                    # the process title names what the worker runs now: ray::process_partition, ray::_lsh_reduce, ...
                     try:
                         title = p.cmdline()[0].split()[0].removeprefix("ray::")
                     except (psutil.Error, IndexError):

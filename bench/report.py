@@ -378,18 +378,19 @@ def _fixed(r: dict[str, Any] | None) -> list[str]:
             f"3,408 records), {r['cores']} cores, each run a fresh child process. Load average (1 min) before / "
             f"after: {r['load_before'][0]:.1f} / {r['load_after'][0]:.1f}.", "", *rows, "",
             f"Median after Ray start: **{r['after_ray_median_s']:.2f} s**; target <= {r['target_after_ray_s']:g} s: "
-            f"{ok}. The phases are `RUN_DIR/stats.json`'s (`ray_start` is ~0 there: the bench child starts Ray "
-            "before the run; its own column is the Ray start).", "",
-            "What one partition actor pays before its first document (fresh interpreter, no Ray): importing the "
+            f"{ok}. The phases are `RUN_DIR/stats.json`'s; Ray starts inside the run, in the background while the "
+            "driver reads and checks the recipe, as `curate run` starts it, and the Ray start column is what the "
+            "run waited for it (its `ray_start` phase).", "",
+            "What one partition worker pays before its first document (fresh interpreter, no Ray): importing the "
             f"processor {_f(pa_.get('import_processor_s'), 2)} s, the recipe {_f(pa_.get('recipe_s'), 3)} s, the "
             "stage set of each source (models and rule tables: "
             + ", ".join(f"{k} {v:.2f}" for k, v in st.items()) + f" s), the tokenizer {_f(pa_.get('tokenizer_s'), 2)} s.",
             "",
-            f"Ray (2 CPUs): `ray.init` {_f(ry.get('ray_init_s'), 2)} s; two fresh actors' first call (worker start "
-            f"and imports) {_f(ry.get('actors_first_call_s'), 2)} s; a wave of 2 tasks on fresh worker processes "
-            f"{_f(ry.get('task_wave_fresh_s'), 2)} s, the same wave on warm ones {_f(ry.get('task_wave_warm_s'), 3)} "
-            "s: the first global step after the parts phase pays the fresh-worker cost (the actors' processes are "
-            "gone by then).", ""]
+            f"Ray (2 CPUs): `ray.init` {_f(ry.get('ray_init_s'), 2)} s; a wave of 2 tasks on fresh worker processes "
+            f"{_f(ry.get('task_wave_fresh_s'), 2)} s; warming 2 workers with the run's modules "
+            f"(`curate.raytasks.warm_workers`, what a run waits for before its first partition task) "
+            f"{_f(ry.get('warm_workers_s'), 2)} s; the same wave on warm workers {_f(ry.get('task_wave_warm_s'), 3)} "
+            "s.", ""]
 
 
 def _scale(r: dict[str, Any] | None) -> list[str]:
@@ -428,7 +429,7 @@ def _scale(r: dict[str, Any] | None) -> list[str]:
             "`idle_worker` is a pooled worker between tasks. In brackets: anonymous memory (RSS less file-backed "
             "and shared pages, such as memory-mapped `.tok` files), where measured.", "",
             *walls, "", *head, "",
-            f"Largest process other than the partition actors, per size: {largest}; growth per 4x documents "
+            f"Largest process other than the partition tasks, per size: {largest}; growth per 4x documents "
             f"{', '.join(f'{v:.2f}x' for v in r['largest_growth'])} (target <= 1.3x: {met}). Wall time grows "
             f"{', '.join(f'{v:.2f}x' for v in r['wall_ratio'])} per {', '.join(f'{v:g}x' for v in r['doc_ratio'])} "
             "documents.", ""]

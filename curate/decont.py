@@ -50,7 +50,8 @@ The index (:class:`DecontIndex`): a sorted ``uint64`` array of n-gram hashes wit
 (the first item holding it) and a screen bit array of about 16 bits per key (:class:`KeySet`), the short items by
 length, and the item ids and eval names: 14.5 MB per million indexed n-grams (12.4 MB for the 855k 13-grams of the
 four sets above; ``bench/bench_decontaminate.py``). It is built once per run on the driver (1.4 CPU-s for those
-sets) and sent to every actor through the Ray object store (``ray.put``; numpy arrays are read zero-copy there).
+sets) and sent to every partition worker through the Ray object store (``ray.put``; numpy arrays are read
+zero-copy there).
 
 Matching (:func:`match`): per block of ~1 MB of text, every window hash of the batch is screened and looked up with
 ``numpy.searchsorted`` in the sorted keys; per document the result is the eval set with most distinct matched

@@ -3,13 +3,14 @@
 - A task (dedup's map and reduce steps, the mix plan, a shard) runs on one CPU and is retried up to
   :data:`TASK_RETRIES` times when its worker dies; every task is idempotent (atomic writes, done markers), so a
   retry rewrites the same bytes.
-- A partition actor restarts without limit and retries its calls (``ACTOR_OPTIONS``): a partition is redone
-  from its input, and a lost actor must not fail the run.
+- A partition task is retried without limit (``PARTS_TASK_OPTIONS``): a partition is redone from its input,
+  and a lost worker or node must not fail the run.
 - :func:`init_ray` starts the embedded local Ray (or joins a cluster) once per process: ``curate run`` and
   ``curate audit`` (and any caller of :func:`curate.audit.audit`) run their tasks on it. ``curate run`` starts
   it in the background (:class:`RayStart`) while the driver imports, reads the recipe and links a remix.
-- :func:`warm_workers` starts idle worker processes ahead of the steps that need them (a fresh worker costs
-  about 1 s on 2 cores): at Ray's start, and at the tail of the parts phase with the later steps' modules.
+- :func:`warm_workers` starts idle worker processes, with the modules a run's tasks import, ahead of the steps
+  that need them (a fresh worker costs about 1 s on 2 cores): at Ray's start; :func:`wait_warm` lets the first
+  tasks find them.
 - :func:`get` waits for results and turns a Ray task error back into the :class:`~curate.errors.CurateError`
   raised inside (a bad input file, a recipe problem) or the matching ``OutputError`` (disk full), so the CLI
   prints curate's message, not a remote traceback.
@@ -34,7 +35,8 @@ from curate.errors import CurateError, output_error
 
 TASK_RETRIES = 3
 TASK_OPTIONS: dict[str, Any] = {"num_cpus": 1, "max_retries": TASK_RETRIES}
-ACTOR_OPTIONS: dict[str, Any] = {"num_cpus": 1, "max_restarts": -1, "max_task_retries": -1}
+#: a partition task (``curate.partition.process_partition``) is retried without limit when its worker or node dies
+PARTS_TASK_OPTIONS: dict[str, Any] = {"num_cpus": 1, "max_retries": -1}
 
 
 def remote_task(fn: Callable, **options: Any):
@@ -70,12 +72,28 @@ def release_memory() -> None:
         _MALLOC_TRIM(0)
 
 
+#: what a kind of task keeps in its worker process for its next tasks of the same kind (``{task name: drop}``,
+#: :func:`keep_for_next_task`); dropped when the worker runs a task of another kind
+_kept: dict[str, Callable[[], None]] = {}
+
+
+def keep_for_next_task(owner: str, drop: Callable[[], None]) -> None:
+    """Note that tasks named ``owner`` keep something in this worker process for the next ones (the partition
+    tasks: their processor, the models, about 250 MB on the demo recipe); ``drop()`` lets it go. The first task of
+    another name in this process calls it (:func:`releasing`), so a worker that goes on to the dedup, mix and
+    shard tasks does not carry the models through them."""
+    _kept[owner] = drop
+
+
 def releasing(fn: Callable) -> Callable:
-    """``fn`` that calls :func:`release_memory` when it returns or raises; same name, so a Ray worker's process
-    title (``ray::write_shard``) and the task's name in Ray's state API stay ``fn``'s."""
+    """``fn`` that first drops what other kinds of task kept in this process (:func:`keep_for_next_task`) and calls
+    :func:`release_memory` when it returns or raises; same name, so a Ray worker's process title
+    (``ray::write_shard``) and the task's name in Ray's state API stay ``fn``'s."""
 
     @functools.wraps(fn)
     def task(*args: Any, **kwargs: Any) -> Any:
+        for owner in [o for o in _kept if o != fn.__name__]:
+            _kept.pop(owner)()
         try:
             return fn(*args, **kwargs)
         finally:
@@ -153,8 +171,8 @@ def _init_ray_now(ray_address: str | None, *, num_cpus: int | None = None):
     os.environ.update(env_vars)
     cpus = num_cpus or os.cpu_count() or 1
     try:
-        # idle workers beyond the soft limit (default: the CPU count, actors' workers included) are killed after
-        # 1 s: raised so that the workers warm_workers starts during the parts phase outlive the partition actors
+        # idle workers beyond the soft limit (default: the CPU count) are killed after 1 s: raised so that the
+        # workers warm_workers starts (and a validation carve's replacement) are not killed while idle
         ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False,
                  _system_config={"num_workers_soft_limit": 2 * cpus + 1})
     finally:
@@ -211,11 +229,11 @@ def shutdown_ray() -> bool:
 
 
 # ---------------------------------------------------------------------------- warm workers, Ray in the background
-#: what the tasks after the parts phase import in their worker (the source registry, which rebuilding a recipe
-#: from its payload imports: 0.18-0.5 s of polars and the readers in each mix worker's first task; dedup, the mix,
-#: shards, the documents table, the audit's per-shard summaries); :func:`warm_workers` loads them ahead
-WORKER_MODULES = ("curate.sources", "curate.dedup", "curate.mix.task", "curate.mix.writer", "curate.mix.documents",
-                  "curate.shard_formats", "curate.shard_summary")
+#: what a run's tasks import in their worker: the partition processor, the source registry (rebuilding a recipe
+#: from its payload imports it: 0.18-0.5 s of polars and the readers in a worker's first mix task), dedup, the mix,
+#: shards, the documents table, the audit's per-shard summaries; :func:`warm_workers` loads them ahead
+WORKER_MODULES = ("curate.partition", "curate.sources", "curate.dedup", "curate.mix.task", "curate.mix.writer",
+                  "curate.mix.documents", "curate.shard_formats", "curate.shard_summary")
 
 
 def _import_modules(modules: tuple[str, ...]) -> int:
@@ -239,9 +257,11 @@ def _import_modules(modules: tuple[str, ...]) -> int:
 
 
 def warm_count(ray) -> int:
-    """How many workers :func:`warm_workers` should start: one per CPU of the cluster and a spare, which
-    replaces the validation carve's worker (it exits after its task) for the shard tasks."""
-    return max(1, int(ray.cluster_resources().get("CPU", 1))) + 1
+    """How many workers :func:`warm_workers` should start: one per CPU of the cluster (the partition tasks, then
+    the dedup and mix tasks, run on them; the mix warms a replacement for the validation carve's worker, which
+    exits after its task). Measured on the demo corpus: a spare beside them made ``curate run`` 0.2 s slower, its
+    imports sharing the CPUs with the first partitions."""
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
 def warm_workers(n: int, modules: tuple[str, ...] = WORKER_MODULES) -> list:
@@ -250,10 +270,10 @@ def warm_workers(n: int, modules: tuple[str, ...] = WORKER_MODULES) -> list:
     A Ray worker process costs about 1 s to start on 2 cores (interpreter, ``import ray``, registration) and
     the first task of a kind a few tenths more for its imports; a step that finds no idle worker waits for both
     (``bench fixed``: a wave of 2 tasks on fresh workers 1.03 s, on warm ones 0.014 s). Called right after Ray's
-    start (:class:`RayStart`) and where CPUs idle (the tail of the parts phase, once the first partition actor is
-    gone: on workers already warm the tasks return at once), they leave idle workers behind for the next steps
-    (:func:`_import_modules`); :func:`init_ray` raises Ray's soft limit on idle workers so that they stay. They write nothing and are never retried; the refs are returned (and
-    kept here, so a caller may drop them).
+    start (:class:`RayStart`, or by ``runner.run`` on a caller's Ray) and beside a task whose worker exits after
+    it (the validation carve), they leave idle workers behind for the next steps (:func:`_import_modules`);
+    :func:`init_ray` raises Ray's soft limit on idle workers so that they stay. They write nothing and are never
+    retried; the refs are returned (and kept here, so a caller may drop them).
     """
     import ray
 
@@ -268,6 +288,17 @@ def warm_workers(n: int, modules: tuple[str, ...] = WORKER_MODULES) -> list:
 _warm_refs: list = []
 
 
+def wait_warm(timeout: float = 10.0) -> None:
+    """Wait (at most ``timeout`` seconds) for the warming tasks under way, so that the tasks submitted next find
+    their workers idle and warm instead of starting more processes beside them (a worker still importing is
+    busy to Ray's scheduler, which then starts a fresh one for a new task: two processes paying the same
+    start-up on the same CPUs)."""
+    import ray
+
+    if _warm_refs:
+        ray.wait(list(_warm_refs), num_returns=len(_warm_refs), timeout=timeout)
+
+
 class RayStart:
     """:func:`init_ray` in a background thread, so that Ray's start (about 4 s) overlaps the driver's own work.
 
@@ -279,12 +310,11 @@ class RayStart:
     ``result()`` waits for the start and returns the ``ray`` module (or raises what the start raised). The thread
     stays parked afterwards: Ray's processes are started with ``PR_SET_PDEATHSIG``, which Linux ties to the
     *thread* that forked them, so they would be killed if it ended. Right after the start it runs
-    :func:`warm_workers`: one worker process per CPU and a spare start and import the modules of the steps after
-    the parts phase (the spare replaces the validation task's worker, which exits after its task, for the shard
-    tasks). The partition actors start in worker processes of their own, so these stay idle, and warm, until the
-    dedup and the mix (measured on the demo corpus: dedup 2.0-3.0 s with workers warmed at the parts phase's tail
-    only, 0.27-0.33 s with these; the parts phase 0.3 s longer, as the imports share the CPUs with the actors'
-    start).
+    :func:`warm_workers`: one worker process per CPU starts and imports the modules of a run's tasks. The parts
+    phase waits for them (:func:`wait_warm`), so its partition tasks, and after them the dedup, mix and shard
+    tasks, run in these processes instead of Ray's starting more beside them (measured on the demo corpus, with
+    partition actors in processes of their own and workers warmed at the parts phase's tail: the dedup's first
+    wave waited 1.4 s for fresh workers; `curate run` 7.3 s after Ray's start, 5.9 s with these).
 
     What Ray logs while it starts (its token-authentication warning, "Started a local Ray instance") is held
     back and printed when the driver first waits for the start, where a run printed it before; a command that

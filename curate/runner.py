@@ -2,8 +2,8 @@
 
 Phases (each resumable; a file's presence means it is complete, see ``curate.io_utils``)::
 
-    parts      Ray actor pool (one actor per CPU, models loaded once per actor): each partition goes
-               ingest → license → langid → quality → decontaminate → tokenize
+    parts      Ray tasks, one per partition, one per CPU in flight (models loaded once per worker process, which
+               keeps its processor): ingest → license → langid → quality → decontaminate → tokenize
                                                                       work/parts/<key>.{docs,kept,tok,ledger,done}
     dedup      Ray tasks: exact + MinHash LSH across all sources      work/dedup/removed/f<i>.parquet
     mix        Ray tasks per partition and per (cell, hash range): token-exact selection; one for the interleave
@@ -66,8 +66,8 @@ from curate.sources.base import Partition
 from curate.samples import write_run_samples
 from curate.timings import PhaseTimer, stage_rows, write_stage_rows
 from curate.pipeline import payload_for
-from curate.raytasks import (ACTOR_OPTIONS, RayStart, init_ray, remote_task, shutdown_ray, start_in_flight,
-                             warm_count, warm_workers)
+from curate.raytasks import (PARTS_TASK_OPTIONS, RayStart, init_ray, remote_task, shutdown_ray, start_in_flight,
+                             wait_warm, warm_count, warm_workers)
 from curate.raytasks import get as _ray_get
 from curate.partition import PartitionProcessor, part_paths
 
@@ -365,7 +365,7 @@ LATE_MODULES = ("curate.dedup", "curate.mix", "curate.shards", "curate.shard_for
 def preload_driver_modules() -> None:
     """Import what the driver needs after the parts phase (dedup, mix, the report) in a background thread.
 
-    The driver waits on the actors during the parts phase; these imports (altair alone takes about a second)
+    The driver waits on the partition tasks during the parts phase; these imports (altair alone takes about a second)
     would otherwise sit on the critical path after it. An import error here is ignored: the real import
     raises it again where the module is used.
     """
@@ -398,7 +398,7 @@ def decont_index(recipe: Recipe, run_dir: Path, parts: list[Partition]):
     """Build the eval-set index on the driver when the recipe decontaminates and a partition is left to do.
 
     Small (eval sets only: 12.4 MB for GSM8K + MATH + MMLU-STEM + HumanEval); its statistics go to
-    ``work/decontaminate/index.json`` for the audit. Bad eval files fail here, before any actor starts.
+    ``work/decontaminate/index.json`` for the audit. Bad eval files fail here, before any partition task starts.
     """
     if recipe.decontaminate is None or all(part_paths(run_dir, p)["done"].exists() for p in parts):
         return None
@@ -421,52 +421,29 @@ def run_parts(ray, recipe: Recipe, run_dir: Path, parts: list[Partition], progre
     if not todo:
         return None
     payload = payload_for(recipe)
+    from curate.partition import process_partition
 
-    @ray.remote(**ACTOR_OPTIONS)
-    class PartitionActor:
-        def __init__(self, payload: dict, run_dir: str, decont_refs: list) -> None:
-            # the index comes from the object store (its numpy arrays are read zero-copy); the reference is passed
-            # inside a list so that a restarted actor fetches it again from the driver's copy, which lives as long
-            # as the run does
-            index = ray.get(decont_refs[0]) if decont_refs else None
-            self.proc = PartitionProcessor(payload, run_dir, num_threads=1, decont_index=index)
-
-        def process(self, part: Partition, input_record: dict | None = None) -> dict:
-            return self.proc.process(part, input_record)
-
+    fn = remote_task(process_partition, **PARTS_TASK_OPTIONS)
+    wait_warm()
     n = min(len(todo), _cpus(ray))
-    decont_refs = [ray.put(decont)] if decont is not None else []  # once per run, shared by every actor
-    actors = [PartitionActor.remote(payload, str(run_dir), decont_refs) for _ in range(n)]
-    pending: dict[Any, tuple[Partition, Any]] = {}  # object ref → (partition, actor)
+    decont_refs = [ray.put(decont)] if decont is not None else []  # once per run, shared by every worker
+    pending: dict[Any, Partition] = {}  # object ref → partition
     queue = list(todo)
     t0 = time.time()
     docs = 0
     cpu = 0.0
-    # largest first keeps the tail short; the output does not depend on this order
+    # largest first keeps the tail short; the output does not depend on this order. At most one task per CPU is
+    # in flight, so a finished one hands its CPU (and its warm worker, with the processor) to the next partition
     queue.sort(key=lambda p: -p.nbytes)
-    free = list(actors)
-    warmed = False
     try:
         while queue or pending:
-            while queue and free:
-                a = free.pop()
+            while queue and len(pending) < n:
                 part = queue.pop(0)
-                pending[a.process.remote(part, (inputs or {}).get(part.key))] = (part, a)
+                pending[fn.remote(payload, str(run_dir), decont_refs, part, (inputs or {}).get(part.key))] = part
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:
-                part, a = pending.pop(ref)
+                part = pending.pop(ref)
                 summary = _ray_get(ref)
-                if queue:
-                    free.append(a)
-                else:
-                    # No work left for it: release its CPU now. An actor restarting after its node was lost needs a
-                    # free CPU to be placed; an idle actor holding the last one would leave the run hanging.
-                    ray.kill(a)
-                    if not warmed:
-                        # the freed CPU starts the workers the dedup tasks will find idle and warm, instead of
-                        # their waiting for fresh ones once the last actor is gone (curate.raytasks.warm_workers)
-                        warm_workers(warm_count(ray))
-                        warmed = True
                 docs += summary["records"]
                 cpu += summary.get("cpu_s", 0.0)
                 done_bytes += part.nbytes
@@ -475,9 +452,12 @@ def run_parts(ray, recipe: Recipe, run_dir: Path, parts: list[Partition], progre
                                 description=f"parts  {docs / dt:,.0f} docs/s  {done_bytes / dt / 1e6:,.1f} MB/s "
                                             f"({done_bytes / max(total_bytes, 1):.0%} of input)")
     finally:
-        # also on failure: a run that raises must not leave actors holding the cluster's CPUs
-        for a in actors:
-            ray.kill(a)
+        # also on failure: a run that raises must not leave partitions running on the cluster's CPUs
+        for ref in pending:
+            try:
+                ray.cancel(ref)
+            except Exception:  # noqa: BLE001, S110 - already finished or its node gone: nothing to stop
+                pass
     return round(cpu, 3)
 
 

@@ -29,7 +29,7 @@ must not yield an end-of-document id.
 
 :func:`resolve_engine` returns an :class:`EngineChoice` (engine, its version, and the reason when the fast one
 was refused); it is recorded in ``work/mix/plan.json`` and ``manifest.json``. The decision is cached per process
-by (file, sha256, requested engine), so a Ray actor pays for the probe once (about 0.1-0.3 s).
+by (file, sha256, requested engine), so a Ray worker process pays for the probe once (about 0.1-0.3 s).
 """
 
 from __future__ import annotations

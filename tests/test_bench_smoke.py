@@ -166,9 +166,9 @@ def test_scale_summary_judges_growth_of_the_largest_process():
     def row(docs: int, peak: dict) -> dict:
         return {"docs": docs, "run_s": docs / 1e4, "peak_mb": peak}
 
-    flat = summarize([row(1_000_000, {"driver": 300, "mix": 500, "PartitionActor.process": 600}),
-                      row(4_000_000, {"driver": 320, "mix": 600, "PartitionActor.process": 1_500})])
-    assert flat["target_met"] and flat["largest_growth"] == [1.2]  # the actors are judged apart
+    flat = summarize([row(1_000_000, {"driver": 300, "mix": 500, "process_partition": 600}),
+                      row(4_000_000, {"driver": 320, "mix": 600, "process_partition": 1_500})])
+    assert flat["target_met"] and flat["largest_growth"] == [1.2]  # the partition tasks are judged apart
     grows = summarize([row(1_000_000, {"driver": 300, "mix": 500}), row(4_000_000, {"driver": 320, "mix": 1_400})])
     assert not grows["target_met"] and grows["worst_kind"] == {"kind": "mix", "growth": 2.8}
     assert grows["doc_ratio"] == [4.0] and grows["wall_ratio"] == [4.0]

@@ -102,7 +102,31 @@ def test_warm_workers_import_in_zero_cpu_tasks_and_skip_a_missing_module(ray_ses
     refs = raytasks.warm_workers(2, ("curate.dedup",))
     pids = ray_session.get(refs, timeout=120)
     assert len(pids) == 2 and all(isinstance(p, int) and p != os.getpid() for p in pids)
-    assert raytasks.warm_count(ray_session) == int(ray_session.cluster_resources()["CPU"]) + 1
+    assert raytasks.warm_count(ray_session) == int(ray_session.cluster_resources()["CPU"])
+
+
+def test_a_task_of_another_kind_drops_what_a_kind_kept_for_its_next_tasks(monkeypatch) -> None:
+    monkeypatch.setattr(raytasks, "_kept", {})
+    dropped = []
+
+    def process_partition() -> str:
+        return "same kind"
+
+    def write_shard() -> str:
+        return "other kind"
+
+    raytasks.keep_for_next_task("process_partition", lambda: dropped.append(1))
+    assert raytasks.releasing(process_partition)() == "same kind" and not dropped
+    assert raytasks.releasing(write_shard)() == "other kind" and dropped == [1]
+    assert raytasks._kept == {}
+    assert raytasks.releasing(write_shard)() == "other kind" and dropped == [1]  # dropped once
+
+
+def test_wait_warm_returns_once_the_warming_tasks_are_done(ray_session) -> None:
+    refs = raytasks.warm_workers(2, ("json",))
+    raytasks.wait_warm(timeout=120)
+    ready, _ = ray_session.wait(refs, num_returns=len(refs), timeout=0)
+    assert len(ready) == 2
 
 
 def test_ray_start_hands_the_start_s_error_to_result(monkeypatch) -> None:

@@ -392,15 +392,15 @@ def test_losing_a_worker_node_mid_run_costs_retries_not_the_run_10(reference, tm
             parts = out / "work" / "parts"
 
             def busy_on_worker() -> bool:
-                # a partition actor on the worker node is executing a task (Ray's process title while busy)
+                # a partition task is executing on the worker node (Ray's process title while busy)
                 if not parts.is_dir() or not any(parts.glob("*.done")):
                     return False
-                return any(_cmdline(p)[:1] == ["ray::PartitionActor.process"] for p in _tree(worker))
+                return any(_cmdline(p)[:1] == ["ray::process_partition"] for p in _tree(worker))
 
             deadline = time.monotonic() + RUN_TIMEOUT
             while not busy_on_worker():
                 assert proc.poll() is None, f"run ended before the node could be killed:\n{log.read_text()[-3000:]}"
-                assert time.monotonic() < deadline, "no partition actor ever ran on the worker node"
+                assert time.monotonic() < deadline, "no partition task ever ran on the worker node"
                 time.sleep(0.01)
             killed = _tree(worker)
             _stop_node(worker)
@@ -408,7 +408,7 @@ def test_losing_a_worker_node_mid_run_costs_retries_not_the_run_10(reference, tm
             assert not (out / "manifest.json").exists(), "the node was lost after the run finished"
             wait_ok(proc, log)
             # the partition that was running on the lost node was retried (Ray's core worker says so)
-            assert "PartitionActor.process failed" in log.read_text(errors="replace"), log.read_text()[-3000:]
+            assert "process_partition failed" in log.read_text(errors="replace"), log.read_text()[-3000:]
         finally:
             for n in reversed(nodes):
                 _stop_node(n)

@@ -46,7 +46,7 @@ from curate.pipeline import recipe_from_payload
 #: Most documents one select task reads (a cell with more is split into hash ranges). Measured peak RSS of one
 #: select task on a synthetic leaf (lognormal lengths, ~36-byte doc_ids, max_doc_tokens 512, half the supply
 #: selected): 572 MB at 1M rows, 917 MB at 2M, 1,695 MB at 4M (about 390 B per row: the Parquet read and the
-#: uid sort hold the leaf twice), so 2M keeps a select task under 1 GB, below a partition actor. Read by the
+#: uid sort hold the leaf twice), so 2M keeps a select task under 1 GB, below a partition task. Read by the
 #: driver at run time (tests lower it).
 ROWS_PER_TASK = 2_000_000
 

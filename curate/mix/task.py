@@ -143,7 +143,7 @@ def mix(payload: dict[str, Any], run_dir: str | Path, pids: list[int], *, rows_p
     from curate.mix.core import member_seed, plan_member_targets
     from curate.mix.interleave import write_orders
     from curate.mix.prepare import RANGE_BUCKETS, carve_validation, member_keys, prepare_partition
-    from curate.raytasks import get, remote_task
+    from curate.raytasks import get, remote_task, warm_workers
     from curate.schema import token_dtype
     from curate.tokenizers import load_tokenizer
     from curate.validation import member_settings
@@ -173,7 +173,9 @@ def mix(payload: dict[str, Any], run_dir: str | Path, pids: list[int], *, rows_p
     val_plan = None
     layout.mix_held.unlink(missing_ok=True)  # select tasks skip the held-out documents this file lists
     if member_settings(recipe):
-        res = get(remote_task(carve_validation, max_calls=1).remote(payload, run_dir, pids))
+        ref = remote_task(carve_validation, max_calls=1).remote(payload, run_dir, pids)
+        warm_workers(1)  # the carve's worker exits after it (its memory follows the corpus): a warm replacement
+        res = get(ref)
         led.merge(Ledger.from_list(res["ledger"]))
         supply.add(res["supply"], sign=-1)
         val_plan = res["plan"]

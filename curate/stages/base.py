@@ -9,8 +9,8 @@ plus columns earlier stages added):
 - ``added_columns`` are the columns ``process`` adds or overwrites (besides ``drop_reason``); the processor checks
   at every boundary that they are set and that the rows are the same, in the same order
   (``curate.pipeline.check_stage_output``).
-- ``setup()`` loads models; it runs once per Ray actor, never in ``__init__``, so a stage pickles
-  with only its configuration.
+- ``setup()`` loads models; it runs once per Ray worker process (its partition processor), never in
+  ``__init__``, so a stage pickles with only its configuration.
 - ``process(table)`` returns the same rows in the same order with ``added_columns`` set and a
   ``drop_reason`` string column: null keeps the row, a short code (``license:GPL-3.0-only``,
   ``lang_score_low``, ``gopher_mean_word_length``) drops it. A stage never removes rows itself:

@@ -2,8 +2,8 @@
 
 Runs after ``quality`` and before dedup, on every source of a recipe with a ``decontaminate:`` block unless the
 source says ``decontaminate: false``. Matching is exact hashed word n-grams against an index of the eval sets
-(:mod:`curate.decont`); the index is built once per run on the driver and reaches every actor through the Ray
-object store, so a stage holds a reference to it, never its own copy of the eval files.
+(:mod:`curate.decont`); the index is built once per run on the driver and reaches every partition worker through
+the Ray object store, so a stage holds a reference to it, never its own copy of the eval files.
 
 Columns added (schema):
 

@@ -33,7 +33,7 @@ def test_resume_right_after_a_driver_kill_12c(ray_session, tmp_path) -> None:
         env = run_env(ray_tmp)
         first = start_run(recipe, out, env, log)
         try:
-            # once Ray is up (the partition actors write their first temporary files), kill the driver
+            # once Ray is up (the partition tasks write their first temporary files), kill the driver
             wait_until(first, lambda: parts.is_dir() and any(parts.iterdir()), log)
             os.kill(first.pid, signal.SIGKILL)  # the driver only: Ray's processes are left to themselves
             first.wait(timeout=30)
