@@ -6,8 +6,9 @@ What a small run pays besides its documents, on the demo corpus (``curate.demo``
   ``--repeats`` times; per run the interpreter's imports, Ray's own start-up (reported apart: the target is
   what follows it) and every phase of ``RUN_DIR/stats.json`` (parts, dedup, mix, shards, documents, finalize,
   report). Ray starts inside the run, in the background while the driver reads and checks the recipe, as
-  ``curate run`` starts it (``ray_in_run``); ``ray_start_s`` is what the run waited for it and ``after_ray_s``
-  the rest of the run's wall time; target <= 5 s.
+  ``curate run`` starts it (``ray_in_run``); ``ray_start_s`` is what the run waited for it, ``run_s`` the rest of
+  the run's wall time (with the driver's checks that ran while Ray started) and ``after_ray_s`` the time from the
+  moment Ray's start returned to the run's end; target <= 5 s.
 - ``parts``: in a child process without Ray, what one partition worker pays before its first document: importing
   the per-partition processor, and each source's stage set (the models: fastText lid.176, the quality rules) and
   the tokenizer loading, timed one by one.
@@ -124,7 +125,8 @@ def bench_fixed(*, repeats: int = 3, cores: int = 2) -> dict[str, Any]:
             r = bp.run_curate(rec, cores=cores, work=Path(tmp) / "work", name=f"demo{i}", ray_in_run=True)
             stats = json.loads((Path(tmp) / "work" / f"demo{i}_run" / "stats.json").read_text())
             r["stats_phases"] = {k: v["wall_s"] for k, v in stats["phases"].items()}
-            r["after_ray_s"] = r["run_s"]  # the run's wall time less its wait for Ray's start
+            # from the moment Ray's start returned to the run's end (the driver's checks overlap the start)
+            r["after_ray_s"] = r["after_ray_s"] if r.get("after_ray_s") is not None else r["run_s"]
             runs.append({k: r[k] for k in ("wall_s", "import_s", "ray_start_s", "run_s", "after_ray_s",
                                            "stats_phases", "tokens")})
         out["runs"] = runs

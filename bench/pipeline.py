@@ -176,7 +176,8 @@ def _curate_child(recipe_path: str, out: str, cores: int, result: str, reuse_fro
     ``reuse_from``: a remix from that run directory (``curate run --from``, see ``curate.remix``; ``-``: none).
     ``ray_in_run`` (non-empty): Ray is started by ``runner.run`` itself, as ``curate run`` does, in the
     background while the driver links and checks; ``ray_start_s`` is then the part of the start the run waited
-    for (its ``ray_start`` phase) and ``run_s`` the rest of the run.
+    for (its ``ray_start`` phase), ``run_s`` the rest of the run (the driver's checks while Ray started
+    included) and ``after_ray_s`` the run's time from the moment Ray's start returned to its end.
     """
     t0 = time.perf_counter()
     from curate import runner
@@ -195,14 +196,20 @@ def _curate_child(recipe_path: str, out: str, cores: int, result: str, reuse_fro
     res = runner.run(recipe, out=out, force=True, num_cpus=cores, quiet=True, reuse_from=reuse_from)
     t_end = time.perf_counter()
     led = json.loads((Path(out) / "ledger.json").read_text())
+    after_ray = None
     if ray_in_run:  # the start's wait inside the run, counted as Ray start, not run
         waited = json.loads((Path(out) / "stats.json").read_text())["phases"]["ray_start"]["wall_s"]
         t_ray += waited
+        from curate.raytasks import start_in_flight
+
+        start = start_in_flight()  # the run's own start: when Ray's start returned, on this process's clock
+        if start is not None and start.ready_at is not None:
+            after_ray = round(t_end - start.ready_at, 3)
     runner.shutdown_ray()  # as `curate run` ends (curate.cli.exit_process); the process then exits the same way
     t_down = time.perf_counter()
     Path(result).write_text(json.dumps({
         "import_s": round(t_import - t0, 3), "ray_start_s": round(t_ray - t_import, 3),
-        "run_s": round(t_end - t_ray, 3), "shutdown_s": round(t_down - t_end, 3),
+        "run_s": round(t_end - t_ray, 3), "shutdown_s": round(t_down - t_end, 3), "after_ray_s": after_ray,
         "phases_s": {k: round(v, 3) for k, v in phases.items()},
         "tokens": res.manifest["tokens"],
         "shards": len(res.manifest["shards"]), "rescaled": res.manifest.get("rescaled"),

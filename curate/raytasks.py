@@ -28,6 +28,7 @@ import ctypes.util
 import functools
 import logging
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -171,10 +172,11 @@ def _init_ray_now(ray_address: str | None, *, num_cpus: int | None = None):
     os.environ.update(env_vars)
     cpus = num_cpus or os.cpu_count() or 1
     try:
-        # idle workers beyond the soft limit (default: the CPU count) are killed after 1 s: raised so that the
-        # workers warm_workers starts (and a validation carve's replacement) are not killed while idle
-        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False,
-                 _system_config={"num_workers_soft_limit": 2 * cpus + 1})
+        # Ray's own soft limit on worker processes (the CPU count): a task backlog makes the raylet prestart
+        # workers up to it, and idle ones beyond it are killed after 1 s. Raised (2 x CPUs + 1, for partition
+        # actors beside warm workers) it let every burst of queued tasks start 2-3 processes on the demo corpus
+        # that no task then used (the mix 1.5 s instead of 0.63 s)
+        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
     finally:
         for k, v in saved.items():
             if v is None:
@@ -272,8 +274,8 @@ def warm_workers(n: int, modules: tuple[str, ...] = WORKER_MODULES) -> list:
     (``bench fixed``: a wave of 2 tasks on fresh workers 1.03 s, on warm ones 0.014 s). Called right after Ray's
     start (:class:`RayStart`, or by ``runner.run`` on a caller's Ray) and beside a task whose worker exits after
     it (the validation carve), they leave idle workers behind for the next steps (:func:`_import_modules`);
-    :func:`init_ray` raises Ray's soft limit on idle workers so that they stay. They write nothing and are never
-    retried; the refs are returned (and kept here, so a caller may drop them).
+    one per CPU stays within Ray's soft limit on worker processes, so they are not killed while idle. They write
+    nothing and are never retried; the refs are returned (and kept here, so a caller may drop them).
     """
     import ray
 
@@ -327,6 +329,8 @@ class RayStart:
 
         self._done = threading.Event()
         self._ray: Any = None
+        #: ``time.perf_counter()`` when Ray's start returned (None before): the moment a run is timed from
+        self.ready_at: float | None = None
         self._error: BaseException | None = None
         self._warm = warm
         self._held: list[logging.LogRecord] | None = []  # None once released
@@ -346,6 +350,7 @@ class RayStart:
             for h in logging.getLogger("ray").handlers:
                 h.addFilter(self._hold)
             self._ray = _init_ray_now(ray_address, num_cpus=num_cpus)
+            self.ready_at = time.perf_counter()
             if self._warm:
                 warm_workers(warm_count(self._ray))
         except BaseException as e:  # noqa: BLE001 - handed to the caller by result()

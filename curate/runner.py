@@ -485,6 +485,7 @@ def run_mix(ray, recipe: Recipe, run_dir: Path, parts: list[Partition], progress
     if not plan_path.exists():
         from curate.mix.task import mix
 
+        wait_warm()  # a remix starts here: its first tasks take the workers warmed at Ray's start
         # the driver schedules the mix's bounded Ray tasks (curate.mix.task) and holds their summaries only
         mix(payload_for(recipe), str(run_dir), [p.pid for p in parts])
     progress.update(task, completed=1)
