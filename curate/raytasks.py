@@ -214,6 +214,7 @@ def shutdown_ray() -> bool:
         _starts.clear()
     import ray
 
+    _warm_refs.clear()  # refs of this Ray session: nothing to wait for in the next one
     if not _started_local_ray or not ray.is_initialized():
         return False
     try:  # Ray's private node handle: only a head node this process started has one
@@ -294,11 +295,25 @@ def wait_warm(timeout: float = 10.0) -> None:
     """Wait (at most ``timeout`` seconds) for the warming tasks under way, so that the tasks submitted next find
     their workers idle and warm instead of starting more processes beside them (a worker still importing is
     busy to Ray's scheduler, which then starts a fresh one for a new task: two processes paying the same
-    start-up on the same CPUs)."""
+    start-up on the same CPUs). Best effort: warming only saves time, so a failure to wait is ignored."""
     import ray
 
-    if _warm_refs:
+    if not _warm_refs:
+        return
+    try:
         ray.wait(list(_warm_refs), num_returns=len(_warm_refs), timeout=timeout)
+    except Exception as e:  # noqa: BLE001 - e.g. refs of a Ray session that has ended since
+        logging.getLogger("curate").debug("curate: not waiting for warm workers: %s: %s", type(e).__name__, e)
+    _warm_refs.clear()
+
+
+def warm_this_node(ray) -> list:
+    """:func:`warm_workers` with one worker per CPU when the Ray cluster is a single node (the embedded local Ray,
+    or a caller's one-node Ray); on a multi-node cluster nothing (zero-CPU tasks are not spread by CPU, so a
+    cluster's CPU count of them could start that many processes on one node)."""
+    if sum(1 for n in ray.nodes() if n.get("Alive")) != 1:
+        return []
+    return warm_workers(warm_count(ray))
 
 
 class RayStart:
@@ -352,7 +367,7 @@ class RayStart:
             self._ray = _init_ray_now(ray_address, num_cpus=num_cpus)
             self.ready_at = time.perf_counter()
             if self._warm:
-                warm_workers(warm_count(self._ray))
+                warm_this_node(self._ray)
         except BaseException as e:  # noqa: BLE001 - handed to the caller by result()
             self._error = e
         finally:

@@ -67,7 +67,7 @@ from curate.samples import write_run_samples
 from curate.timings import PhaseTimer, stage_rows, write_stage_rows
 from curate.pipeline import payload_for
 from curate.raytasks import (PARTS_TASK_OPTIONS, RayStart, init_ray, remote_task, shutdown_ray, start_in_flight,
-                             wait_warm, warm_count, warm_workers)
+                             wait_warm, warm_this_node)
 from curate.raytasks import get as _ray_get
 from curate.partition import PartitionProcessor, part_paths
 
@@ -761,7 +761,7 @@ def _run_locked(recipe: Recipe, run_dir: Path, parts: list[Partition], inputs: d
     elif starting is None:  # a caller's Ray (a test session, a notebook, a sweep): warm workers for the steps after
         import ray as ray_mod  # the parts phase, as RayStart warms them after a start of its own
 
-        warm_workers(warm_count(ray_mod))
+        warm_this_node(ray_mod)
     try:
         remove_stale_temps(run_dir)
         from curate.remix import link_processed, record_run

@@ -127,6 +127,22 @@ def test_wait_warm_returns_once_the_warming_tasks_are_done(ray_session) -> None:
     raytasks.wait_warm(timeout=120)
     ready, _ = ray_session.wait(refs, num_returns=len(refs), timeout=0)
     assert len(ready) == 2
+    assert raytasks._warm_refs == []  # waited for once
+    raytasks.wait_warm(timeout=120)  # nothing under way: returns at once
+
+
+def test_workers_are_warmed_on_a_single_node_only(ray_session, monkeypatch) -> None:
+    """On a multi-node cluster a CPU count of zero-CPU tasks could all start processes on one node: none then."""
+    refs = raytasks.warm_this_node(ray_session)
+    assert len(refs) == int(ray_session.cluster_resources()["CPU"])
+    raytasks.wait_warm(timeout=120)
+
+    class TwoNodes:
+        @staticmethod
+        def nodes():
+            return [{"Alive": True}, {"Alive": True}, {"Alive": False}]
+
+    assert raytasks.warm_this_node(TwoNodes) == []
 
 
 def test_ray_start_hands_the_start_s_error_to_result(monkeypatch) -> None:
