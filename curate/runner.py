@@ -69,7 +69,7 @@ from curate.pipeline import payload_for
 from curate.raytasks import (PARTS_TASK_OPTIONS, RayStart, init_ray, remote_task, shutdown_ray, start_in_flight,
                              wait_warm, warm_this_node)
 from curate.raytasks import get as _ray_get
-from curate.partition import PartitionProcessor, part_paths
+from curate.partition import part_paths
 
 log = logging.getLogger(__name__)
 
@@ -365,8 +365,8 @@ LATE_MODULES = ("curate.dedup", "curate.mix", "curate.shards", "curate.shard_for
 def preload_driver_modules() -> None:
     """Import what the driver needs after the parts phase (dedup, mix, the report) in a background thread.
 
-    The driver waits on the partition tasks during the parts phase; these imports (altair alone takes about a second)
-    would otherwise sit on the critical path after it. An import error here is ignored: the real import
+    The driver waits on the partition tasks during the parts phase; these imports (altair alone takes about a
+    second) would otherwise sit on the critical path after it. An import error here is ignored: the real import
     raises it again where the module is used.
     """
     import threading
