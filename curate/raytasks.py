@@ -327,7 +327,8 @@ class RayStart:
     ``result()`` waits for the start and returns the ``ray`` module (or raises what the start raised). The thread
     stays parked afterwards: Ray's processes are started with ``PR_SET_PDEATHSIG``, which Linux ties to the
     *thread* that forked them, so they would be killed if it ended. Right after the start it runs
-    :func:`warm_workers`: one worker process per CPU starts and imports the modules of a run's tasks. The parts
+    :func:`warm_workers` on a single-node Ray (:func:`warm_this_node`; on a cluster nothing is warmed): one worker
+    process per CPU starts and imports the modules of a run's tasks. The parts
     phase waits for them (:func:`wait_warm`), so its partition tasks, and after them the dedup, mix and shard
     tasks, run in these processes instead of Ray's starting more beside them (measured on the demo corpus, with
     partition actors in processes of their own and workers warmed at the parts phase's tail: the dedup's first
