@@ -171,16 +171,11 @@ def find_duplicates(
                   text_lookup=text_lookup, wave=wave, per_file=per_file)
 
 
-def _local(fn: Callable, calls: list[tuple]) -> list:
-    """A step's calls one after another in this process (inside one Ray task, or a test's process)."""
-    return [fn(*c) for c in calls]
-
-
 def _steps_in_one_task(paths: list[str], est: dict[str, int], cfg: Any, priority: dict[str, int], out: str,
                        bucket_bytes: int, text_lookup: Callable | None) -> dict[str, Any]:
     """Ray task body of a small dedup (:data:`ONE_TASK_BYTES`): every step in this worker, bucket by bucket."""
     return _steps(paths, est, cfg, priority, out, cpus=1, fixed=0, bucket_bytes=bucket_bytes,
-                  text_lookup=text_lookup, wave=_local, per_file=_local)
+                  text_lookup=text_lookup, wave=_each, per_file=_each)
 
 
 def _steps(paths: list[str], est: dict[str, int], cfg: Any, priority: dict[str, int], out: str, *, cpus: int,
@@ -240,6 +235,6 @@ def _components(out_dir: str, paths: list[str], priority: dict[str, int], nb: in
     for sub in ("cc", "near", "verify"):
         shutil.rmtree(os.path.join(out_dir, sub), ignore_errors=True)
     info = components.run_components(out_dir, paths, priority, verify=verify_, min_buckets=nb,
-                                     bucket_bytes=BUCKET_BYTES, n_edges=n_edges, wave=_local, per_file=_local,
+                                     bucket_bytes=BUCKET_BYTES, n_edges=n_edges, wave=_each, per_file=_each,
                                      verify_bucket_bytes=verify._VERIFY_BUCKET_BYTES)
     return info["verify_buckets"]
