@@ -65,8 +65,10 @@ class PartitionProcessor:
     """Runs every per-document stage of one partition; one instance per Ray worker process
     (:func:`process_partition`)."""
 
-    def __init__(self, payload: dict[str, Any], run_dir: str, *, num_threads: int = 1, decont_index: Any = None) -> None:
+    def __init__(self, payload: dict[str, Any], run_dir: str, *, num_threads: int = 1, decont_index: Any = None,
+                 gate: list[dict[str, Any]] | None = None) -> None:
         self.payload = payload
+        self.gate = gate or []  # the driver's tokenizer-gate decisions (curate.tokenizer_gate.decisions)
         self.decont_index = decont_index
         self.run_dir = Path(run_dir)
         self.num_threads = num_threads
@@ -94,8 +96,10 @@ class PartitionProcessor:
     @property
     def tokenizer(self):
         if self._tokenizer is None:
+            from curate.tokenizer_gate import adopt
             from curate.tokenizers import load_tokenizer
 
+            adopt(self.gate)
             self._tokenizer = load_tokenizer(self.recipe.tokenizer, base_dir=self.recipe.base_dir)
         return self._tokenizer
 
@@ -324,7 +328,7 @@ _cached: list[tuple[str, PartitionProcessor]] = []
 
 
 def process_partition(payload: dict[str, Any], run_dir: str, decont_refs: list, part: Partition,
-                      input_record: dict | None = None) -> dict[str, Any]:
+                      input_record: dict | None = None, gate: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Ray task body of the parts phase: ``part`` through this worker process's :class:`PartitionProcessor`.
 
     The processor (the recipe, each source's stages with their models, the tokenizer, the decontamination index)
@@ -335,6 +339,8 @@ def process_partition(payload: dict[str, Any], run_dir: str, decont_refs: list, 
     on the demo recipe, it holds 245 MB).
     ``decont_refs``: the index's object-store reference inside a list (Ray resolves only top-level references),
     fetched once per processor; its id is part of the cache key, with the payload and the run directory.
+    ``gate``: the driver's tokenizer-gate decisions (:func:`curate.tokenizer_gate.adopt`), so that a worker
+    does not probe the same tokenizer file again.
     """
     import hashlib
 
@@ -348,7 +354,8 @@ def process_partition(payload: dict[str, Any], run_dir: str, decont_refs: list, 
             import ray
 
             index = ray.get(decont_refs[0])
-        _cached.append((key, PartitionProcessor(payload, run_dir, num_threads=1, decont_index=index)))
+        _cached.append((key, PartitionProcessor(payload, run_dir, num_threads=1, decont_index=index,
+                                                   gate=gate)))
         from curate.raytasks import keep_for_next_task
 
         keep_for_next_task("process_partition", _cached.clear)

@@ -56,6 +56,7 @@ from curate.tokenizer_gate import (
     fast_encode_flat,
     load_fast,
     resolve_engine,
+    take_loaded,
 )
 
 #: Candidate end-of-document tokens of a Hugging Face tokenizer, in order of preference.
@@ -420,8 +421,9 @@ def load_tokenizer(spec: Any, *, base_dir: Path | None = None) -> Tokenizer:
     if engine not in ENGINES:
         msg = f"`tokenizer.engine` must be one of {list(ENGINES)}, got {engine!r}"
         raise RecipeError(msg, path="tokenizer.engine")
-    choice = resolve_engine(path, _sha256(path), engine, tok)
+    sha = _sha256(path)
+    choice = resolve_engine(path, sha, engine, tok)
     out = Tokenizer(kind="hf", path=path, vocab_size=vocab_size, eos_id=eos_id, eos_token=eos_token, engine=choice)
-    if not out.fast:
-        out._impl = tok
+    # the fast encoder the probe just loaded, if this call probed (else loaded on first use)
+    out._impl = take_loaded(path, sha) if out.fast else tok
     return out

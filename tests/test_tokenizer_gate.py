@@ -193,3 +193,75 @@ def test_bpe_dropout_is_refused(tmp_path):
     with pytest.raises(RecipeError) as e:
         load_tokenizer({"hf": str(p)})
     assert "dropout" in str(e.value) and e.value.path == "tokenizer.hf"
+
+
+def _forget(gate, path: Path) -> None:
+    """Drop this process's cached decisions (and probe-loaded encoders) for ``path``."""
+    for d in (gate._DECISIONS, gate._LOADED):
+        for k in [k for k in d if k[0] == str(path)]:
+            del d[k]
+
+
+def test_the_probes_encoder_is_reused_not_loaded_again(own_bpe, monkeypatch):
+    import curate.tokenizer_gate as gate
+
+    _forget(gate, own_bpe.resolve())
+    loads = []
+    real = gate.load_fast
+    monkeypatch.setattr(gate, "load_fast", lambda p: loads.append(p) or real(p))
+    tok = load_tokenizer({"hf": str(own_bpe)})
+    ids, _ = tok.encode_batch(["reuse the probe's encoder"], num_threads=1)
+    assert tok.fast and len(loads) == 1 and len(ids) > 0
+    assert not [k for k in gate._LOADED if k[0] == str(own_bpe.resolve())]  # handed over, not kept twice
+
+
+def test_a_worker_adopts_the_drivers_decision_and_does_not_probe(own_bpe, differing, monkeypatch):
+    """The driver's decisions travel to the partition workers; a worker takes one only for the same file
+    (path and sha256, which it hashes itself) and the same library versions, else it probes again."""
+    import curate.tokenizer_gate as gate
+
+    for p in (own_bpe, differing):
+        load_tokenizer({"hf": str(p)})  # "the driver": one fast, one refused
+    records = gate.decisions()
+    assert {r["choice"]["engine"] for r in records if r["path"] in (str(own_bpe.resolve()),
+                                                                      str(differing.resolve()))} == {
+        FAST_ENGINE, REFERENCE_ENGINE}
+    for p in (own_bpe, differing):
+        _forget(gate, p.resolve())  # "a fresh worker"
+    probed = []
+    monkeypatch.setattr(gate, "_decide", lambda *a: probed.append(a[0]) or (_ for _ in ()).throw(
+        AssertionError("probed")))
+    assert gate.adopt(records) == len(records)
+    fast = load_tokenizer({"hf": str(own_bpe)})
+    slow = load_tokenizer({"hf": str(differing)})
+    assert fast.engine.engine == FAST_ENGINE and slow.engine.engine == REFERENCE_ENGINE
+    assert "not id-identical" in slow.engine.reason and probed == []
+    ids, _ = fast.encode_batch(["adopted"], num_threads=1)
+    assert ids.tolist() == _reference(own_bpe).encode("adopted", add_special_tokens=False).ids
+
+    # another version of fastokens on the worker: the record is not taken, the file is probed again
+    for p in (own_bpe, differing):
+        _forget(gate, p.resolve())
+    stale = [{**r, "versions": {**r["versions"], FAST_ENGINE: "0.0.1"}} for r in records]
+    assert gate.adopt(stale) == 0
+    with pytest.raises(AssertionError, match="probed"):
+        load_tokenizer({"hf": str(own_bpe)})
+
+
+def test_a_changed_file_is_probed_again_despite_an_adopted_decision(own_bpe, tmp_path, monkeypatch):
+    import shutil
+
+    import curate.tokenizer_gate as gate
+
+    p = tmp_path / "tok.json"
+    shutil.copy(own_bpe, p)
+    load_tokenizer({"hf": str(p)})
+    records = [r for r in gate.decisions() if r["path"] == str(p.resolve())]
+    _forget(gate, p.resolve())
+    p.write_text(p.read_text().replace('"<|pad|>"', '"<|pad2|>"'))  # the worker reads another file
+    gate.adopt(records)
+    probed = []
+    real = gate._decide
+    monkeypatch.setattr(gate, "_decide", lambda *a: probed.append(a[0]) or real(*a))
+    load_tokenizer({"hf": str(p)})
+    assert probed == [p.resolve()]

@@ -134,7 +134,7 @@ def _per_doc(pos: np.ndarray, offs: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- exact
-def normalize_for_exact(text: pa.Array | pa.ChunkedArray | Sequence[str]) -> pa.Array:
+def normalize_for_exact(text: pa.Array | pa.ChunkedArray | Sequence[str], *, lowercased: bool = False) -> pa.Array:
     r"""Normalize text for exact dedup: lowercase, collapse whitespace runs to one space, strip.
 
     Lowercasing is ``pyarrow.compute.utf8_lower``; whitespace is what ``str.isspace`` accepts (ASCII
@@ -147,6 +147,8 @@ def normalize_for_exact(text: pa.Array | pa.ChunkedArray | Sequence[str]) -> pa.
     ----------
     text
         Document texts (null counts as the empty string).
+    lowercased
+        The texts are ``utf8_lower``-ed already (:func:`dedup_columns` lowercases once for both hashes).
 
     Returns
     -------
@@ -159,13 +161,13 @@ def normalize_for_exact(text: pa.Array | pa.ChunkedArray | Sequence[str]) -> pa.
     ['hello world']
     """
     arr = _as_string_array(text)
-    parts = [_normalize_block(arr.slice(a, b - a)) for a, b in _blocks(arr)]
+    parts = [_normalize_block(arr.slice(a, b - a), lowercased) for a, b in _blocks(arr)]
     return pa.concat_arrays(parts) if parts else pa.array([], pa.large_string())
 
 
-def _normalize_block(arr: pa.Array) -> pa.Array:
+def _normalize_block(arr: pa.Array, lowercased: bool = False) -> pa.Array:
     n = len(arr)
-    data, offs = _utf8_buffers(pc.utf8_lower(arr))
+    data, offs = _utf8_buffers(arr if lowercased else pc.utf8_lower(arr))
     if len(data) == 0:
         return pa.array([""] * n, pa.large_string())
     isws, _, _ = _classify_bytes(data, SPACE)
@@ -183,15 +185,15 @@ def _normalize_block(arr: pa.Array) -> pa.Array:
     return pa.LargeStringArray.from_buffers(n, pa.py_buffer(new_offs), pa.py_buffer(out[kept]))
 
 
-def content_hash(text: pa.Array | pa.ChunkedArray | Sequence[str]) -> np.ndarray:
-    """xxh3_64 of the UTF-8 bytes of :func:`normalize_for_exact` of each text.
+def content_hash(text: pa.Array | pa.ChunkedArray | Sequence[str], *, lowercased: bool = False) -> np.ndarray:
+    """xxh3_64 of the UTF-8 bytes of :func:`normalize_for_exact` of each text (``lowercased``: as there).
 
     Returns
     -------
     np.ndarray
         ``uint64`` array, one hash per document.
     """
-    data, offs = _utf8_buffers(normalize_for_exact(text))
+    data, offs = _utf8_buffers(normalize_for_exact(text, lowercased=lowercased))
     mv = memoryview(data)
     o = offs.tolist()
     h = xxhash.xxh3_64_intdigest
@@ -232,15 +234,16 @@ def _word_hashes(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> n
     return h
 
 
-def _tokenize(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Split lowercased documents into tokens.
+def _tokenize(arr: pa.Array, lowercased: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                                                  np.ndarray]:
+    """Split documents into tokens, lowercased (``lowercased``: they are already).
 
     Returns ``(word_hash, word_doc, char_hash, char_doc, char_mode)``: hashes of the words of word-mode
     documents and their document index (non-decreasing), hashes of the word characters of char-mode
     documents and their document index, and the boolean char-mode flag per document.
     """
     n = len(arr)
-    data, offs = _utf8_buffers(pc.utf8_lower(arr))
+    data, offs = _utf8_buffers(arr if lowercased else pc.utf8_lower(arr))
     char_mode = np.zeros(n, bool)
     char_hash, char_doc = np.zeros(0, np.uint64), np.zeros(0, np.int64)
     if len(data) == 0:
@@ -344,9 +347,10 @@ def shingle_hashes(
     return (np.concatenate(vals) if vals else np.zeros(0, np.uint64)), np.concatenate(offs)
 
 
-def _shingle_block(arr: pa.Array, ngram: int, char_ngram: int) -> tuple[np.ndarray, np.ndarray]:
+def _shingle_block(arr: pa.Array, ngram: int, char_ngram: int, lowercased: bool = False
+                   ) -> tuple[np.ndarray, np.ndarray]:
     n = len(arr)
-    wh, wd, ch, cd, _ = _tokenize(arr)
+    wh, wd, ch, cd, _ = _tokenize(arr, lowercased)
     kw, vw = _shingle_stream(wh, wd, n, ngram)
     kc, vc = _shingle_stream(ch, cd, n, char_ngram)
     k = kw + kc
@@ -448,6 +452,7 @@ def minhash_signatures(
     num_perm: int = 112,
     seed: int = 1,
     char_ngram: int = 5,
+    lowercased: bool = False,
 ) -> np.ndarray:
     """MinHash signatures of documents.
 
@@ -463,6 +468,8 @@ def minhash_signatures(
         Seed of the permutation parameters; every worker of a run must use the same.
     char_ngram
         Characters per shingle for documents in scripts without spaces.
+    lowercased
+        The texts are ``utf8_lower``-ed already (:func:`dedup_columns` lowercases once for both hashes).
 
     Returns
     -------
@@ -480,7 +487,7 @@ def minhash_signatures(
     arr = _as_string_array(text)
     out = np.empty((len(arr), num_perm), np.uint32)
     for a, b in _blocks(arr):
-        values, offsets = _shingle_block(arr.slice(a, b - a), ngram, char_ngram)
+        values, offsets = _shingle_block(arr.slice(a, b - a), ngram, char_ngram, lowercased)
         out[a:b] = signatures_from_shingles(values, offsets, num_perm=num_perm, seed=seed)
     return out
 
@@ -524,10 +531,17 @@ def dedup_columns(text: pa.Array | pa.ChunkedArray | Sequence[str], *, minhash: 
         ``content_hash`` (uint64) and, with ``minhash``, ``band_keys`` (fixed_size_list<uint64>[bands]).
     """
     arr = _as_string_array(text)
-    cols: dict[str, pa.Array] = {"content_hash": pa.array(content_hash(arr), pa.uint64())}
+    hashes, keys = [np.zeros(0, np.uint64)], []
+    # both hashes work on lowercased text: each block is lowercased once for both (0.15 CPU-s per 44 MB)
+    for a, b in _blocks(arr):
+        low = pc.utf8_lower(arr.slice(a, b - a))
+        hashes.append(content_hash(low, lowercased=True))
+        if minhash is not None:
+            sig = minhash_signatures(low, ngram=minhash.ngram, num_perm=minhash.bands * minhash.rows,
+                                     seed=minhash.seed, char_ngram=minhash.char_ngram, lowercased=True)
+            keys.append(band_keys(sig, bands=minhash.bands, rows=minhash.rows).ravel())
+    cols: dict[str, pa.Array] = {"content_hash": pa.array(np.concatenate(hashes), pa.uint64())}
     if minhash is not None:
-        sig = minhash_signatures(arr, ngram=minhash.ngram, num_perm=minhash.bands * minhash.rows,
-                                 seed=minhash.seed, char_ngram=minhash.char_ngram)
-        keys = band_keys(sig, bands=minhash.bands, rows=minhash.rows)
-        cols["band_keys"] = pa.FixedSizeListArray.from_arrays(pa.array(keys.ravel(), pa.uint64()), minhash.bands)
+        flat = np.concatenate(keys) if keys else np.zeros(0, np.uint64)
+        cols["band_keys"] = pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.uint64()), minhash.bands)
     return cols

@@ -146,15 +146,22 @@ def _first_code_points(arr: pa.LargeStringArray) -> np.ndarray:
     """Code point of the first character of every (non-empty) string, decoded from the UTF-8 buffer."""
     off = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset:arr.offset + len(arr) + 1]
     data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)
-    start = off[:-1]
-    last = len(data) - 1
+    if len(data) == 0:
+        return np.zeros(len(arr), dtype=np.int64)
+    start = np.minimum(off[:-1], len(data) - 1)  # an empty last string starts at the buffer's end (unused)
+    cp = data[start].astype(np.int64)
+    multi = np.flatnonzero(cp >= 0x80)  # only tokens that start with a multi-byte character (few in most text)
+    if len(multi):
+        s = start[multi]
+        last = len(data) - 1
 
-    def byte(k: int) -> np.ndarray:  # k-th byte of every string (clipped at the buffer end; unused there)
-        return data[np.minimum(start + k, last)].astype(np.int64)
+        def byte(k: int) -> np.ndarray:  # k-th byte of those strings (clipped at the buffer end; unused there)
+            return data[np.minimum(s + k, last)].astype(np.int64) & 0x3F
 
-    b0, b1, b2, b3 = byte(0), byte(1) & 0x3F, byte(2) & 0x3F, byte(3) & 0x3F
-    return np.where(b0 < 0x80, b0, np.where(b0 < 0xE0, ((b0 & 0x1F) << 6) | b1, np.where(
-        b0 < 0xF0, ((b0 & 0x0F) << 12) | (b1 << 6) | b2, ((b0 & 0x07) << 18) | (b1 << 12) | (b2 << 6) | b3)))
+        b0, b1, b2, b3 = cp[multi], byte(1), byte(2), byte(3)
+        cp[multi] = np.where(b0 < 0xE0, ((b0 & 0x1F) << 6) | b1, np.where(
+            b0 < 0xF0, ((b0 & 0x0F) << 12) | (b1 << 6) | b2, ((b0 & 0x07) << 18) | (b1 << 12) | (b2 << 6) | b3))
+    return cp
 
 
 def tokenize(texts: pa.Array | pa.ChunkedArray | list[str]) -> Tokens:
