@@ -9,7 +9,8 @@ Corpus (``bench/corpus/scale-<n>-s<seed>/``, git-ignored: it holds real text)::
 
     web/part-NNNNN.parquet   id string, text string   (DOCS_PER_FILE rows per file: partitions follow the files,
                                                        so their size stays the same while their number grows)
-    recipe.yaml              one `parquet` source, exact + MinHash dedup, one group, Megatron shards;
+    recipe.yaml              one `parquet` source, exact + MinHash dedup, one group, Megatron shards of
+                             10M tokens (:data:`SHARDS`);
                              budget_tokens = text bytes / 10 (about 40% of the
                              deduplicated tokens: a real downsample)
 
@@ -63,6 +64,11 @@ RAY_OWN = {"DashboardAgent", "RuntimeEnvAgent"}
 #: its own kind (``idle_worker``), not Ray's footprint (until session 7 it was counted in ``ray_system``)
 RAY_IDLE = {"IDLE", "idle"}
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
+#: the recipe's shards: 10M tokens each, so that even the smallest corpus (1M documents, ~40M tokens selected)
+#: fills several. A shard writer's memory follows its shard, whose size the recipe sets; with 50M-token shards the
+#: 1M corpus was one partly filled shard, and the writer's growth from 1M to 4M measured the shard filling up
+#: (40M -> 50M tokens), not the corpus
+SHARDS = {"format": "megatron", "max_tokens": 10_000_000}
 
 
 def sentences(real: Path = bc.REAL) -> pa.Array:
@@ -88,6 +94,10 @@ def build(n_docs: int, *, seed: int = 0, root: Path | None = None, tokenizer: st
     out = root / f"scale-{n_docs}-s{seed}"
     info_p = out / "corpus.json"
     if info_p.is_file() and json.loads(info_p.read_text()).get("docs") == n_docs:
+        recipe = yaml.safe_load((out / "recipe.yaml").read_text())
+        if recipe.get("shards") != SHARDS:  # a corpus built before the shard size was set: same data, new recipe
+            recipe["shards"] = SHARDS
+            (out / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
         return out
     shutil.rmtree(out, ignore_errors=True)
     (out / "web").mkdir(parents=True)
@@ -111,7 +121,7 @@ def build(n_docs: int, *, seed: int = 0, root: Path | None = None, tokenizer: st
                             "text_column": "text", "id_column": "id"}},
         "dedup": {"exact": True, "minhash": {"ngram": 5, "bands": 14, "rows": 8}},
         "mixture": {"all": {"share": 1.0, "sources": {"web": 1}}},
-        "shards": {"format": "megatron", "max_tokens": 50_000_000},
+        "shards": SHARDS,
     }
     (out / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
     info_p.write_text(json.dumps({"docs": n_docs, "seed": seed, "files": -(-n_docs // DOCS_PER_FILE),
