@@ -46,11 +46,11 @@ from curate.pipeline import recipe_from_payload
 #: Most documents one select task reads (a cell with more is split into hash ranges). Measured peak RSS of one
 #: select task on a synthetic leaf (lognormal lengths, ~36-byte doc_ids, max_doc_tokens 512, half the supply
 #: selected): 572 MB at 1M rows, 917 MB at 2M, 1,695 MB at 4M (about 390 B per row: the Parquet read and the
-#: uid sort hold the leaf twice). 500k keeps a select task's own memory near 200 MB, under what a pooled worker
-#: already holds, and a cell of 1M documents is already split (``bench scale``: at 2M a select task grew 1.35x
-#: from 1M to 4M documents, as its leaf grew to the cap). Each range trims at most one sequence to its exact
-#: target. Read by the driver at run time (tests lower it).
-ROWS_PER_TASK = 500_000
+#: uid sort hold the leaf twice). 1M keeps a select task near the size of a partition task, and with the 1,024
+#: hash buckets of ``curate.mix.prepare`` it holds for cells of up to 1e9 documents (at 2M, ``bench scale``'s
+#: select task grew 1.35x from 1M to 4M documents: the 1M corpus's one leaf was half the cap). Each range trims
+#: at most one sequence to its exact target. Read by the driver at run time (tests lower it).
+ROWS_PER_TASK = 1_000_000
 
 #: Why a kept document of a balanced member was never selected: its value's supply is under ``min_tokens``.
 BALANCE_DROP = "balance_min_tokens"
