@@ -84,9 +84,12 @@ def _verify_fetch(i: int, path: str, nb: int, out_dir: str, text_lookup: Callabl
     return texts.num_rows
 
 
-#: Candidate text bytes per verify bucket: a verify task holds its bucket's texts and their shingle sets
-#: (~2-3x the text), so this bounds its memory whatever the corpus size.
-_VERIFY_BUCKET_BYTES = 64 << 20
+#: Candidate text bytes per verify bucket: a verify task holds its bucket's texts and their shingle sets, so this
+#: bounds its memory whatever the corpus size. 16 MB: at 64 MB a verify task's process took about 480 MB over
+#: its worker's floor once its bucket was full (``bench scale``: 603 -> 784 -> 959 MB at 1M -> 4M -> 16M tiny
+#: documents, the buckets filling up to the cap until 16M); at 16 MB the buckets are full from about 4M documents
+#: on, and a task holds a quarter of that.
+_VERIFY_BUCKET_BYTES = 16 << 20
 
 #: Kept members of a component a candidate is checked against (the highest-ranked first). A long LSH chain
 #: of mutually dissimilar documents would otherwise cost quadratic Jaccard checks; past the cap a member is

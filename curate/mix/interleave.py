@@ -48,7 +48,10 @@ from curate.mix.core import interleave_ranks
 
 #: Items per window (and per shard-writing batch): 1M items are 32 MB of (n, 4) int64 rows; a window task peaked
 #: at about 160 MB of Python heap over it (tracemalloc, 500k-item windows: 85 MB, whatever the stream's length).
-WINDOW_ITEMS = 1 << 20
+#: 256k: at 1M items a window task's process grew 1.37x (651 -> 892 MB) from 4M to 16M documents in
+#: ``bench scale``, as the 4M run's windows (1.6M selected sequences) were not yet full; 256k-item windows are
+#: full from about 1M documents on, and hold a quarter of that heap.
+WINDOW_ITEMS = 1 << 18
 
 #: Rows per row group of a leaf stream file, so that a shard task reads little more than the rows it needs.
 LEAF_ROW_GROUP = 64 << 10
