@@ -932,7 +932,7 @@ class SequenceGather:
     bytes written, do not depend on how the order was read. Rows short of a full batch wait for the next
     :meth:`add`; :meth:`finish` writes them. A batch is gathered with one fancy index per partition
     (no per-sequence Python); a sequence longer than :data:`GATHER_TOKENS` goes to the writers in pieces.
-    The ``.tok`` maps live for one batch (or one piece) only (:meth:`unmap`).
+    A partition's ``.tok`` map lives while that partition's ids of one batch are gathered (or for one piece).
     """
 
     def __init__(self, ws, run_dir: Path, plan: dict, *, where: str, rows: int | None = None,
