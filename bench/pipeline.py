@@ -6,8 +6,10 @@ Input: a corpus from :mod:`bench.corpus` (native-schema Parquet per source). Thr
 curate (``curate.runner.run``, ``num_cpus=cores``) runs in a child process and starts Ray itself, in the
 background while the driver links and checks, as ``curate run`` does; so Ray's start-up is inside the
 measurement. The part of the start the run waited for is timed on its own (``ray_start_s``, the run's
-``ray_start`` phase) and the headline figure excludes it (``mb_s_core``; ``mb_s_core_incl_ray`` includes it). Phases (parts = ingest → license → langid → quality →
-tokenize → sign; dedup; mix; shards; documents; finalize) are timed by wrapping the runner's phase functions.
+``ray_start`` phase) and the headline figure excludes it (``mb_s_core``; ``mb_s_core_incl_ray`` includes
+it).
+Phases (parts = ingest → license → langid → quality → tokenize → sign; dedup; mix; shards; documents; finalize)
+are timed by wrapping the runner's phase functions.
 
 datatrove 0.10.1 (``LocalPipelineExecutor``, ``tasks=cores``, ``workers=cores``, start method ``fork``), the
 same policies as the recipe the corpus ships (:func:`bench.corpus.write_recipe`):
