@@ -427,7 +427,7 @@ def run_parts(ray, recipe: Recipe, run_dir: Path, parts: list[Partition], progre
               gate: list[dict[str, Any]] | None = None) -> float | None:
     """Process every unfinished partition; return the CPU seconds the workers reported (None: none ran).
 
-    ``gate``: :func:`tokenizer_decisions`, made here when not given.
+    ``gate``: :func:`tokenizer_decisions` (the driver's, made while Ray started); None: every worker probes.
     """
     todo = [p for p in parts if not part_paths(run_dir, p)["done"].exists()]
     total_bytes = sum(p.nbytes for p in parts)
@@ -439,8 +439,6 @@ def run_parts(ray, recipe: Recipe, run_dir: Path, parts: list[Partition], progre
     from curate.partition import process_partition
 
     fn = remote_task(process_partition, **PARTS_TASK_OPTIONS)
-    if gate is None:
-        gate = tokenizer_decisions(recipe)
     wait_warm()
     n = min(len(todo), _cpus(ray))
     decont_refs = [ray.put(decont)] if decont is not None else []  # once per run, shared by every worker

@@ -186,13 +186,17 @@ def take_loaded(path: Path, sha256: str) -> Any:
     return _LOADED.pop((str(path), sha256), None)
 
 
+def _engine_versions() -> dict[str, str]:
+    return {FAST_ENGINE: _version(FAST_ENGINE), REFERENCE_ENGINE: _version(REFERENCE_ENGINE)}
+
+
 def decisions() -> list[dict[str, Any]]:
     """This process's gate decisions as JSON-able records, for :func:`adopt` in another process.
 
     Each record holds the cache key (file path, sha256, requested engine), the choice, and the versions of both
     libraries the decision was made with.
     """
-    versions = {FAST_ENGINE: _version(FAST_ENGINE), REFERENCE_ENGINE: _version(REFERENCE_ENGINE)}
+    versions = _engine_versions()
     return [{"path": k[0], "sha256": k[1], "requested": k[2], "choice": c.as_dict(), "versions": versions}
             for k, c in _DECISIONS.items()]
 
@@ -205,7 +209,7 @@ def adopt(records: list[dict[str, Any]]) -> int:
     :func:`curate.tokenizers.load_tokenizer` hashes the file it reads, so a different file on this machine is
     probed again.
     """
-    mine = {FAST_ENGINE: _version(FAST_ENGINE), REFERENCE_ENGINE: _version(REFERENCE_ENGINE)}
+    mine = _engine_versions()
     n = 0
     for r in records:
         if r.get("versions") != mine:
