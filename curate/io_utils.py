@@ -76,6 +76,16 @@ def atomic_write_parquet(path: str | os.PathLike, table: pa.Table, **kwargs: Any
         pq.write_table(table, tmp, **kwargs)
 
 
+def user_cache_dir() -> Path:
+    """curate's folder in the user's cache: ``$CURATE_CACHE_DIR``, else ``$XDG_CACHE_HOME/curate``, else
+    ``~/.cache/curate``. It holds what is costly to rebuild and depends only on installed versions and file
+    hashes (the report's Vega bundle, the tokenizer gate's decisions); deleting it only costs time."""
+    env = os.environ.get("CURATE_CACHE_DIR")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "curate"
+
+
 def sha256_file(path: str | os.PathLike, *, chunk: int = 1 << 22) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -29,7 +29,7 @@ from typing import Any
 
 import polars as pl
 
-from curate.io_utils import atomic_write_text
+from curate.io_utils import atomic_write_text, user_cache_dir
 from curate.layout import RunLayout
 from curate.pipeline import stage_names
 
@@ -626,8 +626,7 @@ def _js_bundle() -> str:
     vl = major_minor if major_minor in versions else versions[-1]
     # bundling takes ~2.5 s; the bundle depends only on the vl-convert version and the Vega-Lite version, so it
     # is kept in the user's cache folder (a failure to read or write there only costs the 2.5 s)
-    cache = (Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "curate" /
-             f"vega-bundle-vlc{importlib.metadata.version('vl-convert-python')}-vl{vl}.js")
+    cache = user_cache_dir() / f"vega-bundle-vlc{importlib.metadata.version('vl-convert-python')}-vl{vl}.js"
     try:
         return cache.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):

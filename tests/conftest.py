@@ -10,6 +10,8 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 # the report's Vega-Lite specs are checked against the schema in every test that draws one (runs skip it)
 os.environ.setdefault("CURATE_VALIDATE_CHARTS", "1")
+# every test probes the tokenizer gate itself: a decision kept on disk by an earlier test (or run) would hide a probe
+os.environ.setdefault("CURATE_TOKENIZER_GATE_CACHE", "0")
 REAL = Path(os.environ.get("CURATE_REAL_DATA", REPO.parent / "shared" / "data" / "real"))
 TOKENIZERS = REAL.parent / "tokenizers"
 

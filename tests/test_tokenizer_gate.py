@@ -265,3 +265,81 @@ def test_a_changed_file_is_probed_again_despite_an_adopted_decision(own_bpe, tmp
     monkeypatch.setattr(gate, "_decide", lambda *a: probed.append(a[0]) or real(*a))
     load_tokenizer({"hf": str(p)})
     assert probed == [p.resolve()]
+
+
+@pytest.fixture
+def disk_cache(tmp_path, monkeypatch) -> Path:
+    """The gate's disk cache turned on, in a folder of this test's own."""
+    monkeypatch.setenv("CURATE_TOKENIZER_GATE_CACHE", "1")
+    monkeypatch.setenv("CURATE_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "tokenizer-gate"
+
+
+def test_a_later_run_takes_the_kept_decision_without_probing(own_bpe, differing, disk_cache, monkeypatch):
+    import curate.tokenizer_gate as gate
+
+    probes = []
+    real = gate._probe
+    monkeypatch.setattr(gate, "_probe", lambda *a: probes.append(a[0]) or real(*a))
+    for p in (own_bpe, differing):
+        _forget(gate, p.resolve())
+        load_tokenizer({"hf": str(p)})  # the first run: probed, and kept on disk
+    assert probes == [own_bpe.resolve(), differing.resolve()] and len(list(disk_cache.glob("*.json"))) == 2
+    for p in (own_bpe, differing):
+        _forget(gate, p.resolve())  # "a later run": a new process
+    fast = load_tokenizer({"hf": str(own_bpe)})
+    slow = load_tokenizer({"hf": str(differing)})
+    assert len(probes) == 2, "a kept decision was probed again"
+    assert fast.engine.engine == FAST_ENGINE and fast.engine.reason is None
+    assert slow.engine.engine == REFERENCE_ENGINE and "not id-identical" in slow.engine.reason
+    ids, _ = fast.encode_batch(["kept decision"], num_threads=1)  # the fast encoder is loaded on first use
+    assert ids.tolist() == _reference(own_bpe).encode("kept decision", add_special_tokens=False).ids
+    _forget(gate, differing.resolve())
+    with pytest.raises(RecipeError, match="not id-identical"):  # `engine: fastokens` is a key of its own
+        load_tokenizer({"hf": str(differing), "engine": "fastokens"})
+    assert len(probes) == 3
+
+
+def test_a_kept_decision_holds_only_for_its_versions_file_and_probe_set(own_bpe, tmp_path, disk_cache,
+                                                                       monkeypatch):
+    import shutil
+
+    import curate.tokenizer_gate as gate
+
+    p = tmp_path / "tok.json"
+    shutil.copy(own_bpe, p)
+    _forget(gate, p.resolve())
+    load_tokenizer({"hf": str(p)})
+    probes = []
+    real = gate._probe
+    monkeypatch.setattr(gate, "_probe", lambda *a: probes.append(a[0]) or real(*a))
+
+    def again() -> None:
+        _forget(gate, p.resolve())
+        load_tokenizer({"hf": str(p)})
+
+    versions = gate._engine_versions()
+    monkeypatch.setattr(gate, "_engine_versions", lambda: {**versions, FAST_ENGINE: "9.9.9"})
+    again()  # another fastokens
+    monkeypatch.setattr(gate, "_engine_versions", lambda: versions)
+    monkeypatch.setattr(gate, "_CODE", [*gate._CODE, "a new probe"])
+    again()  # another probe set
+    monkeypatch.setattr(gate, "_CODE", gate._CODE[:-1])
+    p.write_text(p.read_text().replace('"<|pad|>"', '"<|pad2|>"'))
+    again()  # another file at the same path
+    assert probes == [p.resolve()] * 3
+    for f in disk_cache.glob("*.json"):
+        f.write_text("{not json")
+    again()  # an unreadable kept decision: probed, and written again
+    assert len(probes) == 4
+    again()
+    assert len(probes) == 4
+
+
+def test_the_disk_cache_can_be_turned_off(own_bpe, disk_cache, monkeypatch):
+    import curate.tokenizer_gate as gate
+
+    monkeypatch.setenv("CURATE_TOKENIZER_GATE_CACHE", "0")
+    _forget(gate, own_bpe.resolve())
+    load_tokenizer({"hf": str(own_bpe)})
+    assert not disk_cache.exists()

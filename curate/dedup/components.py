@@ -288,7 +288,7 @@ def run_components(out_dir: str, paths: list[str], priority: dict[str, int], *, 
     mem, text = sum(g[1] for g in got), sum(g[2] for g in got)
     nr = fixed or bucket_count(mem, min_buckets, bucket_bytes)
     if verify:  # and enough buckets that no verify task holds more than its share of candidate text
-        nr = max(nr, -(-text // verify_bucket_bytes))
+        nr = max(nr, bucket_count(text, 1 if fixed else min_buckets, verify_bucket_bytes))
     info["rank"] = nr
     per_file(rank_map, [(i, out_dir, nr) for i in range(len(paths))])
     _drop(f"{out_dir}/cc/meta")

@@ -21,8 +21,10 @@ TINY = 4096  # bytes of shuffle rows per bucket: a few KB, so a small corpus nee
 
 def test_bucket_count_follows_the_bytes_and_never_drops_below_the_cpus():
     assert bucket_count(0, 4) == 4
-    assert bucket_count(10 * TINY, 4, TINY) == 10
-    assert bucket_count(10 * TINY + 1, 4, TINY) == 11
+    assert bucket_count(12 * TINY, 4, TINY) == 12
+    assert bucket_count(12 * TINY + 1, 4, TINY) == 16  # a multiple of the CPUs: no half-empty last wave
+    assert bucket_count(10 * TINY, 4, TINY) == 12
+    assert bucket_count(10 * TINY + 1, 1, TINY) == 11
     assert bucket_count(10, 0, TINY) == 1
 
 
