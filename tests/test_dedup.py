@@ -14,6 +14,7 @@ import pytest
 import xxhash
 
 from curate import dedup, utf8
+from curate.dedup.files import read_split, write_split
 from curate.errors import InputError, SchemaError
 from curate.recipe import DedupConfig, MinHashConfig
 
@@ -518,12 +519,11 @@ def test_verify_bucket_keeps_chained_members_and_caps_comparisons(tmp_path, monk
                      "tokens": pa.array([1, 1, 1], pa.int64()), "label": pa.array([1, 1, 1], pa.int64()),
                      "prio": pa.array([0, 0, 0], pa.int32()), "file": pa.array([0, 0, 0], pa.int32())})
     (out / "verify" / "meta").mkdir(parents=True)
-    (out / "verify" / "text" / "b00000").mkdir(parents=True)
     pq.write_table(meta, out / "verify" / "meta" / "b00000.parquet")
-    pq.write_table(pa.table({"uid": pa.array([3, 1, 2], pa.int64()), "text": pa.array([c, a, b], pa.large_string())}),
-                   out / "verify" / "text" / "b00000" / "f000000.parquet")
+    write_split(pa.table({"uid": pa.array([3, 1, 2], pa.int64()), "text": pa.array([c, a, b], pa.large_string())}),
+                np.zeros(3, np.int64), 1, str(out / "verify" / "text"), "f000000")
     assert dedup._verify_bucket(0, str(out), 0.7, 5, 5) == 1
-    rows = pq.read_table(out / "near" / "f000000" / "b00000.parquet").to_pylist()
+    rows = read_split(str(out / "near"), 0).to_pylist()
     assert [(r["doc_id"], r["dup_of"], r["reason"]) for r in rows] == [("c", 2, dedup.NEAR)]
     monkeypatch.setattr(dedup.verify, "_MAX_VERIFY", 1)
     assert dedup._verify_bucket(0, str(out), 0.7, 5, 5) == 0
@@ -550,7 +550,7 @@ def test_verify_buckets_grow_with_candidate_text_and_do_not_change_the_result(ra
     for i, p in enumerate(paths):
         dedup._verify_fetch(i, p, nbv, str(out), None)
     n = sum(dedup._verify_bucket(r, str(out), mh.threshold, mh.ngram, mh.char_ngram) for r in range(nbv))
-    near = pa.concat_tables([pq.read_table(f) for f in sorted((out / "near").glob("f*/b*.parquet"))])
+    near = pa.concat_tables([t for i in range(len(paths)) if (t := read_split(str(out / "near"), i)) is not None])
     assert n == ray_removed.num_rows
     assert near.sort_by("uid").equals(ray_removed.sort_by("uid"))
 

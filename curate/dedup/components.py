@@ -17,22 +17,22 @@ round halves the distances; rounds grow like ``log n`` (the paper bounds them by
 Files under ``out_dir/cc/`` (``C`` component buckets, ``key = node_bucket(uid, C)``, about ``BUCKET_BYTES``
 of edge rows each, chosen from the LSH edge count):
 
-- ``s<k>/b<q>/e<j>.parquet``: ``u int64, v int64`` edge rows of step ``k`` keyed by ``u``'s bucket ``q``,
+- ``s<k>/e<j>[q]``: ``u int64, v int64`` edge rows of step ``k`` keyed by ``u``'s bucket ``q``,
   written by task ``j`` of the step before. Even ``k`` (large-star input) holds both directions of every
   edge; odd ``k`` (small-star input) one row per edge, keyed by its larger end (``v < u``). A step's task
   reads only its own bucket and returns how many edges it changed; the driver stops when a round changed
   none (:data:`MAX_ROUNDS` at most).
-- ``nodes/b<q>/e<r>.parquet``: ``uid int64, file int32``, the partition file of each node.
-- ``labels/f<i>/b<q>.parquet``: ``uid int64, label int64`` of file ``i``'s nodes.
+- ``nodes/e<r>[q]``: ``uid int64, file int32``, the partition file of each node.
+- ``labels/b<q>[i]``: ``uid int64, label int64`` of file ``i``'s nodes.
 - ``meta/f<i>.parquet``: those nodes' ``uid, doc_id, source, subset, nbytes, tokens, label, prio int32,
   file int32`` (read once from file ``i``).
-- ``rank/b<q>/f<i>.parquet``: the same rows in rank bucket ``node_bucket(label, Q)``: every component lands
+- ``rank/f<i>[q]``: the same rows in rank bucket ``node_bucket(label, Q)``: every component lands
   whole in one bucket.
 
 Rank task ``q`` sorts its bucket by (label, priority, doc_id, uid). Without ``verify_jaccard`` the first
-member of each component keeps and the others are removed (``near/f<i>/b<q>.parquet``, per originating
+member of each component keeps and the others are removed (``near/b<q>[i]``, per originating
 file); with it the ranked members go to the verify shuffle (:mod:`curate.dedup.verify`):
-``verify/meta/b<q>.parquet`` and ``verify/want/f<i>/b<q>.parquet`` (``uid, label`` of file ``i``'s members).
+``verify/meta/b<q>.parquet`` and ``verify/want/b<q>[i]`` (``uid, label`` of file ``i``'s members).
 
 Memory: a component step holds one edge bucket; a bucket exceeds ``BUCKET_BYTES`` only by a node's own
 edges (after convergence a component's centre holds all of the component's edges). A rank task holds one
@@ -55,12 +55,12 @@ from curate.dedup.files import (
     _META_COLUMNS,
     REMOVED_SCHEMA,
     _priorities,
-    _read_many,
     _sorted,
-    _split_write,
     _write_parquet,
     bucket_count,
     node_bucket,
+    read_split,
+    write_split,
 )
 from curate.dedup.removed import write_near
 
@@ -111,9 +111,9 @@ def _step_dir(out_dir: str, k: int) -> str:
     return f"{out_dir}/cc/s{k:04d}"
 
 
-def _pairs(pattern: str) -> tuple[np.ndarray, np.ndarray]:
-    """The unique ``(u, v)`` rows of the files matching ``pattern``, sorted by (u, v)."""
-    t = _read_many(pattern)
+def _pairs(step_dir: str, q: int) -> tuple[np.ndarray, np.ndarray]:
+    """The unique ``(u, v)`` rows of bucket ``q`` of a step, sorted by (u, v)."""
+    t = read_split(step_dir, q)
     if t is None or t.num_rows == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     u = np.asarray(t.column("u").combine_chunks())
@@ -135,7 +135,7 @@ def _group_min(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _write_edges(a: np.ndarray, b: np.ndarray, out_dir: str, k: int, j: int, nc: int) -> None:
     t = pa.table({"u": pa.array(a, pa.int64()), "v": pa.array(b, pa.int64())})
-    _split_write(t, node_bucket(a, nc), nc, lambda q: f"{_step_dir(out_dir, k)}/b{q:05d}/e{j:05d}.parquet")
+    write_split(t, node_bucket(a, nc), nc, _step_dir(out_dir, k), f"e{j:05d}")
 
 
 def cc_start(r: int, out_dir: str, nc: int) -> int:
@@ -153,14 +153,14 @@ def cc_start(r: int, out_dir: str, nc: int) -> int:
                           np.asarray(e.column("dst_file").combine_chunks())])
     uid, at = np.unique(uid, return_index=True)
     nodes = pa.table({"uid": pa.array(uid, pa.int64()), "file": pa.array(fil[at].astype(np.int32))})
-    _split_write(nodes, node_bucket(uid, nc), nc, lambda q: f"{out_dir}/cc/nodes/b{q:05d}/e{r:05d}.parquet")
+    write_split(nodes, node_bucket(uid, nc), nc, f"{out_dir}/cc/nodes", f"e{r:05d}")
     return len(src)
 
 
 def large_star(k: int, q: int, out_dir: str, nc: int) -> int:
     """Large-star on bucket ``q`` of step ``k`` (both directions); writes step ``k + 1`` (keyed by the larger
     end). Returns the number of edges it moved (0 when every node with a larger neighbour is a local min)."""
-    u, v = _pairs(f"{_step_dir(out_dir, k)}/b{q:05d}/*.parquet")
+    u, v = _pairs(_step_dir(out_dir, k), q)
     if len(u) == 0:
         return 0
     head, _ = _group_min(u, v)
@@ -173,7 +173,7 @@ def large_star(k: int, q: int, out_dir: str, nc: int) -> int:
 def small_star(k: int, q: int, out_dir: str, nc: int) -> int:
     """Small-star on bucket ``q`` of step ``k`` (rows ``u > v``); writes step ``k + 1`` (both directions).
     Returns the number of nodes with more than one smaller neighbour (whose edges it moved)."""
-    u, v = _pairs(f"{_step_dir(out_dir, k)}/b{q:05d}/*.parquet")
+    u, v = _pairs(_step_dir(out_dir, k), q)
     if len(u) == 0:
         return 0
     head, first = _group_min(u, v)
@@ -188,9 +188,9 @@ def small_star(k: int, q: int, out_dir: str, nc: int) -> int:
 
 def cc_labels(k: int, q: int, out_dir: str) -> int:
     """Labels of bucket ``q``'s nodes from the converged step ``k`` (stars): ``min(u, neighbours(u))``,
-    written per partition file (``cc/labels/f<i>/b<q>.parquet``). Returns the node count."""
-    u, v = _pairs(f"{_step_dir(out_dir, k)}/b{q:05d}/*.parquet")
-    nodes = _read_many(f"{out_dir}/cc/nodes/b{q:05d}/*.parquet")
+    written per partition file (``cc/labels/b<q>[i]``). Returns the node count."""
+    u, v = _pairs(_step_dir(out_dir, k), q)
+    nodes = read_split(f"{out_dir}/cc/nodes", q)
     if nodes is None or nodes.num_rows == 0:
         return 0
     uid, at = np.unique(np.asarray(nodes.column("uid").combine_chunks()), return_index=True)
@@ -204,8 +204,7 @@ def cc_labels(k: int, q: int, out_dir: str) -> int:
                f"(e.g. uid {int(uid[~ok][0])}); rerun the dedup")
         raise RuntimeError(msg)
     labels = pa.table({"uid": pa.array(uid, pa.int64()), "label": pa.array(gl[pos], pa.int64())})
-    _split_write(labels, fil.astype(np.int64), int(fil.max()) + 1,
-                 lambda f: f"{out_dir}/cc/labels/f{f:06d}/b{q:05d}.parquet")
+    write_split(labels, fil.astype(np.int64), int(fil.max()) + 1, f"{out_dir}/cc/labels", f"b{q:05d}")
     return len(uid)
 
 
@@ -216,7 +215,7 @@ _MEMBER_SCHEMA = pa.schema([REMOVED_SCHEMA.field(c) if c != "uid" else pa.field(
 def cc_meta(i: int, path: str, out_dir: str, priority: dict[str, int]) -> tuple[int, int, int]:
     """The metadata of file ``i``'s component members with their label, priority and file
     (``cc/meta/f<i>.parquet``). Returns (rows, in-memory bytes, text bytes)."""
-    lab = _read_many(f"{out_dir}/cc/labels/f{i:06d}/*.parquet")
+    lab = read_split(f"{out_dir}/cc/labels", i)
     if lab is None or lab.num_rows == 0:
         return 0, 0, 0
     lab = _sorted(lab, ["uid"])
@@ -238,15 +237,15 @@ def rank_map(i: int, out_dir: str, nr: int) -> int:
         return 0
     t = pq.read_table(p)
     lab = np.asarray(t.column("label").combine_chunks())
-    _split_write(t, node_bucket(lab, nr), nr, lambda q: f"{out_dir}/cc/rank/b{q:05d}/f{i:06d}.parquet")
+    write_split(t, node_bucket(lab, nr), nr, f"{out_dir}/cc/rank", f"f{i:06d}")
     return t.num_rows
 
 
 def rank_bucket(q: int, out_dir: str, verify: bool) -> int:
     """Rank bucket ``q``'s members by (label, priority, doc_id, uid). Without ``verify`` the first of each
     component keeps and the others' removals are written per file (returns their count); with it the ranked
-    members go to ``verify/meta/b<q>.parquet`` and ``verify/want/f<i>/b<q>.parquet`` (returns the rows)."""
-    meta = _read_many(f"{out_dir}/cc/rank/b{q:05d}/*.parquet")
+    members go to ``verify/meta/b<q>.parquet`` and ``verify/want/b<q>[i]`` (returns the rows)."""
+    meta = read_split(f"{out_dir}/cc/rank", q)
     if meta is None or meta.num_rows == 0:
         return 0
     meta = _sorted(meta, ["label", "prio", "doc_id", "uid"])
@@ -255,8 +254,7 @@ def rank_bucket(q: int, out_dir: str, verify: bool) -> int:
     if verify:
         _write_parquet(meta, f"{out_dir}/verify/meta/b{q:05d}.parquet")
         want = pa.table({"uid": meta.column("uid"), "label": meta.column("label")})
-        _split_write(want, files, int(files.max()) + 1,
-                     lambda f: f"{out_dir}/verify/want/f{f:06d}/b{q:05d}.parquet")
+        write_split(want, files, int(files.max()) + 1, f"{out_dir}/verify/want", f"b{q:05d}")
         return meta.num_rows
     n = len(lab)
     first = np.ones(n, bool)
@@ -300,7 +298,7 @@ def run_components(out_dir: str, paths: list[str], priority: dict[str, int], *, 
 
 def label_graph(out_dir: str, edge_buckets: list[int], nc: int, wave: Wave) -> int:
     """Label every node of the LSH edge files ``edges/b<r>.parquet`` (``r`` in ``edge_buckets``) with its
-    component's smallest uid, in ``nc`` buckets: writes ``cc/labels/f<i>/b<q>.parquet``; returns the rounds."""
+    component's smallest uid, in ``nc`` buckets: writes ``cc/labels/b<q>[i]``; returns the rounds."""
     wave(cc_start, [(r, out_dir, nc) for r in edge_buckets])
     k, rounds = 0, 0
     while True:

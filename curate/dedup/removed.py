@@ -14,7 +14,7 @@ Arrow's dataset reader skips ``_``-prefixed files, so ``pyarrow.parquet.read_tab
 reads every removal.
 
 :func:`finalize_file` (one task per input file) merges file ``i``'s exact removals
-(``exact/removed/f<i>/b<r>.parquet``) and near removals (``near/f<i>/b<r>.parquet``, :func:`write_near`) and
+(``exact/removed/b<r>[i]``) and near removals (``near/b<r>[i]``, :func:`write_near`) and
 returns the small partial aggregates the driver sums into the summary (``matrix``, ``per_source``): no
 task holds more than one file's removals.
 
@@ -25,7 +25,6 @@ to reach a kept document). ``dup_of_source`` is that keeper's source.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 from pathlib import Path
@@ -36,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curate.dedup.files import EXACT, NEAR, REMOVED_SCHEMA, _sorted, _split_write, _write_parquet
+from curate.dedup.files import EXACT, NEAR, REMOVED_SCHEMA, _sorted, _write_parquet, read_split, write_split
 
 INDEX = "_index.json"
 
@@ -64,13 +63,12 @@ def near_removed(meta: pa.Table, keeper: np.ndarray) -> pa.Table:
 
 def write_near(meta: pa.Table, keeper: np.ndarray, out_dir: str, q: int) -> int:
     """Write the near removals of bucket ``q`` (``meta`` ranked, with its ``file`` column) per originating
-    file to ``near/f<i>/b<q>.parquet``; return their count."""
+    file to ``near/b<q>[i]``; return their count."""
     rm = np.flatnonzero(keeper != np.arange(len(keeper)))
     if len(rm) == 0:
         return 0
     files = np.asarray(meta.column("file").combine_chunks()).astype(np.int64)[rm]
-    _split_write(near_removed(meta, keeper), files, int(files.max()) + 1,
-                 lambda f: f"{out_dir}/near/f{f:06d}/b{q:05d}.parquet")
+    write_split(near_removed(meta, keeper), files, int(files.max()) + 1, f"{out_dir}/near", f"b{q:05d}")
     return len(rm)
 
 
@@ -78,8 +76,8 @@ def finalize_file(i: int, path: str, out_dir: str) -> dict[str, Any]:
     """Merge file ``i``'s removals into ``removed/f<i>.parquet`` (sorted by uid); return its index entry and
     its partial aggregates: ``matrix`` rows ``[source, dup_of_source, docs]`` and ``per_source`` rows
     ``[source, reason, docs, bytes, tokens]``."""
-    parts = [pq.read_table(f) for f in sorted(glob.glob(f"{out_dir}/exact/removed/f{i:06d}/*.parquet"))
-             + sorted(glob.glob(f"{out_dir}/near/f{i:06d}/*.parquet"))]
+    parts = [t for t in (read_split(f"{out_dir}/exact/removed", i), read_split(f"{out_dir}/near", i))
+             if t is not None]
     t = pa.concat_tables([p.cast(REMOVED_SCHEMA) for p in parts]) if parts else REMOVED_SCHEMA.empty_table()
     t = _sorted(t, ["uid"])
     name = f"f{i:06d}.parquet"

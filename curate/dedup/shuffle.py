@@ -3,15 +3,16 @@ per bucket groups them.
 
 With ``R`` buckets (:func:`curate.dedup.files.bucket_count`: about ``BUCKET_BYTES`` of rows per bucket, from
 the row counts in the Parquet footers, :func:`exact_bytes` / :func:`lsh_bytes`) and ``P`` input files,
-under ``out_dir``:
+under ``out_dir`` (``<step>/<writer>[q]``: target ``q`` of a writer's split file, one data file and one index per
+writer, :func:`curate.dedup.files.write_split`; ``2 P`` files a shuffle, not ``P x R``):
 
-- ``exact/map/b<r>/f<i>.parquet`` (:func:`exact_map`): file ``i``'s rows ``uid, doc_id, source, subset,
+- ``exact/map/f<i>[r]`` (:func:`exact_map`): file ``i``'s rows ``uid, doc_id, source, subset,
   nbytes, tokens, content_hash, prio int32, file int32`` go to bucket ``key_bucket(content_hash, R)``.
-- ``exact/removed/f<i>/b<r>.parquet`` (:func:`exact_reduce`, :data:`~curate.dedup.files.REMOVED_SCHEMA`):
+- ``exact/removed/b<r>[i]`` (:func:`exact_reduce`, :data:`~curate.dedup.files.REMOVED_SCHEMA`):
   reduce task ``r`` sorts its bucket by (content_hash, priority, doc_id, uid); the first row of each hash
   group is kept, the others are removed, written per originating file so that the LSH map and the final
   per-file removal files read only their own file's removals.
-- ``lsh/b<r>/f<i>.parquet`` (:func:`lsh_map`): the band keys of file ``i``'s exact survivors, exploded to
+- ``lsh/f<i>[r]`` (:func:`lsh_map`): the band keys of file ``i``'s exact survivors, exploded to
   ``band int16, key uint64, uid int64, file int32`` rows, go to bucket ``key_bucket(key, R)``. Band keys
   are seeded by the band index, so one key range mixes all bands evenly.
 - ``edges/b<r>.parquet`` (:func:`lsh_reduce`): reduce task ``r`` groups rows by (band, key) and emits one
@@ -26,7 +27,6 @@ all documents with one band key), whatever the corpus size. The exact reduce hol
 
 from __future__ import annotations
 
-import glob
 from typing import Any
 
 import numpy as np
@@ -43,11 +43,13 @@ from curate.dedup.files import (
     REMOVED_SCHEMA,
     _check_columns,
     _priorities,
-    _read_many,
     _sorted,
-    _split_write,
     _write_parquet,
     key_bucket,
+    read_split,
+    read_split_one,
+    split_writers,
+    write_split,
 )
 from curate.errors import SchemaError
 
@@ -84,7 +86,7 @@ def exact_map(path: str, i: int, nb: int, priority: dict[str, int], out_dir: str
     t = t.append_column("prio", _priorities(t.column("source"), priority))
     t = t.append_column("file", pa.array(np.full(t.num_rows, i, np.int32)))
     h = np.asarray(t.column("content_hash").combine_chunks().cast(pa.uint64()))
-    _split_write(t, key_bucket(h, nb), nb, lambda r: f"{out_dir}/exact/map/b{r:05d}/f{i:06d}.parquet")
+    write_split(t, key_bucket(h, nb), nb, f"{out_dir}/exact/map", f"f{i:06d}")
     counts = pc.value_counts(t.column("source")).to_pylist()
     return {c["values"]: c["counts"] for c in counts}
 
@@ -99,15 +101,20 @@ def exact_reduce(r: int, out_dir: str) -> int:
     a sort of the whole bucket gives, in the same order. Memory: the bucket's hashes, one map file, and the
     duplicated rows (at most the bucket, when every row has a copy).
     """
-    files = sorted(glob.glob(f"{out_dir}/exact/map/b{r:05d}/*.parquet"))
-    if not files:
+    step = f"{out_dir}/exact/map"
+    writers = split_writers(step)
+    hashes = [h for w in writers if (h := read_split_one(step, w, r, ["content_hash"])) is not None]
+    if not hashes:
         return 0
-    dup = _repeated(np.concatenate([_hashes(pq.read_table(f, columns=["content_hash"])) for f in files]))
+    dup = _repeated(np.concatenate([_hashes(h) for h in hashes]))
+    del hashes
     if len(dup) == 0:
         return 0
     parts = []
-    for f in files:
-        t = pq.read_table(f)
+    for w in writers:
+        t = read_split_one(step, w, r)
+        if t is None:
+            continue
         parts.append(t.filter(pa.array(np.isin(_hashes(t), dup, assume_unique=False))))
         del t
     t = _sorted(pa.concat_tables(parts), ["content_hash", "prio", "doc_id", "uid"])
@@ -129,7 +136,7 @@ def exact_reduce(r: int, out_dir: str) -> int:
     ).cast(REMOVED_SCHEMA)
     files_of = np.asarray(t.column("file").combine_chunks())[rm].astype(np.int64)
     nfiles = int(files_of.max()) + 1
-    _split_write(removed, files_of, nfiles, lambda f: f"{out_dir}/exact/removed/f{f:06d}/b{r:05d}.parquet")
+    write_split(removed, files_of, nfiles, f"{out_dir}/exact/removed", f"b{r:05d}")
     return len(rm)
 
 
@@ -161,7 +168,7 @@ def lsh_map(path: str, i: int, nb: int, bands: int, out_dir: str, after_exact: b
     uid = np.asarray(t.column("uid").combine_chunks().cast(pa.int64()))
     keys = np.asarray(pc.list_flatten(t.column("band_keys").combine_chunks()).cast(pa.uint64())).reshape(-1, bands)
     if after_exact:
-        gone = _read_many(f"{out_dir}/exact/removed/f{i:06d}/*.parquet", columns=["uid"])
+        gone = read_split(f"{out_dir}/exact/removed", i, ["uid"])
         if gone is not None and gone.num_rows:
             keep = ~np.isin(uid, np.asarray(gone.column("uid").combine_chunks()))
             uid, keys = uid[keep], keys[keep]
@@ -171,13 +178,13 @@ def lsh_map(path: str, i: int, nb: int, bands: int, out_dir: str, after_exact: b
     live = key != 0
     key, band, uid_rep = key[live], band[live], uid_rep[live]
     rows = pa.table({"band": band, "key": key, "uid": uid_rep, "file": np.full(len(key), i, np.int32)})
-    _split_write(rows, key_bucket(key, nb), nb, lambda r: f"{out_dir}/lsh/b{r:05d}/f{i:06d}.parquet")
+    write_split(rows, key_bucket(key, nb), nb, f"{out_dir}/lsh", f"f{i:06d}")
     return docs_in
 
 
 def lsh_reduce(r: int, out_dir: str) -> int:
     """Edges member -> smallest uid of each (band, key) group of bucket ``r``; returns the edge count."""
-    t = _read_many(f"{out_dir}/lsh/b{r:05d}/*.parquet")
+    t = read_split(f"{out_dir}/lsh", r)
     if t is None or t.num_rows == 0:
         return 0
     band = np.asarray(t.column("band").combine_chunks())

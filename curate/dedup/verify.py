@@ -7,14 +7,14 @@ and no task holds more than its share of texts. After the rank step (:mod:`curat
 the ranked members to ``verify/meta/b<r>.parquet`` (``uid, doc_id, source, subset, nbytes, tokens, label,
 prio, file``; a component lands whole in bucket ``node_bucket(label, R)``, and ``R`` is large enough that a
 bucket holds about :data:`_VERIFY_BUCKET_BYTES` of candidate text) and each file's candidates to
-``verify/want/f<i>/b<r>.parquet`` (``uid, label``):
+``verify/want/b<r>[i]`` (``uid, label``):
 
 - fetch task ``i`` (:func:`_verify_fetch`) reads file ``i``'s texts once and sends each candidate's text to
-  its component's bucket: ``verify/text/b<r>/f<i>.parquet`` (``uid int64, text large_string``);
+  its component's bucket: ``verify/text/f<i>[r]`` (``uid int64, text large_string``);
 - verify task ``r`` (:func:`_verify_bucket`) walks each component in rank order and removes a member only as
   a duplicate of a kept member of its component with true Jaccard >= ``threshold`` (the first such, among
   the first :data:`_MAX_VERIFY`), otherwise keeps it. Removals go per originating file to
-  ``near/f<i>/b<r>.parquet`` (:func:`curate.dedup.removed.write_near`).
+  ``near/b<r>[i]`` (:func:`curate.dedup.removed.write_near`).
 
 Every removed document is therefore within ``threshold`` of its ``dup_of``.
 """
@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curate.dedup.files import _read_many, _split_write, node_bucket
+from curate.dedup.files import node_bucket, read_split, write_split
 from curate.dedup.removed import write_near
 from curate.dedup.signatures import jaccard, shingle_sets
 from curate.errors import InputError
@@ -51,8 +51,8 @@ _TEXT_SCHEMA = pa.schema([pa.field("uid", pa.int64()), pa.field("text", pa.large
 
 def _verify_fetch(i: int, path: str, nb: int, out_dir: str, text_lookup: Callable | None) -> int:
     """Read the texts of file ``i``'s candidate documents once and send them to their component's bucket
-    (``verify/text/b<r>/f<i>.parquet``), so each verify task reads only the texts it compares."""
-    want = _read_many(f"{out_dir}/verify/want/f{i:06d}/*.parquet")
+    (``verify/text/f<i>[r]``), so each verify task reads only the texts it compares."""
+    want = read_split(f"{out_dir}/verify/want", i)
     if want is None or want.num_rows == 0:
         return 0
     uids = np.asarray(want.column("uid").combine_chunks())
@@ -79,8 +79,7 @@ def _verify_fetch(i: int, path: str, nb: int, out_dir: str, text_lookup: Callabl
         texts = pa.table({"uid": have, "text": t.column("text").cast(pa.large_string())})
     order = np.searchsorted(uids, np.asarray(texts.column("uid")), sorter=np.argsort(uids))
     label = np.asarray(want.column("label").combine_chunks())[np.argsort(uids)[order]]
-    _split_write(texts, node_bucket(label, nb), nb,
-                 lambda r: f"{out_dir}/verify/text/b{r:05d}/f{i:06d}.parquet")
+    write_split(texts, node_bucket(label, nb), nb, f"{out_dir}/verify/text", f"f{i:06d}")
     return texts.num_rows
 
 
@@ -101,12 +100,12 @@ def _verify_bucket(r: int, out_dir: str, threshold: float, ngram: int, char_ngra
     """Greedy keepers with a true-Jaccard check for the components of bucket ``r``: in keeper order, a member
     is removed as a duplicate of the first kept document of its component (among the first
     :data:`_MAX_VERIFY`) it reaches ``threshold`` with, otherwise it is kept itself. Writes
-    ``near/f<i>/b<r>.parquet`` per originating file; returns the number removed."""
+    ``near/b<r>[i]`` per originating file; returns the number removed."""
     mp = f"{out_dir}/verify/meta/b{r:05d}.parquet"
     if not os.path.isfile(mp):
         return 0
     meta = pq.read_table(mp)
-    texts = _read_many(f"{out_dir}/verify/text/b{r:05d}/*.parquet")
+    texts = read_split(f"{out_dir}/verify/text", r)
     if texts is None:
         msg = f"verify bucket {r} has candidates but no texts; the fetch tasks did not run (rerun the dedup)"
         raise InputError(msg, file=f"{out_dir}/verify/text/b{r:05d}")

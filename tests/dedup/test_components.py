@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from curate.dedup import components, connected_components
+from curate.dedup.files import read_split_one, split_writers
 
 
 def _local(fn, calls):
@@ -32,16 +33,16 @@ def _distributed(tmp: Path, src: np.ndarray, dst: np.ndarray, *, nc: int, edge_f
                                  "dst_file": pa.array((dst[m] % 5).astype(np.int32))}),
                        (tmp / "edges").mkdir(parents=True, exist_ok=True) or tmp / "edges" / f"b{r:05d}.parquet")
     rounds = components.label_graph(out, list(range(edge_files)), nc, _local)
-    files = sorted((tmp / "cc" / "labels").glob("f*/b*.parquet"))
-    t = pa.concat_tables([pq.read_table(f) for f in files])
+    labels = str(tmp / "cc" / "labels")
+    writers = split_writers(labels)  # one per component bucket, a target per partition file
+    pieces = {(i, w): t for w in writers for i in range(5) if (t := read_split_one(labels, w, i)) is not None}
+    t = pa.concat_tables(list(pieces.values()))
     uid, lab = t["uid"].to_numpy(), t["label"].to_numpy()
     assert len(np.unique(uid)) == len(uid), "a node is labelled in two buckets"
-    # each label file holds only the nodes of its partition file, and only its bucket's nodes
-    for f in files:
-        ft = pq.read_table(f)
-        i, q = int(f.parent.name[1:]), int(f.stem[1:])
+    # each label piece holds only the nodes of its partition file, and only its bucket's nodes
+    for (i, w), ft in pieces.items():
         assert (ft["uid"].to_numpy() % 5 == i).all()
-        assert (components.node_bucket(ft["uid"].to_numpy(), nc) == q).all()
+        assert (components.node_bucket(ft["uid"].to_numpy(), nc) == int(w[1:])).all()
     return dict(zip(uid.tolist(), lab.tolist())), rounds
 
 
@@ -101,14 +102,14 @@ def test_each_step_reads_only_its_bucket(tmp_path, monkeypatch):
     """A component step's task opens only the files of its own bucket (no task sees the whole graph)."""
     rng = np.random.default_rng(3)
     src, dst = _graphs(rng)["random"]
-    seen: list[str] = []
-    real = components._read_many
+    seen: list[tuple[str, int]] = []
+    real = components.read_split
 
-    def spy(pattern, columns=None):
-        seen.append(pattern)
-        return real(pattern, columns)
+    def spy(step_dir, q, columns=None, writers=None):
+        seen.append((step_dir, q))
+        return real(step_dir, q, columns, writers)
 
-    monkeypatch.setattr(components, "_read_many", spy)
+    monkeypatch.setattr(components, "read_split", spy)
     _distributed(tmp_path, src, dst, nc=4)
-    step_reads = [p for p in seen if "/cc/s" in p or "/cc/nodes/" in p]
-    assert step_reads and all(re.search(r"/cc/(s\d{4}|nodes)/b\d{5}/\*\.parquet$", p) for p in step_reads), step_reads
+    step_reads = [(d, q) for d, q in seen if "/cc/s" in d or d.endswith("/cc/nodes")]
+    assert step_reads and all(re.search(r"/cc/(s\d{4}|nodes)$", d) and 0 <= q < 4 for d, q in step_reads), step_reads

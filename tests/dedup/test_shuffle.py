@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 
 from curate import dedup
 from curate.dedup import shuffle
-from curate.dedup.files import bucket_count, key_bucket, node_bucket
+from curate.dedup.files import bucket_count, key_bucket, node_bucket, read_split, write_split
 from curate.recipe import DedupConfig, MinHashConfig
 from tests.test_dedup import _write_parts, planted_corpus
 
@@ -45,8 +45,7 @@ def _lsh_buckets(tmp, docs, parts: int) -> tuple[int, list[pa.Table], list]:
     out = str(tmp / "d")
     for i, f in enumerate(files):
         shuffle.lsh_map(f, i, nb, mh.bands, out, after_exact=False)
-    buckets = [pa.concat_tables([pq.read_table(x) for x in sorted(glob.glob(f"{out}/lsh/b{r:05d}/*.parquet"))])
-               if glob.glob(f"{out}/lsh/b{r:05d}/*.parquet") else None for r in range(nb)]
+    buckets = [read_split(f"{out}/lsh", r) for r in range(nb)]
     for r in range(nb):
         shuffle.lsh_reduce(r, out)
     edges = sorted(glob.glob(f"{out}/edges/*.parquet"))
@@ -94,7 +93,7 @@ def test_exact_estimate_from_the_footer_matches_the_shuffle_rows(tmp_path):
     nb = bucket_count(est, 1, TINY)
     for i, f in enumerate(files):
         shuffle.exact_map(f, i, nb, {"web": 0}, out)
-    real = sum(pq.read_table(f).nbytes for f in glob.glob(f"{out}/exact/map/b*/*.parquet"))
+    real = sum(t.nbytes for r in range(nb) if (t := read_split(f"{out}/exact/map", r)) is not None)
     assert 0.5 * real <= est <= 2 * real, (est, real)
 
 
@@ -171,7 +170,7 @@ def _exact_bucket(out: str, *, files: int, rows: int, seed: int) -> pa.Table:
                       "tokens": pa.array(np.full(rows, 3, np.int64)), "content_hash": pa.array(h),
                       "prio": pa.array(rng.integers(0, 2, size=rows).astype(np.int32)),
                       "file": pa.array(np.full(rows, i, np.int32))})
-        pq.write_table(t, f"{out}/exact/map/b00000/f{i:06d}.parquet")
+        write_split(t, np.zeros(rows, np.int64), 1, f"{out}/exact/map", f"f{i:06d}")
         parts.append(t)
     return pa.concat_tables(parts)
 
@@ -198,17 +197,16 @@ def test_exact_reduce_holds_one_map_file_and_the_copies_not_the_bucket_16(tmp_pa
     occurs twice: the Arrow memory it holds after any read stays under half of the bucket's (before #16 it held
     every map file at once), and the removals are those of sorting the whole bucket, byte for byte."""
     out = str(tmp_path / "d")
-    (tmp_path / "d" / "exact" / "map" / "b00000").mkdir(parents=True)
     bucket = _exact_bucket(out, files=8, rows=20_000, seed=3)
     held = []
-    read = pq.read_table
+    read = shuffle.read_split_one
 
     def spy(*a, **k):
         t = read(*a, **k)
         held.append(pa.total_allocated_bytes())
         return t
 
-    monkeypatch.setattr(shuffle.pq, "read_table", spy)
+    monkeypatch.setattr(shuffle, "read_split_one", spy)
     base = pa.total_allocated_bytes()
     n = shuffle.exact_reduce(0, out)
     monkeypatch.undo()
@@ -216,7 +214,7 @@ def test_exact_reduce_holds_one_map_file_and_the_copies_not_the_bucket_16(tmp_pa
     assert len(held) == 16  # the hashes of every file, then each file once
     want = _exact_removed_whole(bucket)
     assert n == sum(t.num_rows for t in want.values()) > 0
-    got = sorted(glob.glob(f"{out}/exact/removed/f*/b00000.parquet"))
-    assert [int(p.split("/f")[-1][:6]) for p in got] == sorted(want)
-    for p in got:
-        assert pq.read_table(p).equals(want[int(p.split("/f")[-1][:6])]), p
+    got = {i: t for i in range(8) if (t := read_split(f"{out}/exact/removed", i)) is not None}
+    assert sorted(got) == sorted(want)
+    for i, t in got.items():
+        assert t.equals(want[i]), i
