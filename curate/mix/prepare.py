@@ -108,12 +108,22 @@ def prepare_partition(payload: dict[str, Any], run_dir: str, pid: int) -> dict[s
     return {"ledger": led.to_list(), "supply": supply_of(t)}
 
 
-def supply_of(t: pa.Table) -> dict[str, list]:
-    """Tokens and documents per (member, value, bucket) of the rows of ``t`` in a member (JSON-able columns)."""
+def supply_of(t: pa.Table) -> dict[str, np.ndarray | list]:
+    """Tokens and documents per (member, value, bucket) of the rows of ``t`` in a member.
+
+    Columns as numpy arrays (``member``, ``bucket``, ``tokens``, ``docs`` int64; ``value`` int64 codes into the
+    short list ``values``, -1 for null), not Python lists: a partition gives up to cells x 1,024 entries, and at
+    EagleX size (~6.5 x 10^8 entries in all) lists through the driver cost tens of minutes."""
     t = t.filter(pc.greater_equal(t["member"], 0)).select(["member", "value", "bucket", "tokens"])
     g = t.group_by(["member", "value", "bucket"]).aggregate([("tokens", "sum"), ("tokens", "count")])
-    return {"member": g["member"].to_pylist(), "value": g["value"].to_pylist(), "bucket": g["bucket"].to_pylist(),
-            "tokens": g["tokens_sum"].to_pylist(), "docs": g["tokens_count"].to_pylist()}
+    enc = g["value"].combine_chunks().cast(pa.string()).dictionary_encode()
+    return {"member": _ints(g["member"]), "bucket": _ints(g["bucket"]), "tokens": _ints(g["tokens_sum"]),
+            "docs": _ints(g["tokens_count"]), "values": enc.dictionary.to_pylist(),
+            "value": pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)}
+
+
+def _ints(col: pa.ChunkedArray) -> np.ndarray:
+    return col.combine_chunks().to_numpy(zero_copy_only=False).astype(np.int64)
 
 
 def read_prepared(run_dir: Path, pids: list[int], columns: list[str] | None = None, filters=None) -> pa.Table | None:

@@ -76,13 +76,12 @@ class _Supply:
         self.buckets = buckets
         self.cells: dict[tuple[int, str | None], np.ndarray] = {}  # (2, buckets): tokens, docs
 
-    def add(self, s: dict[str, list], sign: int = 1) -> None:
+    def add(self, s: dict[str, Any], sign: int = 1) -> None:
         """Add (``sign`` -1: take away) one supply of ``curate.mix.prepare.supply_of``; one pass per cell."""
         member, bucket = np.asarray(s["member"], np.int64), np.asarray(s["bucket"], np.int64)
         tokens, docs = np.asarray(s["tokens"], np.int64), np.asarray(s["docs"], np.int64)
-        enc = pa.array(s["value"], pa.string()).dictionary_encode()
-        names = enc.dictionary.to_pylist()
-        code = pc.fill_null(enc.indices, -1).to_numpy().astype(np.int64) + 1  # 0: null
+        names = list(s["values"])
+        code = np.asarray(s["value"], np.int64) + 1  # 0: null
         uniq, inv = np.unique(member * (len(names) + 1) + code, return_inverse=True)
         for j, u in enumerate(uniq.tolist()):
             m, c = divmod(u, len(names) + 1)
