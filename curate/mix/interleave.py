@@ -28,12 +28,13 @@ child evenly over its parent, so windows of equal tokens hold similar counts).
 Then the global order is cut into shards (the same greedy rule as before: the longest prefix within
 ``shards.max_tokens``, at least one sequence) by binary search on ``end``, and one task per shard writes its
 order file, ``work/mix/shard_NNNNN.order.parquet`` (``seq`` = global position, then the leaf streams' columns),
-a window at a time, reading only the row groups of each leaf stream that the window needs.
+a window at a time, decoding each leaf row group the shard needs once (:func:`write_order_file`).
 """
 
 from __future__ import annotations
 
 import math
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -326,62 +327,95 @@ def shard_bounds(order: Stream, *, max_tokens: int, single_file: bool) -> list[i
     return bounds
 
 
-class _LeafRows:
-    """Row slices of leaf stream files, reading only the row groups a slice needs.
-
-    A slice is copied out of its row groups, so the groups are freed as soon as it is read: an order batch takes
-    a few rows from each of L leaves, and slices that kept their row groups (``LEAF_ROW_GROUP`` rows each) alive
-    held L of them until the batch was written (``bench scale``: the order tasks grew 632 -> 887 MB from 4M to 16M
-    documents, 4 -> 16 leaves). Each group is still decoded once per batch that reads from it.
-    """
-
-    def __init__(self, files: Sequence[str | Path]) -> None:
-        self.files = [str(f) for f in files]
-        self._pf: dict[int, tuple[pq.ParquetFile, np.ndarray]] = {}
-
-    def slice(self, leaf: int, lo: int, hi: int) -> pa.Table:
-        if leaf not in self._pf:
-            pf = pq.ParquetFile(self.files[leaf])
-            sizes = [pf.metadata.row_group(g).num_rows for g in range(pf.metadata.num_row_groups)]
-            self._pf[leaf] = (pf, np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64))
-        pf, starts = self._pf[leaf]
-        g0 = int(np.searchsorted(starts, lo, side="right")) - 1
-        g1 = int(np.searchsorted(starts, hi, side="left"))
-        t = pf.read_row_groups(list(range(g0, g1)))
-        return t.slice(lo - int(starts[g0]), hi - lo).take(pa.array(np.arange(hi - lo)))
+def _leaf_groups(path: str) -> tuple[pq.ParquetFile, np.ndarray]:
+    """A leaf stream file and the first row of each of its row groups (plus the end)."""
+    pf = pq.ParquetFile(path)
+    sizes = [pf.metadata.row_group(g).num_rows for g in range(pf.metadata.num_row_groups)]
+    return pf, np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
 
 
 def write_order_file(order: Stream, leaf_files: Sequence[str | Path], lo: int, hi: int, path: str | Path, *,
                      batch_items: int = WINDOW_ITEMS) -> int:
-    """Write global positions ``[lo, hi)`` as an order file (``seq`` + the leaf columns), a batch at a time."""
-    rows = _LeafRows(leaf_files)
+    """Write global positions ``[lo, hi)`` as an order file (``seq`` + the leaf columns), a batch at a time.
+
+    A batch of ``batch_items`` positions takes about ``batch_items / L`` rows from each of L leaves, far fewer than
+    a leaf row group (``LEAF_ROW_GROUP``), so reading each batch's rows from the leaf files would decode every
+    row group about ``LEAF_ROW_GROUP * L / batch_items`` times (500x at EagleX's L ~ 2,000). Instead, in three
+    passes that each hold one batch or one row group:
+
+    1. each batch's run of positions in each leaf, from the order (a leaf's items of a window are one run);
+    2. each leaf row group that the shard needs is decoded **once** and its rows are sent to their batches as
+       split files (``curate.dedup.files.write_split``: writer ``l<leaf>g<group>``, targets the batches) in
+       ``<path>.scatter/``;
+    3. each batch reads its rows back (writers in name order: leaf, then position, as the batch wants them), puts
+       them in global order and is written.
+    """
+    from curate.dedup.files import read_split, write_split
+
     schema = pq.read_schema(leaf_files[0])
     schema = pa.schema([pa.field("seq", pa.int64()), *schema], metadata=schema.metadata)
     path = Path(path)
+    step = Path(f"{path}.scatter")
+    batch_items = max(1, batch_items)
+    starts = list(range(lo, hi, batch_items))
+    runs: list[dict[int, tuple[int, int]]] = []  # per batch: leaf -> its run [p0, p1)
+    for a in starts:
+        items = read_items(order, a, min(hi, a + batch_items))
+        leaf, pos = items[:, LEAF], items[:, POS]
+        runs.append({int(lf): (int(pos[leaf == lf].min()), int(pos[leaf == lf].max()) + 1) for lf in np.unique(leaf)})
+    shutil.rmtree(step, ignore_errors=True)  # a retried task starts over
+    for lf in sorted({lf for r in runs for lf in r}):
+        _scatter_leaf(str(leaf_files[lf]), lf, [r.get(lf) for r in runs], str(step), write_split)
     tmp = temp_path(path)
     try:
         with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-            for a in range(lo, hi, max(1, batch_items)):
-                writer.write_table(_order_batch(order, rows, a, min(hi, a + batch_items), schema))
+            for k, a in enumerate(starts):
+                writer.write_table(_order_batch(order, runs[k], read_split(str(step), k), a,
+                                                min(hi, a + batch_items), schema))
             if hi <= lo:
                 writer.write_table(schema.empty_table())
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
+        shutil.rmtree(step, ignore_errors=True)
     return hi - lo
 
 
-def _order_batch(order: Stream, rows: _LeafRows, a: int, b: int, schema: pa.Schema) -> pa.Table:
+def _scatter_leaf(file: str, lf: int, runs: list[tuple[int, int] | None], step: str, write_split: Callable) -> None:
+    """Decode each row group of leaf ``lf`` that the batches' ``runs`` need once; send its rows to their batches."""
+    pf, gstart = _leaf_groups(file)
+    want = [(k, r) for k, r in enumerate(runs) if r is not None]
+    p_lo, p_hi = min(r[0] for _k, r in want), max(r[1] for _k, r in want)
+    g0 = int(np.searchsorted(gstart, p_lo, side="right")) - 1
+    g1 = int(np.searchsorted(gstart, p_hi, side="left"))
+    for g in range(g0, g1):
+        a, b = max(p_lo, int(gstart[g])), min(p_hi, int(gstart[g + 1]))
+        parts = np.full(b - a, -1, np.int64)
+        for k, (p0, p1) in want:
+            s, e = max(p0, a), min(p1, b)
+            if s < e:
+                parts[s - a: e - a] = k
+        keep = np.flatnonzero(parts >= 0)
+        if len(keep) == 0:
+            continue
+        rows = pf.read_row_group(g).slice(a - int(gstart[g]), b - a).take(pa.array(keep))
+        write_split(rows, parts[keep], len(runs), step, f"l{lf:05d}g{g:06d}")
+
+
+def _order_batch(order: Stream, runs: dict[int, tuple[int, int]], pieces: pa.Table | None, a: int, b: int,
+                 schema: pa.Schema) -> pa.Table:
+    """Batch ``[a, b)`` in global order from its leaf rows ``pieces`` (leaf by leaf, each run in position order)."""
     items = read_items(order, a, b)
     leaf, pos = items[:, LEAF], items[:, POS]
-    pieces, shift, at = [], np.zeros(int(leaf.max()) + 1, np.int64), 0
-    for lf in np.unique(leaf):
-        p = pos[leaf == lf]
-        p0, p1 = int(p.min()), int(p.max()) + 1  # a leaf's items in a window are one run of its positions
-        pieces.append(rows.slice(int(lf), p0, p1))
+    shift, at = np.zeros(int(leaf.max()) + 1, np.int64), 0
+    for lf in sorted(runs):
+        p0, p1 = runs[lf]
         shift[lf] = at - p0
         at += p1 - p0
-    table = pa.concat_tables(pieces).take(pa.array(pos + shift[leaf]))
+    if pieces is None or pieces.num_rows != at:
+        msg = f"order batch [{a}, {b}) got {0 if pieces is None else pieces.num_rows} leaf rows of {at}; rerun the mix"
+        raise RuntimeError(msg)
+    table = pieces.take(pa.array(pos + shift[leaf]))
     table = table.add_column(0, "seq", pa.array(np.arange(a, b, dtype=np.int64)))
     return table.cast(schema)
 

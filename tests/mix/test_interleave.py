@@ -246,3 +246,36 @@ def test_distributed_mix_keeps_shares_and_windows_at_two_million_documents(tmp_p
     assert window_max_deviation(lens, grp, [0.15, 0.15, 0.70], w) <= 1.0
     achieved = np.bincount(grp, weights=lens) / lens.sum()
     assert window_max_deviation(lens, grp, achieved, w) <= window_deviation_bound(streams, groups, w)
+
+
+def test_an_order_file_decodes_each_leaf_row_group_once(tmp_path, monkeypatch):
+    """A batch takes a few rows from each of many leaves; the shard task still decodes every leaf row group it
+    needs once (it used to decode one per batch that read from it: L / 4 times at 256k-item batches)."""
+    from collections import Counter
+
+    rng = np.random.default_rng(8)
+    cells = [(c % 3, [rng.integers(1, 30, size=60).astype(np.int64)]) for c in range(12)]  # 12 leaves of 60 rows
+    files, leaves, _ = _leaves(tmp_path, cells)
+    order = global_order(files, leaves, tmp_path / "work", seed=2, window_items=1000)
+    import curate.mix.interleave as il
+
+    decoded = Counter()
+    real = il._leaf_groups
+
+    class Counting:
+        def __init__(self, path):
+            self.path, (self.pf, self.starts) = path, real(path)
+
+        def read_row_group(self, g, *a, **k):
+            decoded[(self.path, g)] += 1
+            return self.pf.read_row_group(g, *a, **k)
+
+    monkeypatch.setattr(il, "_leaf_groups", lambda path: ((c := Counting(path)), c.starts))
+    p = tmp_path / "shard.order.parquet"
+    write_order_file(order, files, 0, order.n, p, batch_items=6)  # a batch: about half a row of each leaf
+    t = pq.read_table(p)
+    items = read_items(order, 0, order.n)
+    assert t["uid"].to_numpy().tolist() == (items[:, 0] * 1_000_000 + items[:, 1]).tolist()
+    assert sum(decoded.values()) == 12 * 12  # every row group of every leaf (60 rows in groups of 5), once
+    assert max(decoded.values()) == 1
+    assert not (tmp_path / "shard.order.parquet.scatter").exists()
