@@ -340,8 +340,9 @@ def write_order_file(order: Stream, leaf_files: Sequence[str | Path], lo: int, h
 
     A batch of ``batch_items`` positions takes about ``batch_items / L`` rows from each of L leaves, far fewer than
     a leaf row group (``LEAF_ROW_GROUP``), so reading each batch's rows from the leaf files would decode every
-    row group about ``LEAF_ROW_GROUP * L / batch_items`` times (500x at EagleX's L ~ 2,000). Instead, in three
-    passes that each hold one batch or one row group:
+    row group once per batch that reads it (``LEAF_ROW_GROUP * L / batch_items`` times in all; 500x at EagleX's
+    L ~ 2,000). Instead, in three passes that each hold one batch or one row group, so that a row group is decoded
+    once per shard (docs/SCALING.md, point 3, has the measured gains and what is left):
 
     1. each batch's run of positions in each leaf, from the order (a leaf's items of a window are one run);
     2. each leaf row group that the shard needs is decoded **once** and its rows are sent to their batches as
