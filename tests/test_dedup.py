@@ -14,9 +14,9 @@ import pytest
 import xxhash
 
 from curate import dedup, utf8
-from curate.dedup.files import read_split, write_split
 from curate.errors import InputError, SchemaError
 from curate.recipe import DedupConfig, MinHashConfig
+from curate.shuffle_files import read_split, write_split
 
 
 # ---------------------------------------------------------------------------- references

@@ -59,9 +59,8 @@ from curate.dedup.files import (
     _write_parquet,
     bucket_count,
     node_bucket,
-    read_split,
-    write_split,
 )
+from curate.shuffle_files import read_split, write_split
 from curate.dedup.removed import write_near
 
 #: Large-star/small-star rounds before the driver gives up (a path of 2^40 nodes needs about 40).

@@ -35,7 +35,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curate.dedup.files import EXACT, NEAR, REMOVED_SCHEMA, _sorted, _write_parquet, read_split, write_split
+from curate.dedup.files import EXACT, NEAR, REMOVED_SCHEMA, _sorted, _write_parquet
+from curate.shuffle_files import read_split, write_split
 
 INDEX = "_index.json"
 

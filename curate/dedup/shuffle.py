@@ -4,7 +4,7 @@ per bucket groups them.
 With ``R`` buckets (:func:`curate.dedup.files.bucket_count`: about ``BUCKET_BYTES`` of rows per bucket, from
 the row counts in the Parquet footers, :func:`exact_bytes` / :func:`lsh_bytes`) and ``P`` input files,
 under ``out_dir`` (``<step>/<writer>[q]``: target ``q`` of a writer's split file, one data file and one index per
-writer, :func:`curate.dedup.files.write_split`; ``2 P`` files a shuffle, not ``P x R``):
+writer, :func:`curate.shuffle_files.write_split`; ``2 P`` files a shuffle, not ``P x R``):
 
 - ``exact/map/f<i>[r]`` (:func:`exact_map`): file ``i``'s rows ``uid, doc_id, source, subset,
   nbytes, tokens, content_hash, prio int32, file int32`` go to bucket ``key_bucket(content_hash, R)``.
@@ -46,11 +46,8 @@ from curate.dedup.files import (
     _sorted,
     _write_parquet,
     key_bucket,
-    read_split,
-    read_split_one,
-    split_writers,
-    write_split,
 )
+from curate.shuffle_files import read_split, read_split_one, split_writers, write_split
 from curate.errors import SchemaError
 
 #: In-memory bytes of one LSH shuffle row (band int16 + key uint64 + uid int64 + file int32).

@@ -346,12 +346,12 @@ def write_order_file(order: Stream, leaf_files: Sequence[str | Path], lo: int, h
 
     1. each batch's run of positions in each leaf, from the order (a leaf's items of a window are one run);
     2. each leaf row group that the shard needs is decoded **once** and its rows are sent to their batches as
-       split files (``curate.dedup.files.write_split``: writer ``l<leaf>g<group>``, targets the batches) in
+       split files (``curate.shuffle_files.write_split``: writer ``l<leaf>g<group>``, targets the batches) in
        ``<path>.scatter/``;
     3. each batch reads its rows back (writers in name order: leaf, then position, as the batch wants them), puts
        them in global order and is written.
     """
-    from curate.dedup.files import read_split, write_split
+    from curate.shuffle_files import read_split, write_split
 
     schema = pq.read_schema(leaf_files[0])
     schema = pa.schema([pa.field("seq", pa.int64()), *schema], metadata=schema.metadata)

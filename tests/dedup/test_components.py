@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from curate.dedup import components, connected_components
-from curate.dedup.files import read_split_one, split_writers
+from curate.shuffle_files import read_split_one, split_writers
 
 
 def _local(fn, calls):

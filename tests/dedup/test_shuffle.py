@@ -12,8 +12,9 @@ import pyarrow.parquet as pq
 
 from curate import dedup
 from curate.dedup import shuffle
-from curate.dedup.files import bucket_count, key_bucket, node_bucket, read_split, write_split
+from curate.dedup.files import bucket_count, key_bucket, node_bucket
 from curate.recipe import DedupConfig, MinHashConfig
+from curate.shuffle_files import read_split, write_split
 from tests.test_dedup import _write_parts, planted_corpus
 
 TINY = 4096  # bytes of shuffle rows per bucket: a few KB, so a small corpus needs many buckets

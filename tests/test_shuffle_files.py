@@ -1,4 +1,4 @@
-"""The split files every dedup shuffle writes: one data file and one index per writer, whatever the targets."""
+"""The split files the dedup shuffles and the order files write: one data file and one index per writer, whatever the targets."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from curate.dedup.files import read_split, read_split_one, split_writers, write_split
+from curate.shuffle_files import read_split, read_split_one, split_writers, write_split
 from curate.errors import InputError
 
 
