@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import importlib.util
 import json
 import logging
 import os
@@ -285,6 +286,8 @@ def _decide(path: Path, sha256: str, requested: str, reference: Any) -> EngineCh
         return EngineChoice(REFERENCE_ENGINE, ref_version, requested)
     key = _disk_key(sha256, requested)
     kept = _read_decision(key)
+    if kept is not None and kept.engine == FAST_ENGINE and importlib.util.find_spec(FAST_ENGINE) is None:
+        kept = None  # its metadata is there but the module is not: probe, which falls back and says why
     if kept is not None:
         log.info("tokenizer %s: the identity gate's decision for this file and these versions is kept in %s: %s",
                  path.name, _disk_path(key), kept.engine)

@@ -343,3 +343,20 @@ def test_the_disk_cache_can_be_turned_off(own_bpe, disk_cache, monkeypatch):
     _forget(gate, own_bpe.resolve())
     load_tokenizer({"hf": str(own_bpe)})
     assert not disk_cache.exists()
+
+
+def test_a_kept_fast_decision_is_probed_again_when_the_module_is_gone(own_bpe, disk_cache, monkeypatch):
+    import importlib.util
+
+    import curate.tokenizer_gate as gate
+
+    _forget(gate, own_bpe.resolve())
+    load_tokenizer({"hf": str(own_bpe)})
+    probes = []
+    real_probe, real_spec = gate._probe, importlib.util.find_spec
+    monkeypatch.setattr(gate, "_probe", lambda *a: probes.append(a[0]) or real_probe(*a))
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == FAST_ENGINE else real_spec(name, *a))
+    _forget(gate, own_bpe.resolve())
+    load_tokenizer({"hf": str(own_bpe)})
+    assert probes == [own_bpe.resolve()]

@@ -60,8 +60,8 @@ from curate.dedup.files import (
     bucket_count,
     node_bucket,
 )
-from curate.shuffle_files import read_split, write_split
 from curate.dedup.removed import write_near
+from curate.shuffle_files import read_split, write_split
 
 #: Large-star/small-star rounds before the driver gives up (a path of 2^40 nodes needs about 40).
 MAX_ROUNDS = 200

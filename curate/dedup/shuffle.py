@@ -47,8 +47,8 @@ from curate.dedup.files import (
     _write_parquet,
     key_bucket,
 )
-from curate.shuffle_files import read_split, read_split_one, split_writers, write_split
 from curate.errors import SchemaError
+from curate.shuffle_files import read_split, read_split_one, split_writers, write_split
 
 #: In-memory bytes of one LSH shuffle row (band int16 + key uint64 + uid int64 + file int32).
 LSH_ROW_BYTES = 2 + 8 + 8 + 4

@@ -30,10 +30,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curate.dedup.files import node_bucket
-from curate.shuffle_files import read_split, write_split
 from curate.dedup.removed import write_near
 from curate.dedup.signatures import jaccard, shingle_sets
 from curate.errors import InputError
+from curate.shuffle_files import read_split, write_split
 
 
 def _text_path(dedup_path: str) -> str:
