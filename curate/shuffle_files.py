@@ -38,15 +38,14 @@ def write_split(table: pa.Table, part: np.ndarray, nparts: int, step_dir: str, w
         return
     order = np.argsort(part, kind="stable")
     bounds = np.searchsorted(part[order], np.arange(nparts + 1))
-    offsets = np.zeros(nparts + 1, np.int64)
+    size = np.zeros(nparts, np.int64)  # bytes of each target's stream (0: empty)
     with _atomic(f"{step_dir}/{writer}.split") as tmp, open(tmp, "wb") as f:
-        for q in range(nparts):
-            if bounds[q + 1] > bounds[q]:
-                sink = pa.BufferOutputStream()
-                with pa.ipc.new_stream(sink, table.schema, options=_SPLIT_OPTIONS) as w:
-                    w.write_table(table.take(order[bounds[q]: bounds[q + 1]]))
-                f.write(sink.getvalue())
-            offsets[q + 1] = f.tell()
+        for q in np.flatnonzero(bounds[1:] > bounds[:-1]).tolist():  # the non-empty targets only
+            sink = pa.BufferOutputStream()
+            with pa.ipc.new_stream(sink, table.schema, options=_SPLIT_OPTIONS) as w:
+                w.write_table(table.take(order[bounds[q]: bounds[q + 1]]))
+            size[q] = f.write(sink.getvalue())
+    offsets = np.concatenate([[0], np.cumsum(size)])
     with _atomic(f"{step_dir}/{writer}.idx") as tmp, open(tmp, "wb") as f:
         f.write(offsets.astype("<i8").tobytes())
 

@@ -362,8 +362,7 @@ def write_order_file(order: Stream, leaf_files: Sequence[str | Path], lo: int, h
     runs: list[dict[int, tuple[int, int]]] = []  # per batch: leaf -> its run [p0, p1)
     for a in starts:
         items = read_items(order, a, min(hi, a + batch_items))
-        leaf, pos = items[:, LEAF], items[:, POS]
-        runs.append({int(lf): (int(pos[leaf == lf].min()), int(pos[leaf == lf].max()) + 1) for lf in np.unique(leaf)})
+        runs.append(_leaf_runs(items[:, LEAF], items[:, POS]))
     shutil.rmtree(step, ignore_errors=True)  # a retried task starts over
     for lf in sorted({lf for r in runs for lf in r}):
         _scatter_leaf(str(leaf_files[lf]), lf, [r.get(lf) for r in runs], str(step), write_split)
@@ -380,6 +379,15 @@ def write_order_file(order: Stream, leaf_files: Sequence[str | Path], lo: int, h
         tmp.unlink(missing_ok=True)
         shutil.rmtree(step, ignore_errors=True)
     return hi - lo
+
+
+def _leaf_runs(leaf: np.ndarray, pos: np.ndarray) -> dict[int, tuple[int, int]]:
+    """Each leaf's run ``[p0, p1)`` of positions in a batch, in one pass (not one mask per leaf)."""
+    o = np.lexsort((pos, leaf))
+    lf, p = leaf[o], pos[o]
+    first = np.flatnonzero(np.r_[True, lf[1:] != lf[:-1]])
+    last = np.r_[first[1:], len(lf)] - 1
+    return {int(a): (int(b), int(c) + 1) for a, b, c in zip(lf[first], p[first], p[last], strict=True)}
 
 
 def _scatter_leaf(file: str, lf: int, runs: list[tuple[int, int] | None], step: str, write_split: Callable) -> None:
