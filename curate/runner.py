@@ -354,10 +354,10 @@ def invalidate_changed_inputs(run_dir: Path, parts: list[Partition], inputs: dic
 
 
 # ---------------------------------------------------------------------------- Ray
-#: what the driver imports after the parts phase (dedup, mix, the report): loaded during it by
-#: :func:`preload_driver_modules`
-LATE_MODULES = ("curate.dedup", "curate.mix", "curate.shards", "curate.shard_formats",
-                "curate.report", "curate.audit", "altair",  # the report's charts: 0.26 s of its 0.9 s
+#: what the driver imports after the parts phase (dedup, mix, the report): loaded while Ray starts by
+#: :func:`preload_driver_modules`. Not altair: the report's charts are kept templates (curate.chart_templates),
+#: and altair is imported only to build one that is missing
+LATE_MODULES = ("curate.dedup", "curate.mix", "curate.shards", "curate.shard_formats", "curate.report", "curate.audit",
                 # ray.shutdown() imports it: 0.16 of its 0.37 s at the end of `curate run` (measured, cProfile)
                 "ray.dag.compiled_dag_node")
 
@@ -365,8 +365,10 @@ LATE_MODULES = ("curate.dedup", "curate.mix", "curate.shards", "curate.shard_for
 def preload_driver_modules() -> None:
     """Import what the driver needs after the parts phase (dedup, mix, the report) in a background thread.
 
-    The driver waits on the partition tasks during the parts phase; these imports (altair alone takes about a
-    second) would otherwise sit on the critical path after it. An import error here is ignored: the real import
+    Begun once the driver's own checks are done, while it waits for Ray's start: there the CPUs have room (Ray's
+    processes start one after another), whereas during the parts phase these imports took about 0.9 CPU-s from
+    the partition tasks (the driver's CPU in that phase 0.73-0.92 s before, 0.05 s after; 50 MB mixed corpus).
+    After the parts phase they would sit on the critical path. An import error here is ignored: the real import
     raises it again where the module is used.
     """
     import threading
@@ -794,10 +796,10 @@ def _run_locked(recipe: Recipe, run_dir: Path, parts: list[Partition], inputs: d
             shutdown_ray()
         raise
     timer = PhaseTimer(run_dir)
+    preload_driver_modules()  # while Ray starts: see there
     with timer.phase("ray_start"):  # what is left of the start; 0 s when Ray was already up (a test session)
         ray = starting.result() if starting is not None else init_ray(ray_address, num_cpus=num_cpus)
-    wait_warm()  # the workers' imports first: the driver's own below would share the CPUs with them
-    preload_driver_modules()
+    wait_warm()
     columns = [TextColumn("{task.description:<60}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, disable=quiet, transient=False) as progress:
         with timer.phase("parts") as ph:
