@@ -29,6 +29,7 @@ from typing import Any
 
 import polars as pl
 
+from curate.chart_templates import Slots, Spec, fill, template
 from curate.io_utils import atomic_write_text, user_cache_dir
 from curate.layout import RunLayout
 from curate.pipeline import stage_names
@@ -274,209 +275,227 @@ def samples_frame(run_dir: str | Path, *, source: str | None = None, reason: str
 
 
 # ---------------------------------------------------------------------------- charts
-def _alt():
-    import altair as alt
-
-    alt.data_transformers.disable_max_rows()
-    return alt
-
-
-def shares_chart(df: pl.DataFrame, tol: float):
-    alt = _alt()
-    rows = []
-    dmax = max([abs(x) for x in df["delta_pp"].drop_nulls().to_list()] + [0.0])
-    dom = [-max(2 * tol, 1.15 * dmax), max(2 * tol, 1.15 * dmax)]
-    for level in ("groups", "sources", "subsets"):
-        d = df.filter(pl.col("level") == level)
-        if d.is_empty():
-            continue
-        h = max(60, 22 * d.height)
-        base = alt.Chart(d, height=h)
-        tip = ["name", alt.Tooltip("target:Q", format=".3%"), alt.Tooltip("actual:Q", format=".3%"),
-               alt.Tooltip("delta_pp:Q", format="+.3f"), alt.Tooltip("tokens:Q", format=","),
-               alt.Tooltip("epochs:Q", format=".2f")]
-        y = alt.Y("name:N", title=None, sort=None)
-        bars = base.mark_bar(color="#4e79a7").encode(y=y, x=alt.X("actual:Q", title="share of tokens",
-                                                                    axis=alt.Axis(format="%")), tooltip=tip)
-        tick = base.mark_tick(color="#f28e2b", thickness=3, size=20).encode(y=y, x="target:Q", tooltip=tip)
-        label = base.mark_text(align="left", dx=4, fontSize=10).encode(
-            y=y, x="actual:Q", text=alt.Text("tokens:Q", format=","))
-        left = alt.layer(bars, tick, label).properties(width=330, title=f"{level}: actual (bar), target (orange tick)")
-        xs = alt.Scale(domain=dom, clamp=True)
-        band = alt.Chart(pl.DataFrame({"lo": [-tol], "hi": [tol]}), height=h).mark_rect(
-            color="#59a14f", opacity=0.18).encode(x=alt.X("lo:Q", scale=xs), x2="hi:Q")
-        zero = alt.Chart(pl.DataFrame({"z": [0.0]}), height=h).mark_rule(color="#59a14f").encode(
-            x=alt.X("z:Q", scale=xs))
-        dots = base.mark_point(filled=True, size=70).encode(
-            y=y, x=alt.X("delta_pp:Q", title="actual − target (pp)", scale=alt.Scale(domain=dom, clamp=True)),
-            color=alt.Color("within:N", scale=alt.Scale(domain=[True, False], range=["#59a14f", "#e15759"]),
-                            legend=None), tooltip=tip)
-        right = alt.layer(band, zero, dots).properties(width=300, title=f"deviation, tolerance ±{tol:g} pp")
-        rows.append(alt.hconcat(left, right).resolve_scale(y="shared"))
-    return alt.vconcat(*rows) if rows else None
+# Each chart is an altair template (curate.chart_templates: built once per shape, kept on disk) filled with the
+# run's rows and the few numbers that differ between runs; a run imports altair only to build a missing template.
+def _rows(df: pl.DataFrame) -> list[dict[str, Any]]:
+    return df.to_dicts()
 
 
-def funnel_chart(fates: pl.DataFrame, steps: pl.DataFrame):
-    alt = _alt()
-    if fates.is_empty():
-        return None
-    order = [KEPT_LABEL] + sorted(o for o in fates["outcome"].unique().to_list() if o != KEPT_LABEL)
-    palette = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f",
-               "#bab0ac", "#86bcb6", "#d37295", "#fabfd2", "#b6992d", "#499894"]
-    stacked = alt.Chart(fates).mark_bar().encode(
-        y=alt.Y("source:N", title=None),
-        x=alt.X("sum(docs):Q", stack="normalize", title="share of ingested documents", axis=alt.Axis(format="%")),
-        color=alt.Color("outcome:N", sort=order, scale=alt.Scale(domain=order, range=palette[: len(order)]),
-                        legend=alt.Legend(title="outcome", orient="bottom", columns=3, labelLimit=260)),
-        order=alt.Order("outcome_rank:Q"),
-        tooltip=["source", "outcome", "stage", alt.Tooltip("docs:Q", format=",")],
-    ).transform_calculate(outcome_rank=f"indexof({json.dumps(order)}, datum.outcome)").properties(
-        width=420, height=max(80, 26 * fates["source"].n_unique()), title="where the documents ended")
-    lines = alt.Chart(steps).mark_line(point=True).encode(
-        x=alt.X("stage:N", sort=list(stage_names()), title=None),
-        y=alt.Y("share:Q", title="documents remaining", axis=alt.Axis(format="%")),
-        color=alt.Color("source:N", legend=alt.Legend(orient="right", title="source")),
-        tooltip=["source", "stage", alt.Tooltip("docs_out:Q", format=","), alt.Tooltip("share:Q", format=".1%")],
-    ).properties(width=300, height=220, title="remaining after each stage")
-    return alt.hconcat(stacked, lines).resolve_scale(color="independent")
+def _base_spec() -> dict[str, Any]:
+    """``$schema`` and ``config`` of a top-level chart (what altair puts around every spec)."""
+    spec = fill(template("base", None, lambda alt, s: alt.Chart(alt.NamedData("none")).mark_point()), {"none": []}, {})
+    return {k: spec[k] for k in ("$schema", "config") if k in spec}
 
 
-class Spec:
-    """A Vega-Lite spec assembled as a dict (from altair-built templates), with altair's ``to_dict`` interface.
-
-    ``to_dict(validate=True)`` (the tests' ``CURATE_VALIDATE_CHARTS=1``) checks it against the Vega-Lite schema
-    through altair's own ``kind.from_dict``.
-    """
-
-    def __init__(self, spec: dict[str, Any], kind: str) -> None:
-        self.spec, self.kind = spec, kind
-
-    def to_dict(self, validate: bool = False) -> dict[str, Any]:
-        if validate:
-            self.to_altair(validate=True)
-        return self.spec
-
-    def to_altair(self, *, validate: bool = False):
-        """The altair chart of this spec (slow for hundreds of panels: for a notebook, not for a run)."""
-        return getattr(_alt(), self.kind).from_dict(self.spec, validate=validate)
-
-    def _repr_mimebundle_(self, include=None, exclude=None):  # a notebook draws it as altair would
-        return self.to_altair()._repr_mimebundle_(include=include, exclude=exclude)
-
-
-def _score_template(alt, symlog: bool, with_threshold: bool) -> dict[str, Any]:
-    """One histogram panel as a Vega-Lite dict, its data the named placeholders ``hist`` and ``thr``."""
-    scale = alt.Scale(type="symlog") if symlog else alt.Scale(zero=False)
-    # counts and lengths on the symlog axis read best in SI units (2k, 10k); ratios keep Vega's own format
-    fmt = {"format": "~s"} if symlog else {}
-    x = alt.X("x0:Q", title=None, scale=scale, axis=alt.Axis(tickCount=4, labelFlush=True, labelOverlap="greedy", **fmt))
-    layers = [alt.Chart(alt.NamedData("hist")).mark_bar(color="#4e79a7").encode(
-        x=x, x2="x1:Q", y=alt.Y("docs:Q", title=None, axis=alt.Axis(tickCount=3)), y2=alt.datum(0),
-        tooltip=[alt.Tooltip("x0:Q", format=".3g", title="from"), alt.Tooltip("x1:Q", format=".3g", title="to"),
-                 alt.Tooltip("docs:Q", format=",")])]
-    if with_threshold:
-        layers.append(alt.Chart(alt.NamedData("thr")).mark_rule(color="#e15759", strokeWidth=2, strokeDash=[4, 2])
-                      .encode(x=alt.X("value:Q", scale=scale),
-                              tooltip=[alt.Tooltip("bound:N"), alt.Tooltip("value:Q", format=".4g")]))
-    spec = alt.layer(*layers).properties(width=190, height=90).to_dict(validate=False)
+def _top(spec: dict[str, Any]) -> dict[str, Any]:
+    """``spec`` with the top-level keys a nested chart must not carry removed."""
     for k in ("$schema", "config", "datasets"):
         spec.pop(k, None)
     return spec
 
 
-def _fill(spec: dict[str, Any], values: dict[str, list]) -> None:
-    """Replace the named-data placeholders of ``spec`` (``{"name": k}``, wherever altair put them) by rows."""
-    for part in [spec, *spec.get("layer", [])]:
-        name = (part.get("data") or {}).get("name")
-        if name in values:
-            part["data"] = {"values": values[name]}
+def _shares_row(alt, s: Slots):
+    """One level of :func:`shares_chart`: actual bars and target ticks (left), deviation dots in the band (right)."""
+    h = s.num("height")
+    tip = ["name:N", alt.Tooltip("target:Q", format=".3%"), alt.Tooltip("actual:Q", format=".3%"),
+           alt.Tooltip("delta_pp:Q", format="+.3f"), alt.Tooltip("tokens:Q", format=","),
+           alt.Tooltip("epochs:Q", format=".2f")]
+    base = alt.Chart(alt.NamedData("rows"), height=h)
+    y = alt.Y("name:N", title=None, sort=None)
+    bars = base.mark_bar(color="#4e79a7").encode(y=y, x=alt.X("actual:Q", title="share of tokens",
+                                                                axis=alt.Axis(format="%")), tooltip=tip)
+    tick = base.mark_tick(color="#f28e2b", thickness=3, size=20).encode(y=y, x="target:Q", tooltip=tip)
+    label = base.mark_text(align="left", dx=4, fontSize=10).encode(
+        y=y, x="actual:Q", text=alt.Text("tokens:Q", format=","))
+    left = alt.layer(bars, tick, label).properties(width=330, title=s.text("left_title"))
+    dom = [s.num("dom_lo"), s.num("dom_hi")]
+    xs = alt.Scale(domain=dom, clamp=True)
+    band = alt.Chart(alt.NamedData("band"), height=h).mark_rect(color="#59a14f", opacity=0.18).encode(
+        x=alt.X("lo:Q", scale=xs), x2="hi:Q")
+    zero = alt.Chart(alt.NamedData("zero"), height=h).mark_rule(color="#59a14f").encode(x=alt.X("z:Q", scale=xs))
+    dots = base.mark_point(filled=True, size=70).encode(
+        y=y, x=alt.X("delta_pp:Q", title="actual − target (pp)", scale=alt.Scale(domain=dom, clamp=True)),
+        color=alt.Color("within:N", scale=alt.Scale(domain=[True, False], range=["#59a14f", "#e15759"]),
+                        legend=None), tooltip=tip)
+    right = alt.layer(band, zero, dots).properties(width=300, title=s.text("right_title"))
+    return alt.hconcat(left, right).resolve_scale(y="shared")
 
 
-def scores_chart(hist: pl.DataFrame, thr: pl.DataFrame):
+def shares_chart(df: pl.DataFrame, tol: float) -> Spec | None:
+    """Per level (groups, sources, subsets): actual share and target (left), deviation against ±``tol`` (right)."""
+    dmax = max([abs(x) for x in df["delta_pp"].drop_nulls().to_list()] + [0.0])
+    half = max(2 * tol, 1.15 * dmax)
+    tpl = template("shares_row", None, _shares_row)
+    rows = []
+    for level in ("groups", "sources", "subsets"):
+        d = df.filter(pl.col("level") == level)
+        if d.is_empty():
+            continue
+        rows.append(_top(fill(tpl, {"rows": _rows(d), "band": [{"lo": -tol, "hi": tol}], "zero": [{"z": 0.0}]},
+                              {"height": max(60, 22 * d.height), "dom_lo": -half, "dom_hi": half,
+                               "left_title": f"{level}: actual (bar), target (orange tick)",
+                               "right_title": f"deviation, tolerance ±{tol:g} pp"})))
+    return Spec({**_base_spec(), "vconcat": rows}, "VConcatChart") if rows else None
+
+
+#: the funnel's outcome colours, kept first
+PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f",
+           "#bab0ac", "#86bcb6", "#d37295", "#fabfd2", "#b6992d", "#499894"]
+
+
+def _funnel(alt, s: Slots):
+    order = s.seq("order")
+    stacked = alt.Chart(alt.NamedData("fates")).mark_bar().encode(
+        y=alt.Y("source:N", title=None),
+        x=alt.X("sum(docs):Q", stack="normalize", title="share of ingested documents", axis=alt.Axis(format="%")),
+        color=alt.Color("outcome:N", sort=order, scale=alt.Scale(domain=order, range=s.seq("palette")),
+                        legend=alt.Legend(title="outcome", orient="bottom", columns=3, labelLimit=260)),
+        order=alt.Order("outcome_rank:Q"),
+        tooltip=["source:N", "outcome:N", "stage:N", alt.Tooltip("docs:Q", format=",")],
+    ).transform_calculate(outcome_rank=f"indexof({s.text('order_json')}, datum.outcome)").properties(
+        width=420, height=s.num("height"), title="where the documents ended")
+    lines = alt.Chart(alt.NamedData("steps")).mark_line(point=True).encode(
+        x=alt.X("stage:N", sort=s.seq("stages"), title=None),
+        y=alt.Y("share:Q", title="documents remaining", axis=alt.Axis(format="%")),
+        color=alt.Color("source:N", legend=alt.Legend(orient="right", title="source")),
+        tooltip=["source:N", "stage:N", alt.Tooltip("docs_out:Q", format=","), alt.Tooltip("share:Q", format=".1%")],
+    ).properties(width=300, height=220, title="remaining after each stage")
+    return alt.hconcat(stacked, lines).resolve_scale(color="independent")
+
+
+def funnel_chart(fates: pl.DataFrame, steps: pl.DataFrame) -> Spec | None:
+    """Each source's documents by outcome (stacked, left) and the share remaining after each stage (right)."""
+    if fates.is_empty():
+        return None
+    order = [KEPT_LABEL] + sorted(o for o in fates["outcome"].unique().to_list() if o != KEPT_LABEL)
+    spec = fill(template("funnel", None, _funnel), {"fates": _rows(fates), "steps": _rows(steps)},
+                {"order": order, "order_json": json.dumps(order), "palette": PALETTE[: len(order)],
+                 "height": max(80, 26 * fates["source"].n_unique()), "stages": list(stage_names())})
+    return Spec(spec, "HConcatChart")
+
+
+def _score_panel(symlog: bool, with_threshold: bool):
+    """One histogram panel, its data the sources ``hist`` and ``thr`` (the threshold rules)."""
+    def build(alt, s: Slots):
+        scale = alt.Scale(type="symlog") if symlog else alt.Scale(zero=False)
+        # counts and lengths on the symlog axis read best in SI units (2k, 10k); ratios keep Vega's own format
+        fmt = {"format": "~s"} if symlog else {}
+        x = alt.X("x0:Q", title=None, scale=scale,
+                  axis=alt.Axis(tickCount=4, labelFlush=True, labelOverlap="greedy", **fmt))
+        layers = [alt.Chart(alt.NamedData("hist")).mark_bar(color="#4e79a7").encode(
+            x=x, x2="x1:Q", y=alt.Y("docs:Q", title=None, axis=alt.Axis(tickCount=3)), y2=alt.datum(0),
+            tooltip=[alt.Tooltip("x0:Q", format=".3g", title="from"), alt.Tooltip("x1:Q", format=".3g", title="to"),
+                     alt.Tooltip("docs:Q", format=",")])]
+        if with_threshold:
+            layers.append(alt.Chart(alt.NamedData("thr")).mark_rule(color="#e15759", strokeWidth=2,
+                                                                    strokeDash=[4, 2])
+                          .encode(x=alt.X("value:Q", scale=scale),
+                                  tooltip=[alt.Tooltip("bound:N"), alt.Tooltip("value:Q", format=".4g")]))
+        return alt.layer(*layers).properties(width=190, height=90)
+    return build
+
+
+def scores_chart(hist: pl.DataFrame, thr: pl.DataFrame) -> Spec | None:
     """One small histogram per (source, score), the recipe's thresholds as red rules, four to a row.
 
-    The panels differ only in their data, title and scale type, so altair builds the two or four panel shapes
-    once and each panel is a copy with its rows filled in: building hundreds of altair objects took seconds.
+    The panels differ only in their data, title and scale type: two or four panel shapes, each one template.
     """
-    alt = _alt()
-    templates: dict[tuple[bool, bool], dict[str, Any]] = {}
     panels = []
     for (src, score), d in hist.group_by(["source", "score"], maintain_order=True):
         t = thr.filter((pl.col("source") == src) & (pl.col("score") == score)).select(["bound", "value"])
         shape = (d["scale"][0] == "symlog", not t.is_empty())
-        if shape not in templates:
-            templates[shape] = _score_template(alt, *shape)
-        panel = json.loads(json.dumps(templates[shape]))
         # per chart only what it draws, at 4 significant digits: hundreds of these charts stay small
         rows = d.select([pl.col("x0").map_elements(_sig4, return_dtype=pl.Float64),
                          pl.col("x1").map_elements(_sig4, return_dtype=pl.Float64), "docs"]).to_dicts()
-        _fill(panel, {"hist": rows, "thr": t.to_dicts()})
+        panel = _top(fill(template("score_panel", shape, _score_panel(*shape)),
+                          {"hist": rows, "thr": t.to_dicts()}, {}))
         panel["title"] = {"text": f"{score}", "subtitle": src, "fontSize": 11, "subtitleFontSize": 10}
         panels.append(panel)
     if not panels:
         return None
-    base = alt.Chart().to_dict(validate=False)
-    return Spec({"$schema": base["$schema"], "config": base.get("config", {}), "concat": panels, "columns": 4},
-                "ConcatChart")
+    return Spec({**_base_spec(), "concat": panels, "columns": 4}, "ConcatChart")
 
 
 def _sig4(x: float) -> float:
     return float(f"{x:.4g}")
 
 
-def dedup_chart(df: pl.DataFrame):
-    alt = _alt()
-    if df.is_empty():
-        return None
-    base = alt.Chart(df).encode(x=alt.X("kept_in:N", title="kept copy in"),
-                                y=alt.Y("removed_from:N", title="removed from"))
-    top = int(df["docs"].max())
-    rect = base.mark_rect().encode(color=alt.Color("docs:Q", scale=alt.Scale(scheme="blues", domain=[0, top]),
+def _dedup(alt, s: Slots):
+    base = alt.Chart(alt.NamedData("cells")).encode(x=alt.X("kept_in:N", title="kept copy in"),
+                                                    y=alt.Y("removed_from:N", title="removed from"))
+    rect = base.mark_rect().encode(color=alt.Color("docs:Q", scale=alt.Scale(scheme="blues",
+                                                                             domain=[0, s.num("top")]),
                                                    title="documents"),
-                                   tooltip=["removed_from", "kept_in", alt.Tooltip("docs:Q", format=",")])
+                                   tooltip=["removed_from:N", "kept_in:N", alt.Tooltip("docs:Q", format=",")])
     text = base.mark_text(fontSize=11).encode(
         text=alt.Text("docs:Q", format=","),
-        color=alt.condition(alt.datum.docs > top / 2, alt.value("white"), alt.value("black")))
-    n = max(df["removed_from"].n_unique(), df["kept_in"].n_unique())
-    return alt.layer(rect, text).properties(width=max(160, 60 * df["kept_in"].n_unique()), height=max(80, 34 * n))
+        color=alt.condition(alt.datum.docs > s.num("half"), alt.value("white"), alt.value("black")))
+    return alt.layer(rect, text).properties(width=s.num("width"), height=s.num("height"))
 
 
-def tokens_chart(df: pl.DataFrame, title: str):
-    alt = _alt()
+def dedup_chart(df: pl.DataFrame) -> Spec | None:
+    """Documents removed from the row's source whose kept copy is in the column's source."""
     if df.is_empty():
         return None
-    base = alt.Chart(df).encode(y=alt.Y("name:N", sort=None, title=None))
+    top = int(df["docs"].max())
+    n = max(df["removed_from"].n_unique(), df["kept_in"].n_unique())
+    spec = fill(template("dedup", None, _dedup), {"cells": _rows(df)},
+                {"top": top, "half": top / 2, "width": max(160, 60 * df["kept_in"].n_unique()),
+                 "height": max(80, 34 * n)})
+    return Spec(spec, "LayerChart")
+
+
+def _tokens(alt, s: Slots):
+    base = alt.Chart(alt.NamedData("rows")).encode(y=alt.Y("name:N", sort=None, title=None))
     bars = base.mark_bar(color="#76b7b2").encode(
         x=alt.X("tokens:Q", title="tokens"),
-        tooltip=["name", alt.Tooltip("tokens:Q", format=","), alt.Tooltip("share:Q", format=".2%")])
+        tooltip=["name:N", alt.Tooltip("tokens:Q", format=","), alt.Tooltip("share:Q", format=".2%")])
     text = base.mark_text(align="left", dx=3, fontSize=10).encode(x="tokens:Q", text=alt.Text("share:Q", format=".1%"))
-    return alt.layer(bars, text).properties(width=300, height=max(60, 20 * df.height), title=title)
+    return alt.layer(bars, text).properties(width=300, height=s.num("height"), title=s.text("title"))
 
 
-def stream_chart(df: pl.DataFrame):
-    alt = _alt()
+def tokens_chart(df: pl.DataFrame, title: str) -> Spec | None:
+    """Tokens per value (language, license), with each one's share."""
     if df.is_empty():
         return None
+    spec = fill(template("tokens", None, _tokens), {"rows": _rows(df)},
+                {"height": max(60, 20 * df.height), "title": title})
+    return Spec(spec, "LayerChart")
+
+
+def _stream(alt, s: Slots):
     x = alt.X("position:Q", title="position in the token stream", axis=alt.Axis(format="%"),
               scale=alt.Scale(domain=[0, 1]))
     band = alt.Chart().mark_area(color="#59a14f", opacity=0.2).encode(x=x, y="lo:Q", y2="hi:Q")
     line = alt.Chart().mark_line(color="#4e79a7", strokeWidth=1.5).encode(
         x=x, y=alt.Y("share:Q", title="share", axis=alt.Axis(format="%", tickCount=3), scale=alt.Scale(zero=False)),
-        tooltip=["group", alt.Tooltip("position:Q", format=".1%"), alt.Tooltip("share:Q", format=".2%")])
+        tooltip=["group:N", alt.Tooltip("position:Q", format=".1%"), alt.Tooltip("share:Q", format=".2%")])
     target = alt.Chart().mark_rule(color="#111", strokeDash=[5, 3]).encode(y="mean(target):Q")
-    return alt.layer(band, line, target, data=df).properties(width=620, height=80).facet(
+    return alt.layer(band, line, target, data=alt.NamedData("rows")).properties(width=620, height=80).facet(
         row=alt.Row("group:N", title=None, header=alt.Header(labelAngle=0, labelAlign="left", labelFontWeight="bold")),
     ).resolve_scale(y="independent")
 
 
-def timings_chart(df: pl.DataFrame):
-    alt = _alt()
+def stream_chart(df: pl.DataFrame) -> Spec | None:
+    """Each group's share along the token stream, its band and its target, one row per group."""
     if df.is_empty():
         return None
-    return alt.Chart(df).mark_bar(color="#edc948").encode(
+    return Spec(fill(template("stream", None, _stream), {"rows": _rows(df)}, {}), "FacetChart")
+
+
+def _timings(alt, s: Slots):
+    return alt.Chart(alt.NamedData("rows")).mark_bar(color="#edc948").encode(
         y=alt.Y("phase:N", sort=None, title=None), x=alt.X("wall_s:Q", title="wall seconds"),
-        tooltip=["phase", alt.Tooltip("wall_s:Q", format=".2f"), alt.Tooltip("driver_cpu_s:Q", format=".2f"),
-                 alt.Tooltip("worker_cpu_s:Q", format=".2f")]).properties(width=360, height=max(60, 22 * df.height))
+        tooltip=["phase:N", alt.Tooltip("wall_s:Q", format=".2f"), alt.Tooltip("driver_cpu_s:Q", format=".2f"),
+                 alt.Tooltip("worker_cpu_s:Q", format=".2f")]).properties(width=360, height=s.num("height"))
+
+
+def timings_chart(df: pl.DataFrame) -> Spec | None:
+    """Wall seconds per phase."""
+    if df.is_empty():
+        return None
+    return Spec(fill(template("timings", None, _timings), {"rows": _rows(df)}, {"height": max(60, 22 * df.height)}),
+                "Chart")
 
 
 # ---------------------------------------------------------------------------- html pieces
@@ -619,9 +638,8 @@ def _js_bundle() -> str:
     except ImportError as e:
         msg = "the HTML report needs vl-convert-python (pip install 'vl-convert-python>=1.6,<2')"
         raise ImportError(msg) from e
-    import altair as alt
-
-    major_minor = ".".join(alt.SCHEMA_VERSION.lstrip("v").split(".")[:2])
+    # the Vega-Lite version the specs are written for, from their $schema (".../vega-lite/v6.1.0.json")
+    major_minor = ".".join(_base_spec()["$schema"].rsplit("/v", 1)[-1].split(".")[:2])
     versions = vlc.get_vegalite_versions()
     vl = major_minor if major_minor in versions else versions[-1]
     # bundling takes ~2.5 s; the bundle depends only on the vl-convert version and the Vega-Lite version, so it

@@ -12,6 +12,8 @@ REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("CURATE_VALIDATE_CHARTS", "1")
 # every test probes the tokenizer gate itself: a decision kept on disk by an earlier test (or run) would hide a probe
 os.environ.setdefault("CURATE_TOKENIZER_GATE_CACHE", "0")
+# and builds its charts' templates with altair (kept in memory for the session, not on disk)
+os.environ.setdefault("CURATE_CHART_TEMPLATE_CACHE", "0")
 REAL = Path(os.environ.get("CURATE_REAL_DATA", REPO.parent / "shared" / "data" / "real"))
 TOKENIZERS = REAL.parent / "tokenizers"
 
