@@ -37,6 +37,8 @@ WS = r"\t\n\x0b\x0c\r \x1c-\x1f\x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2
 HWS = r"\t \x{a0}\x{1680}\x{2000}-\x{200a}\x{202f}\x{205f}\x{3000}"
 #: ``str.splitlines`` line boundaries.
 LINE_BREAK = r"\r\n|[\n\r\x0b\x0c\x1c-\x1e\x{85}\x{2028}\x{2029}]"
+#: the line breaks other than ``\n``: a text without any is split on ``\n`` alone
+OTHER_BREAK = r"[\r\x0b\x0c\x1c-\x1e\x{85}\x{2028}\x{2029}]"
 #: Unicode Sentence_Terminal characters: the set datatrove's ``TERMINAL_PUNCTUATION`` (FineWeb) uses.
 TERMINAL_PUNCT_CLASS = (
     r"\x{21}\x{2E}\x{3F}\x{589}\x{61D}-\x{61F}\x{6D4}\x{700}-\x{702}\x{7F9}\x{837}\x{839}\x{83D}-\x{83E}"
@@ -88,6 +90,26 @@ def _ratio_inf(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 def _np(a: pa.Array | pa.ChunkedArray, dtype: Any = np.int64) -> np.ndarray:
     return np.asarray(a.to_numpy(zero_copy_only=False), dtype=dtype)
+
+
+def _split_lines(text: pa.Array, *, regex: bool) -> tuple[np.ndarray, pa.Array]:
+    """Row index and text of each ``str.splitlines`` line: on every :data:`LINE_BREAK` (``regex``), or on
+    ``\\n`` only (for texts that have no other break). ``str.splitlines`` drops the empty piece after a final
+    line break and returns ``[]`` for ``""``; so does this."""
+    if regex:
+        lists = pc.split_pattern_regex(text, LINE_BREAK)
+        ends = _np(pc.match_substring_regex(text, f"(?:{LINE_BREAK})$|^$"), bool)
+    else:
+        lists = pc.split_pattern(text, "\n")
+        ends = _np(pc.or_(pc.ends_with(text, "\n"), pc.equal(pc.binary_length(text), 0)), bool)
+    doc, flat = _flat_strings(lists)
+    offsets = _np(lists.offsets)
+    drop = np.zeros(len(flat), dtype=bool)
+    drop[offsets[1:][ends] - 1] = True
+    if drop.any():
+        keep = ~drop
+        doc, flat = doc[keep], flat.filter(pa.array(keep))
+    return doc, flat
 
 
 def _flat_strings(lists: pa.Array) -> tuple[np.ndarray, pa.Array]:
@@ -174,17 +196,21 @@ class DocBatch:
     # ------------------------------------------------------------------ line views
     @cached_property
     def splitlines(self) -> Lines:
-        """Lines as ``str.splitlines`` gives them (no trailing empty line after a final line break)."""
-        lists = pc.split_pattern_regex(self.text, LINE_BREAK)
-        doc, flat = _flat_strings(lists)
-        # str.splitlines drops the empty piece after a final line break, and returns [] for ""
-        ends = _np(pc.match_substring_regex(self.text, f"(?:{LINE_BREAK})$|^$"), bool)
-        offsets = _np(lists.offsets)
-        drop = np.zeros(len(flat), dtype=bool)
-        drop[offsets[1:][ends] - 1] = True
-        if drop.any():
-            keep = ~drop
-            doc, flat = doc[keep], flat.filter(pa.array(keep))
+        """Lines as ``str.splitlines`` gives them (no trailing empty line after a final line break).
+
+        Most documents break lines with ``\\n`` alone: those are split on it (a byte search), and only the
+        documents with another break (``\\r``, form feed, U+2028, ...) go through the regular expression
+        (the-stack 9.5 MB: 0.128 s all by the expression; culturax, refinedweb and wikipedia, with no other break,
+        0.018-0.047 s against 0.011-0.024 s).
+        """
+        other = _np(pc.match_substring_regex(self.text, OTHER_BREAK), bool)
+        doc, flat = _split_lines(self.text, regex=False)
+        if other.any():  # their lines from the expression, merged back in document order
+            keep = ~other[doc]
+            rdoc, rflat = _split_lines(self.text.filter(pa.array(other)), regex=True)
+            doc = np.concatenate([doc[keep], np.flatnonzero(other)[rdoc]])
+            order = np.argsort(doc, kind="stable")
+            doc, flat = doc[order], pa.concat_arrays([flat.filter(pa.array(keep)), rflat]).take(pa.array(order))
         return Lines(doc, flat, _np(pc.utf8_length(flat)))
 
     @cached_property
