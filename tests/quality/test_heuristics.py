@@ -372,3 +372,20 @@ def test_families_registry_is_consistent():
     for name, fam in H.FAMILIES.items():
         assert set(fam.int_rules) <= set(fam.rules), name
     assert len(H.RULE_FAMILY) == sum(len(f.rules) for f in H.FAMILIES.values())
+
+
+def test_splitlines_is_str_splitlines_with_every_line_break():
+    """Texts split on \\n alone and texts with other breaks (\\r\\n, \\r, form feed, U+2028, ...) in one batch:
+    the lines, their documents and lengths are exactly Python's str.splitlines."""
+    rng = random.Random(5)
+    breaks = ["\n", "\n", "\n", "\r\n", "\r", "\x0b", "\x0c", "\x1c", "\x85", "\u2028", "\u2029", "\n\n"]
+    texts = ["", "a", "a\n", "\n", "\n\n", "x\r", "é\u2028ü\n", None]
+    for _ in range(300):
+        words = [rng.choice(["word", "é", "中文", "", " "]) for _ in range(rng.randint(0, 12))]
+        plain = rng.random() < 0.7  # most documents break lines with \n only
+        texts.append("".join(w + (rng.choice(breaks[:3] if plain else breaks) if rng.random() < 0.4 else "")
+                             for w in words))
+    lines = H.DocBatch(pa.array(texts)).splitlines
+    want = [(i, s) for i, t in enumerate(texts) for s in (t or "").splitlines()]
+    assert list(zip(lines.doc.tolist(), lines.text.to_pylist())) == want
+    assert lines.length.tolist() == [len(s) for _, s in want]
