@@ -54,7 +54,9 @@ from curate.tokenizer_gate import (
     EngineChoice,
     _version,
     fast_encode_flat,
+    known_facts,
     load_fast,
+    note_facts,
     resolve_engine,
     take_loaded,
 )
@@ -409,6 +411,14 @@ def load_tokenizer(spec: Any, *, base_dir: Path | None = None) -> Tokenizer:
     if not path.is_file():
         msg = f"tokenizer file not found: {path}; `tokenizer.hf` is relative to the recipe's folder"
         raise RecipeError(msg, path="tokenizer.hf")
+    if engine not in ENGINES:
+        msg = f"`tokenizer.engine` must be one of {list(ENGINES)}, got {engine!r}"
+        raise RecipeError(msg, path="tokenizer.engine")
+    sha = _sha256(path)
+    facts = known_facts(path, sha, engine, eos)
+    if facts is not None:  # the same file, read by the driver: its facts, and the encoder loaded on first use
+        return Tokenizer(kind="hf", path=path, vocab_size=facts["vocab_size"], eos_id=facts["eos_id"],
+                         eos_token=facts["eos_token"], engine=resolve_engine(path, sha, engine, None))
     tok = _load_hf(path)
     if getattr(tok.model, "dropout", None):
         msg = (f"tokenizer file {path} uses BPE dropout ({tok.model.dropout}): it samples merges at random, so the "
@@ -418,11 +428,8 @@ def load_tokenizer(spec: Any, *, base_dir: Path | None = None) -> Tokenizer:
     # Added tokens may sit above the base vocab with gaps; the shard dtype must fit the largest id.
     vocab = tok.get_vocab(with_added_tokens=True)
     vocab_size = max(tok.get_vocab_size(with_added_tokens=True), max(vocab.values(), default=-1) + 1)
-    if engine not in ENGINES:
-        msg = f"`tokenizer.engine` must be one of {list(ENGINES)}, got {engine!r}"
-        raise RecipeError(msg, path="tokenizer.engine")
-    sha = _sha256(path)
     choice = resolve_engine(path, sha, engine, tok)
+    note_facts(path, sha, engine, eos, {"vocab_size": vocab_size, "eos_id": eos_id, "eos_token": eos_token})
     out = Tokenizer(kind="hf", path=path, vocab_size=vocab_size, eos_id=eos_id, eos_token=eos_token, engine=choice)
     # the fast encoder the probe just loaded, if this call probed (else loaded on first use)
     out._impl = take_loaded(path, sha) if out.fast else tok

@@ -197,7 +197,7 @@ def test_bpe_dropout_is_refused(tmp_path):
 
 def _forget(gate, path: Path) -> None:
     """Drop this process's cached decisions (and probe-loaded encoders) for ``path``."""
-    for d in (gate._DECISIONS, gate._LOADED):
+    for d in (gate._DECISIONS, gate._LOADED, gate._FACTS):
         for k in [k for k in d if k[0] == str(path)]:
             del d[k]
 
@@ -246,6 +246,31 @@ def test_a_worker_adopts_the_drivers_decision_and_does_not_probe(own_bpe, differ
     assert gate.adopt(stale) == 0
     with pytest.raises(AssertionError, match="probed"):
         load_tokenizer({"hf": str(own_bpe)})
+
+
+def test_an_adopted_record_spares_the_worker_the_reference_load(own_bpe, monkeypatch):
+    """With the driver's records a worker builds the tokenizer from the file's facts (vocab size, EOS) without
+    loading the file with ``tokenizers``; it encodes the same ids. Another ``eos`` is read from the file."""
+    import curate.tokenizer_gate as gate
+    import curate.tokenizers as toks
+
+    driver = load_tokenizer({"hf": str(own_bpe)})
+    records = [r for r in gate.decisions() if r["path"] == str(own_bpe.resolve())]
+    assert records[0]["facts"] == {"": {"vocab_size": driver.vocab_size, "eos_id": driver.eos_id,
+                                        "eos_token": driver.eos_token}}
+    _forget(gate, own_bpe.resolve())  # "a fresh worker"
+    gate.adopt(records)
+    loads = []
+    real = toks._load_hf
+    monkeypatch.setattr(toks, "_load_hf", lambda p: loads.append(p) or real(p))
+    worker = load_tokenizer({"hf": str(own_bpe)})
+    assert loads == [] and worker.engine == driver.engine
+    assert (worker.vocab_size, worker.eos_id, worker.eos_token) == (driver.vocab_size, driver.eos_id,
+                                                                    driver.eos_token)
+    text = ["adopted facts <|pad|> and more"]
+    assert worker.encode_batch(text, num_threads=1)[0].tolist() == driver.encode_batch(text, num_threads=1)[0].tolist()
+    other = load_tokenizer({"hf": str(own_bpe), "eos": "<|pad|>"})  # not what the driver read: loaded here
+    assert loads == [own_bpe.resolve()] and other.eos_token == "<|pad|>"
 
 
 def test_a_changed_file_is_probed_again_despite_an_adopted_decision(own_bpe, tmp_path, monkeypatch):
