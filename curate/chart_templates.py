@@ -44,7 +44,8 @@ from curate.io_utils import atomic_write_text, user_cache_dir
 #: first number placeholder; a chart never draws a value this large where a placeholder stands
 NUM_BASE = 987_650_000
 _TEXT = re.compile(r"⟦([A-Za-z0-9_]+)⟧")
-_NUM = re.compile(r"98765\d{4}")
+#: either placeholder inside a longer string, replaced in one pass (a replacement is never scanned again)
+_IN_TEXT = re.compile(r"⟦([A-Za-z0-9_]+)⟧|(98765\d{4})")
 #: bump when the file format of a kept template changes
 FORMAT = 1
 
@@ -73,7 +74,7 @@ class Slots:
 
 
 class Spec:
-    """A filled Vega-Lite spec, with altair's ``to_dict`` interface (``kind``: the altair class, e.g. ``"LayerChart"``).
+    """A filled Vega-Lite spec with altair's ``to_dict`` interface (``kind``: the altair class, e.g. ``"LayerChart"``).
 
     ``to_dict(validate=True)`` (the tests' ``CURATE_VALIDATE_CHARTS=1``) checks it against the Vega-Lite schema
     through altair's own ``kind.from_dict``.
@@ -186,16 +187,12 @@ def fill(tpl: dict[str, Any], data: dict[str, list[dict[str, Any]]], values: dic
             raise KeyError(msg)
         return values[name]
 
-    def in_text(s: str) -> str:
-        def sub_text(m: re.Match) -> str:
+    def sub(m: re.Match) -> str:
+        if m.group(1) is not None:
             v = value(m.group(1))
             return v if isinstance(v, str) else json.dumps(v)
-
-        def sub_num(m: re.Match) -> str:
-            n = numbers.get(int(m.group(0)))
-            return m.group(0) if n is None else json.dumps(value(n))
-
-        return _NUM.sub(sub_num, _TEXT.sub(sub_text, s))
+        n = numbers.get(int(m.group(2)))
+        return m.group(2) if n is None else json.dumps(value(n))
 
     def walk(x: Any) -> Any:
         if isinstance(x, dict):
@@ -216,7 +213,7 @@ def fill(tpl: dict[str, Any], data: dict[str, list[dict[str, Any]]], values: dic
         if isinstance(x, str):
             if (m := _TEXT.fullmatch(x)) is not None:
                 return copy.deepcopy(value(m.group(1)))
-            return in_text(x) if ("⟦" in x or "98765" in x) else x
+            return _IN_TEXT.sub(sub, x) if ("⟦" in x or "98765" in x) else x
         if isinstance(x, bool):
             return x
         if isinstance(x, int) and x in numbers:

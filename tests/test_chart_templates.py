@@ -35,6 +35,10 @@ def test_fill_replaces_every_placeholder() -> None:
                    "layer": [{"mark": "rule", "data": {"values": []}, "note": "a sources here"}],
                    "flag": True, "count": 3}
     assert json.dumps(tpl) == before  # the template itself is never modified
+    # a value is put in as it is: a title that looks like a placeholder is not replaced again
+    got = ct.fill(tpl, {"rows": [], "thr": []}, {"height": 1, "title": f"⟦order⟧ {ct.NUM_BASE + 1}",
+                                                 "order_json": "[]", "order": [], "top": 2})
+    assert got["layer"][0]["note"] == f"a ⟦order⟧ {ct.NUM_BASE + 1} here"
 
 
 def test_fill_names_what_has_no_value() -> None:
