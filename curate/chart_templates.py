@@ -39,7 +39,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from curate.io_utils import atomic_write_text, user_cache_dir
+from curate.io_utils import atomic_write_text, sha256_file, user_cache_dir
 
 #: first number placeholder; a chart never draws a value this large where a placeholder stands
 NUM_BASE = 987_650_000
@@ -119,7 +119,7 @@ def _source_sha(build: Callable) -> str:
     path = getattr(getattr(build, "__code__", None), "co_filename", None) or "?"
     if path not in _sources:
         try:
-            _sources[path] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+            _sources[path] = sha256_file(path)
         except OSError:  # no source on disk (a frozen build): never reuse a kept template
             _sources[path] = os.urandom(16).hex()
     return _sources[path]
