@@ -29,6 +29,12 @@ same policies as the recipe the corpus ships (:func:`bench.corpus.write_recipe`)
 datatrove has no licence, mixing, epoch, interleaving, ledger or audit step, and writes one ``.bin`` per
 task instead of budgeted shards, so the datatrove side does less work than curate.
 
+A comparison runs curate twice, once before and once after datatrove, with a calibration (a fixed CPU workload
+on every core, :func:`calibrate`) before and after each run: datatrove takes 10-15x longer than curate, and this
+machine's speed drifts by tens of percent within minutes, so one curate run beside one datatrove run compares two
+different machines. :func:`compare` gives the wall ratio against curate's mean (its time at the middle of
+datatrove's run), the ratio with each run divided by its calibrations, and the drift.
+
 Peak RSS is sampled (psutil, every 0.2 s) over the child's process tree: the driver, Ray workers (``ray::*``),
 Ray's own daemons, and for datatrove the pool workers.
 
@@ -498,22 +504,107 @@ def run_datatrove(corpus: Path, *, tokenizer: Path, cores: int, work: Path,
     return r
 
 
+# ---------------------------------------------------------------------------- machine speed
+#: a fixed CPU workload (interpreted loop, hashing, a numpy sort), timed inside its own process
+_CALIBRATION = """
+import hashlib, time
+import numpy as np
+t = time.perf_counter()
+s = 0
+for i in range(4_000_000):
+    s += i * i % 7
+h = hashlib.sha256()
+b = bytes(1 << 20)
+for _ in range(96):
+    h.update(b)
+a = np.random.default_rng(0).random(3_000_000)
+a.sort()
+print(time.perf_counter() - t)
+"""
+#: repetitions of :data:`_CALIBRATION` per calibration; their median is the calibration
+CALIBRATION_REPEATS = 3
+
+
+def calibrate(cores: int, repeats: int = CALIBRATION_REPEATS) -> dict[str, Any]:
+    """Run :data:`_CALIBRATION` in ``cores`` processes at once (every core busy, as in a run), ``repeats`` times;
+    return the median over the repetitions of the processes' mean seconds (``mean_s``), their slowest time
+    (``max_s``), each repetition's mean (``runs_s``) and the load average. About 1 s a repetition on an idle
+    2-core machine of this project, varying by 10-20 % from one to the next (hence the median of several).
+
+    The same code on the same machine should take the same time: a slower calibration means a slower machine
+    (other tenants, clock), and :func:`bench` records one around every system's run so that a ratio measured
+    while the machine changed speed can be seen and corrected for.
+    """
+    means, slowest = [], 0.0
+    for _ in range(repeats):
+        procs = [subprocess.Popen([sys.executable, "-c", _CALIBRATION], stdout=subprocess.PIPE, text=True)
+                 for _ in range(cores)]
+        times = []
+        for p in procs:
+            out, _ = p.communicate(timeout=300)
+            if p.returncode != 0:
+                msg = f"calibration process failed (exit {p.returncode})"
+                raise RuntimeError(msg)
+            times.append(float(out.strip()))
+        means.append(sum(times) / len(times))
+        slowest = max(slowest, *times)
+    return {"mean_s": round(sorted(means)[len(means) // 2], 3), "max_s": round(slowest, 3),
+            "runs_s": [round(m, 3) for m in means], "load": os.getloadavg()[0]}
+
+
 # ---------------------------------------------------------------------------- one comparison
 def _rate(mb: float, seconds: float, cores: int) -> float:
     return round(mb / max(seconds, 1e-9) / cores, 3)
 
 
+def _curate_s(r: dict[str, Any]) -> float:
+    """curate's measured seconds: the child's wall less Ray's start and the child's imports."""
+    return r["wall_s"] - r["ray_start_s"] - r["import_s"]
+
+
+def compare(out: dict[str, Any]) -> dict[str, Any]:
+    """The ratios of one comparison ``out`` (see :func:`bench`): curate's speed over datatrove's.
+
+    With one curate run: ``ratio`` (wall) and ``ratio_cpu`` (summed CPU seconds) of that run. Bracketed (a
+    curate run before and one after datatrove's, ``curate_after``): curate's seconds are the two runs' mean,
+    its estimate at the middle of datatrove's run, so a machine that speeds up or slows down evenly during the
+    cell moves both sides alike; ``ratio_calibrated`` divides each run's seconds by the mean of the calibrations
+    taken just before and just after it (``calibration``) first; ``drift`` is the slowest calibration of the
+    cell over its fastest, minus one. A target is met only when ``ratio`` and ``ratio_calibrated`` both meet it.
+    """
+    c1, d = out["curate"], out["datatrove"]
+    runs = [c1] + ([out["curate_after"]] if "curate_after" in out else [])
+    c_s = sum(_curate_s(r) for r in runs) / len(runs)
+    c_cpu = sum(r["memory"]["cpu_s"] for r in runs) / len(runs)
+    d_s = d["wall_s"] - d["import_s"]
+    res = {"curate_s": round(c_s, 3), "datatrove_s": round(d_s, 3), "ratio": round(d_s / max(c_s, 1e-9), 2),
+           "ratio_cpu": round(d["memory"]["cpu_s"] / max(c_cpu, 1e-9), 2)}
+    cal = out.get("calibration")
+    if cal and len(runs) == 2:
+        m = [c["mean_s"] for c in cal]  # before curate 1, between curate 1 and datatrove, after datatrove, end
+        c_norm = (_curate_s(runs[0]) / ((m[0] + m[1]) / 2) + _curate_s(runs[1]) / ((m[2] + m[3]) / 2)) / 2
+        res["ratio_calibrated"] = round(d_s / ((m[1] + m[2]) / 2) / max(c_norm, 1e-9), 2)
+        res["drift"] = round(max(m) / min(m) - 1, 3)
+    return res
+
+
 def bench(variant: str = "mixed", size_mb: float = 100, *, seed: int = 0, cores: int = 2,
           tokenizer: str | Path = NEOX, systems: tuple[str, ...] = ("curate", "datatrove"),
           work: Path = WORK, timeout: float | None = None, root: Path | None = None,
-          mix_memory: bool = False) -> dict[str, Any]:
+          mix_memory: bool = False, bracket: bool = True) -> dict[str, Any]:
     """Build (or reuse) the corpus and run the chosen systems on it with ``cores`` cores.
+
+    With both systems and ``bracket``, the order is: calibration, curate, calibration, datatrove, calibration,
+    curate again (``curate_after``), calibration (:func:`calibrate`, kept in ``calibration``): datatrove's run
+    is 10-15x longer than curate's, and on a machine whose speed drifts during it a single curate run before or
+    after would compare two different machines (:func:`compare`).
 
     Returns
     -------
     dict
         ``corpus`` (corpus.json), ``tokenizer``, and per system its timings, throughput in MB of input text per
-        second per core, and peak RSS; ``ratio`` is curate's throughput over datatrove's when both ran.
+        second per core, and peak RSS; when both ran, the ratios of :func:`compare` (``ratio`` is curate's
+        throughput over datatrove's).
     """
     cdir = bc.build(variant, size_mb, seed=seed, **({"root": root} if root else {}))
     info = json.loads((cdir / "corpus.json").read_text())
@@ -525,26 +616,43 @@ def bench(variant: str = "mixed", size_mb: float = 100, *, seed: int = 0, cores:
                            "tokenizer": "rwkv-world" if tok == "rwkv-world" else Path(tok).name,
                            "corpus": info, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                            "load_before": os.getloadavg()}
+    both = "curate" in systems and "datatrove" in systems
+    if both and tok == "rwkv-world":
+        msg = "datatrove cannot use the RWKV World tokenizer; compare with a tokenizer.json (--tokenizer)"
+        raise ValueError(msg)
+    bracket = bracket and both
+    calibration: list[dict[str, Any]] = []
     w = work / f"{variant}-{size_mb:g}-{cores}"
-    if "curate" in systems:
+
+    def curate_run() -> dict[str, Any]:
         r = run_curate(recipe, cores=cores, work=w, timeout=timeout, ray_in_run=True)
-        r["mb_s_core"] = _rate(mb, r["wall_s"] - r["ray_start_s"] - r["import_s"], cores)
+        r["mb_s_core"] = _rate(mb, _curate_s(r), cores)
         r["mb_s_core_incl_ray"] = _rate(mb, r["wall_s"], cores)
         r["mb_per_cpu_s"] = _rate(mb, r["memory"]["cpu_s"], 1)
         if mix_memory:
             r["mix_task"] = measure_mix(w / "curate_run", w)
-        out["curate"] = r
+        return r
+
+    def calibrated(step: Any) -> Any:
+        if bracket and not calibration:
+            calibration.append(calibrate(cores))
+        r = step()
+        if bracket:
+            calibration.append(calibrate(cores))
+        return r
+
+    if "curate" in systems:
+        out["curate"] = calibrated(curate_run)
     if "datatrove" in systems:
-        if tok == "rwkv-world":
-            msg = "datatrove cannot use the RWKV World tokenizer; compare with a tokenizer.json (--tokenizer)"
-            raise ValueError(msg)
-        r = run_datatrove(cdir, tokenizer=Path(tok), cores=cores, work=w, timeout=timeout)
+        r = calibrated(lambda: run_datatrove(cdir, tokenizer=Path(tok), cores=cores, work=w, timeout=timeout))
         r["mb_s_core"] = _rate(mb, r["wall_s"] - r["import_s"], cores)
         r["mb_per_cpu_s"] = _rate(mb, r["memory"]["cpu_s"], 1)
         out["datatrove"] = r
-    if "curate" in out and "datatrove" in out:
-        out["ratio"] = round(out["curate"]["mb_s_core"] / max(out["datatrove"]["mb_s_core"], 1e-9), 2)
-        out["ratio_cpu"] = round(out["curate"]["mb_per_cpu_s"] / max(out["datatrove"]["mb_per_cpu_s"], 1e-9), 2)
+    if bracket:
+        out["curate_after"] = calibrated(curate_run)
+        out["calibration"] = calibration
+    if both:
+        out.update(compare(out))
     out["load_after"] = os.getloadavg()
     shutil.rmtree(w, ignore_errors=True)
     return out
