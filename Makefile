@@ -50,7 +50,7 @@ report-screenshot: demo
 	$(BIN)/python -m curate.report runs/demo --png docs/report.png --height 2600
 
 test: $(STAMP) readers
-	$(BIN)/python -m pytest -q -rs
+	$(BIN)/python -m pytest -q -rs --durations=25
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -rs -m "not slow and not cluster and not browser"

@@ -81,7 +81,7 @@ import pyarrow.compute as pc
 
 from curate.errors import RecipeError
 from curate.presets import filters_dir as _presets_dir
-from curate.presets import read_yaml
+from curate.presets import read_yaml, yaml_names
 
 if TYPE_CHECKING:
     from curate.recipe import SourceConfig
@@ -666,8 +666,7 @@ def _load_license_preset(name: str, d: str, chain: tuple[str, ...]) -> LicensePr
 
 def preset_names(*, filters_dir: str | os.PathLike | None = None) -> list[str]:
     """Names of the license presets."""
-    d = Path(filters_dir) if filters_dir is not None else _filters_dir()
-    return sorted(p.stem for p in d.glob("*.yaml"))
+    return yaml_names(filters_dir if filters_dir is not None else _filters_dir())
 
 
 def attribution_ids(*, filters_dir: str | os.PathLike | None = None) -> frozenset[str]:

@@ -27,10 +27,15 @@ def filters_dir() -> Path:
     return FILTERS_DIR
 
 
+def yaml_names(d: str | os.PathLike) -> list[str]:
+    """Names (file stems) of the YAML presets in folder ``d``, sorted; none when ``d`` is not a folder."""
+    d = Path(d)
+    return sorted(p.stem for p in d.glob("*.yaml")) if d.is_dir() else []
+
+
 def preset_names(kind: str) -> list[str]:
     """Names of the YAML presets in ``filters/<kind>/``."""
-    d = filters_dir() / kind
-    return sorted(p.stem for p in d.glob("*.yaml")) if d.is_dir() else []
+    return yaml_names(filters_dir() / kind)
 
 
 def read_yaml(path: str | os.PathLike) -> Any:

@@ -37,7 +37,6 @@ so it can be shipped to Ray actors.
 from __future__ import annotations
 
 import array
-import hashlib
 import importlib.util
 import os
 import sys
@@ -48,6 +47,7 @@ from typing import Any, Literal, NoReturn
 import numpy as np
 
 from curate.errors import RecipeError
+from curate.io_utils import sha256_file
 from curate.tokenizer_gate import (
     FAST_ENGINE,
     REFERENCE_ENGINE,
@@ -115,14 +115,6 @@ def rwkv_vocab_path() -> Path:
         msg = f"the `rwkv` package has no {RWKV_VOCAB_FILE} (looked at {p}); reinstall rwkv>=0.8.30,<0.9"
         raise RecipeError(msg, path="tokenizer")
     return p
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _chunks(texts: Sequence[str], max_chars: int) -> list[tuple[int, int]]:
@@ -324,7 +316,7 @@ class Tokenizer:
 
     def describe(self) -> dict[str, Any]:
         """JSON-able identity of the tokenizer (written next to the shards): file, its sha256, ids."""
-        return {"name": self.name, "kind": self.kind, "path": str(self.path), "sha256": _sha256(self.path),
+        return {"name": self.name, "kind": self.kind, "path": str(self.path), "sha256": sha256_file(self.path),
                 "vocab_size": self.vocab_size, "eos_id": self.eos_id, "eos_token": self.eos_token,
                 "engine": self.engine.as_dict()}
 
@@ -414,7 +406,7 @@ def load_tokenizer(spec: Any, *, base_dir: Path | None = None) -> Tokenizer:
     if engine not in ENGINES:
         msg = f"`tokenizer.engine` must be one of {list(ENGINES)}, got {engine!r}"
         raise RecipeError(msg, path="tokenizer.engine")
-    sha = _sha256(path)
+    sha = sha256_file(path)
     facts = known_facts(path, sha, engine, eos)
     if facts is not None:  # the same file, read by the driver: its facts, and the encoder loaded on first use
         return Tokenizer(kind="hf", path=path, vocab_size=facts["vocab_size"], eos_id=facts["eos_id"],
