@@ -29,11 +29,11 @@ same policies as the recipe the corpus ships (:func:`bench.corpus.write_recipe`)
 datatrove has no licence, mixing, epoch, interleaving, ledger or audit step, and writes one ``.bin`` per
 task instead of budgeted shards, so the datatrove side does less work than curate.
 
-A comparison runs curate twice, once before and once after datatrove, with a calibration (a fixed CPU workload
-on every core, :func:`calibrate`) before and after each run: datatrove takes 10-15x longer than curate, and this
+A comparison runs curate twice before and twice after datatrove, with a calibration (a fixed CPU workload on
+every core, :func:`calibrate`) before and after each group: datatrove takes 10-15x longer than curate, and this
 machine's speed drifts by tens of percent within minutes, so one curate run beside one datatrove run compares two
-different machines. :func:`compare` gives the wall ratio against curate's mean (its time at the middle of
-datatrove's run), the ratio with each run divided by its calibrations, and the drift.
+different machines. :func:`compare` gives the wall ratio against the median of curate's runs, the ratio with each
+run divided by its calibrations, and the drift.
 
 Peak RSS is sampled (psutil, every 0.2 s) over the child's process tree: the driver, Ray workers (``ray::*``),
 Ray's own daemons, and for datatrove the pool workers.
@@ -562,28 +562,42 @@ def _curate_s(r: dict[str, Any]) -> float:
     return r["wall_s"] - r["ray_start_s"] - r["import_s"]
 
 
+#: curate runs on each side of datatrove's in a bracketed cell: a curate run is 10-15x shorter than datatrove's,
+#: so one run samples the machine's speed over seconds where datatrove's averages it over minutes (this session's
+#: two bracketed runs of the mixed 50 MB cell: datatrove 150.4 and 150.6 s, curate 10.6-15.5 s)
+CURATE_RUNS_PER_SIDE = 2
+
+
+def _median(xs: list[float]) -> float:
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
 def compare(out: dict[str, Any]) -> dict[str, Any]:
     """The ratios of one comparison ``out`` (see :func:`bench`): curate's speed over datatrove's.
 
-    With one curate run: ``ratio`` (wall) and ``ratio_cpu`` (summed CPU seconds) of that run. Bracketed (a
-    curate run before and one after datatrove's, ``curate_after``): curate's seconds are the two runs' mean,
-    its estimate at the middle of datatrove's run, so a machine that speeds up or slows down evenly during the
-    cell moves both sides alike; ``ratio_calibrated`` divides each run's seconds by the mean of the calibrations
-    taken just before and just after it (``calibration``) first; ``drift`` is the slowest calibration of the
-    cell over its fastest, minus one. A target is met only when ``ratio`` and ``ratio_calibrated`` both meet it.
+    curate's seconds are the median of its runs (``curate_runs``; ``curate`` alone when there is one): bracketed,
+    half of them ran before datatrove's run and half after, so a machine that speeds up or slows down evenly
+    during the cell moves both sides alike, and the median keeps one short run caught in a burst of load from
+    deciding. ``ratio_calibrated`` first divides each run's seconds by the mean of the calibrations (``calibration``)
+    around its group: before and after the first curate runs, before and after datatrove's, before and after the
+    last curate runs. ``drift`` is the slowest calibration of the cell over its fastest, minus one. ``ratio_cpu``
+    compares summed CPU seconds (curate's median). A target is met only when ``ratio`` and ``ratio_calibrated``
+    both meet it.
     """
-    c1, d = out["curate"], out["datatrove"]
-    runs = [c1] + ([out["curate_after"]] if "curate_after" in out else [])
-    c_s = sum(_curate_s(r) for r in runs) / len(runs)
-    c_cpu = sum(r["memory"]["cpu_s"] for r in runs) / len(runs)
+    d = out["datatrove"]
+    runs = out.get("curate_runs") or [out["curate"]]
+    c_s = _median([_curate_s(r) for r in runs])
     d_s = d["wall_s"] - d["import_s"]
     res = {"curate_s": round(c_s, 3), "datatrove_s": round(d_s, 3), "ratio": round(d_s / max(c_s, 1e-9), 2),
-           "ratio_cpu": round(d["memory"]["cpu_s"] / max(c_cpu, 1e-9), 2)}
+           "ratio_cpu": round(d["memory"]["cpu_s"] / max(_median([r["memory"]["cpu_s"] for r in runs]), 1e-9), 2)}
     cal = out.get("calibration")
-    if cal and len(runs) == 2:
-        m = [c["mean_s"] for c in cal]  # before curate 1, between curate 1 and datatrove, after datatrove, end
-        c_norm = (_curate_s(runs[0]) / ((m[0] + m[1]) / 2) + _curate_s(runs[1]) / ((m[2] + m[3]) / 2)) / 2
-        res["ratio_calibrated"] = round(d_s / ((m[1] + m[2]) / 2) / max(c_norm, 1e-9), 2)
+    if cal and len(runs) >= 2:
+        m = [c["mean_s"] for c in cal]  # before the first runs, before datatrove, after it, after the last runs
+        half = len(runs) // 2
+        norm = [_curate_s(r) / ((m[0] + m[1]) / 2 if i < half else (m[2] + m[3]) / 2) for i, r in enumerate(runs)]
+        res["ratio_calibrated"] = round(d_s / ((m[1] + m[2]) / 2) / max(_median(norm), 1e-9), 2)
         res["drift"] = round(max(m) / min(m) - 1, 3)
     return res
 
@@ -591,13 +605,15 @@ def compare(out: dict[str, Any]) -> dict[str, Any]:
 def bench(variant: str = "mixed", size_mb: float = 100, *, seed: int = 0, cores: int = 2,
           tokenizer: str | Path = NEOX, systems: tuple[str, ...] = ("curate", "datatrove"),
           work: Path = WORK, timeout: float | None = None, root: Path | None = None,
-          mix_memory: bool = False, bracket: bool = True) -> dict[str, Any]:
+          mix_memory: bool = False, bracket: bool = True,
+          curate_runs_per_side: int = CURATE_RUNS_PER_SIDE) -> dict[str, Any]:
     """Build (or reuse) the corpus and run the chosen systems on it with ``cores`` cores.
 
-    With both systems and ``bracket``, the order is: calibration, curate, calibration, datatrove, calibration,
-    curate again (``curate_after``), calibration (:func:`calibrate`, kept in ``calibration``): datatrove's run
-    is 10-15x longer than curate's, and on a machine whose speed drifts during it a single curate run before or
-    after would compare two different machines (:func:`compare`).
+    With both systems and ``bracket``, the order is: calibration, ``curate_runs_per_side`` curate runs,
+    calibration, datatrove, calibration, as many curate runs again, calibration (:func:`calibrate`, kept in
+    ``calibration``; every curate run in ``curate_runs``, the first also as ``curate``): datatrove's run is
+    10-15x longer than curate's, and on a machine whose speed drifts during it, curate runs on one side only
+    would compare two different machines (:func:`compare`).
 
     Returns
     -------
@@ -622,16 +638,21 @@ def bench(variant: str = "mixed", size_mb: float = 100, *, seed: int = 0, cores:
         raise ValueError(msg)
     bracket = bracket and both
     calibration: list[dict[str, Any]] = []
+    runs: list[dict[str, Any]] = []
     w = work / f"{variant}-{size_mb:g}-{cores}"
 
-    def curate_run() -> dict[str, Any]:
-        r = run_curate(recipe, cores=cores, work=w, timeout=timeout, ray_in_run=True)
-        r["mb_s_core"] = _rate(mb, _curate_s(r), cores)
-        r["mb_s_core_incl_ray"] = _rate(mb, r["wall_s"], cores)
-        r["mb_per_cpu_s"] = _rate(mb, r["memory"]["cpu_s"], 1)
-        if mix_memory:
-            r["mix_task"] = measure_mix(w / "curate_run", w)
-        return r
+    def curate_group(n: int, side: str) -> list[dict[str, Any]]:
+        group = []
+        for _ in range(n):
+            r = run_curate(recipe, cores=cores, work=w, timeout=timeout, ray_in_run=True)
+            r["mb_s_core"] = _rate(mb, _curate_s(r), cores)
+            r["mb_s_core_incl_ray"] = _rate(mb, r["wall_s"], cores)
+            r["mb_per_cpu_s"] = _rate(mb, r["memory"]["cpu_s"], 1)
+            r["side"] = side
+            if mix_memory:
+                r["mix_task"] = measure_mix(w / "curate_run", w)
+            group.append(r)
+        return group
 
     def calibrated(step: Any) -> Any:
         if bracket and not calibration:
@@ -641,16 +662,20 @@ def bench(variant: str = "mixed", size_mb: float = 100, *, seed: int = 0, cores:
             calibration.append(calibrate(cores))
         return r
 
+    n_side = max(1, curate_runs_per_side) if bracket else 1
     if "curate" in systems:
-        out["curate"] = calibrated(curate_run)
+        runs += calibrated(lambda: curate_group(n_side, "before" if bracket else "only"))
+        out["curate"] = runs[0]
     if "datatrove" in systems:
         r = calibrated(lambda: run_datatrove(cdir, tokenizer=Path(tok), cores=cores, work=w, timeout=timeout))
         r["mb_s_core"] = _rate(mb, r["wall_s"] - r["import_s"], cores)
         r["mb_per_cpu_s"] = _rate(mb, r["memory"]["cpu_s"], 1)
         out["datatrove"] = r
     if bracket:
-        out["curate_after"] = calibrated(curate_run)
+        runs += calibrated(lambda: curate_group(n_side, "after"))
         out["calibration"] = calibration
+    if len(runs) > 1:
+        out["curate_runs"] = runs
     if both:
         out.update(compare(out))
     out["load_after"] = os.getloadavg()

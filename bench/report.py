@@ -59,6 +59,15 @@ def _load_str(r: dict[str, Any]) -> str:
     return f"{a[0]:.1f} → {b[0]:.1f}" if a and b else "?"
 
 
+def _systems(r: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """``(label, result)`` of every run of one comparison: each curate run (``curate 1 (before)`` ... when there
+    are several), then datatrove's."""
+    runs = r.get("curate_runs") or ([r["curate"]] if "curate" in r else [])
+    out = [(f"curate {i + 1} ({c['side']})" if len(runs) > 1 and "side" in c else "curate", c)
+           for i, c in enumerate(runs)]
+    return out + ([("datatrove", r["datatrove"])] if "datatrove" in r else [])
+
+
 def _pipeline(p: dict[str, Any] | None) -> list[str]:
     out = ["## Full pipeline: curate vs datatrove", ""]
     if not p:
@@ -72,21 +81,18 @@ def _pipeline(p: dict[str, Any] | None) -> list[str]:
         "peak RSS MB (all processes) | load (1 min) |",
         "|---|---:|---|---|---:|---:|---:|---:|---:|---|"]
     for r in p["runs"]:
-        for sysname, label in (("curate", "curate"), ("curate_after", "curate (after datatrove)"),
-                               ("datatrove", "datatrove")):
-            s = r.get(sysname)
-            if not s:
-                continue
+        for label, s in _systems(r):
             out.append(
                 f"| {r['variant']} | {r['input_mb']:.1f} | {r['tokenizer']} | {label} | {s['wall_s']:.1f} | "
                 f"{_f(s.get('ray_start_s'), 1)} | {s['mb_s_core']:.3f} | {_f(s.get('mb_per_cpu_s'), 3)} | "
                 f"{s['memory']['sum_mb'].get('total', 0):,.0f} | {_load_str(r)} |")
     out += ["", "Ratios. Each cell runs: a calibration (`bench.pipeline.calibrate`: a fixed CPU workload on every "
-            "core, ~1 s), curate, a calibration, datatrove, a calibration, curate again, a calibration. curate's "
-            "seconds are the mean of its two runs (its time at the middle of datatrove's run); *calibrated* "
-            "divides each run's seconds by the mean of the calibrations around it first; *drift* is the slowest "
-            "calibration of the cell over the fastest. A target is met only when the wall ratio and the "
-            "calibrated ratio both meet it.", "",
+            "core, the median of 3 repetitions of ~1 s), curate twice, a calibration, datatrove, a calibration, "
+            "curate twice again, a calibration. curate's seconds are the median of its runs, half before and half "
+            "after datatrove's (a curate run is 10-15x shorter, so one run alone samples the machine's speed over "
+            "seconds); *calibrated* divides each run's seconds by the mean of the calibrations around its group "
+            "first; *drift* is the slowest calibration of the cell over the fastest. A target is met only when the "
+            "wall ratio and the calibrated ratio both meet it.", "",
             "| corpus | input MB | curate s (runs) | datatrove s | calibrations s | drift | curate / datatrove "
             "(wall) | calibrated | curate / datatrove (CPU) | target |",
             "|---|---:|---|---:|---|---:|---:|---:|---:|---|"]
@@ -94,7 +100,7 @@ def _pipeline(p: dict[str, Any] | None) -> list[str]:
         if "ratio" in r:
             cal = r.get("ratio_calibrated")
             ok = "met" if r["ratio"] >= TARGET_RATIO and (cal is None or cal >= TARGET_RATIO) else "**not met**"
-            runs = [r["curate"], *([r["curate_after"]] if "curate_after" in r else [])]
+            runs = r.get("curate_runs") or [r["curate"]]
             c_runs = " / ".join(f"{x['wall_s'] - x['ray_start_s'] - x['import_s']:.2f}" for x in runs)
             cals = " → ".join(f"{c['mean_s']:.2f}" for c in r.get("calibration", [])) or "–"
             drift = f"{100 * r['drift']:.0f} %" if "drift" in r else "–"
@@ -113,13 +119,9 @@ def _pipeline(p: dict[str, Any] | None) -> list[str]:
                     f"every process); target >= {TARGET_RWKV:g} MB/s/core: {ok}."]
     out += ["", "Per-phase seconds (curate) and per-stage seconds (datatrove):", ""]
     for r in p["runs"]:
-        for sysname, key, label in (("curate", "phases_s", "curate"),
-                                    ("curate_after", "phases_s", "curate (after datatrove)"),
-                                    ("datatrove", "stages_s", "datatrove")):
-            s = r.get(sysname)
-            if s:
-                parts = ", ".join(f"{k} {v:.1f}" for k, v in s[key].items())
-                out.append(f"- {r['variant']} / {r['tokenizer']} / {label}: {parts}")
+        for label, s in _systems(r):
+            parts = ", ".join(f"{k} {v:.1f}" for k, v in s["phases_s" if "phases_s" in s else "stages_s"].items())
+            out.append(f"- {r['variant']} / {r['tokenizer']} / {label}: {parts}")
     return [*out, ""]
 
 

@@ -215,55 +215,57 @@ def test_tree_sampler_splits_anonymous_memory_from_the_rss(tmp_path):
     assert anon >= 190 and rss - anon >= 95, (rss, anon)
 
 
-def _bracketed_cell(c1: float, d: float, c2: float, cal: list[float]) -> dict:
-    """A bracketed comparison as bench.pipeline.bench writes it, with curate's runs taking c1 and c2 seconds
-    after Ray (1 s Ray, 0.5 s imports each), datatrove d seconds after its 0.4 s imports, calibrations ``cal``."""
-    def curate(t: float) -> dict:
+def _bracketed_cell(before: list[float], d: float, after: list[float], cal: list[float]) -> dict:
+    """A bracketed comparison as bench.pipeline.bench writes it: curate runs taking ``before`` and ``after``
+    seconds after Ray (1 s Ray, 0.5 s imports each), datatrove ``d`` seconds after its 0.4 s imports,
+    calibrations ``cal``."""
+    def curate(t: float, side: str) -> dict:
         return {"wall_s": t + 1.5, "ray_start_s": 1.0, "import_s": 0.5, "mb_s_core": 1.0, "mb_per_cpu_s": 1.0,
-                "memory": {"cpu_s": 2 * t, "sum_mb": {"total": 100}}, "phases_s": {"parts": t / 2}}
+                "memory": {"cpu_s": 2 * t, "sum_mb": {"total": 100}}, "phases_s": {"parts": t / 2}, "side": side}
+    runs = [curate(t, "before") for t in before] + [curate(t, "after") for t in after]
     return {"variant": "mixed", "input_mb": 50.0, "tokenizer": "gpt-neox-20b.json",
             "load_before": [0.5, 0.5, 0.5], "load_after": [1.5, 1.5, 1.5],
-            "curate": curate(c1), "curate_after": curate(c2),
+            "curate": runs[0], "curate_runs": runs,
             "datatrove": {"wall_s": d + 0.4, "import_s": 0.4, "mb_s_core": 0.1, "mb_per_cpu_s": 0.1,
                           "memory": {"cpu_s": 1.5 * d, "sum_mb": {"total": 300}}, "stages_s": {"minhash": d / 3}},
             "calibration": [{"mean_s": c, "max_s": c, "load": 1.0} for c in cal]}
 
 
-def test_compare_brackets_datatrove_between_two_curate_runs_and_corrects_for_drift():
-    """curate's seconds are its two runs' mean; with a machine that slowed 50 % during datatrove's run the
-    calibrated ratio divides each run by the calibrations around it, and drift says how far the speed moved."""
+def test_compare_takes_the_median_of_curate_runs_on_both_sides_and_corrects_for_drift():
+    """curate's seconds are the median of its runs before and after datatrove's (one run caught in a burst of
+    load does not decide); with a machine that slowed 50 % during datatrove's run the calibrated ratio divides
+    each run by the calibrations around its group, and drift says how far the speed moved."""
     from bench.pipeline import compare
 
-    steady = compare(_bracketed_cell(8.0, 100.0, 12.0, [1.0, 1.0, 1.0, 1.0]))
-    assert steady["curate_s"] == 10.0 and steady["datatrove_s"] == 100.0
+    steady = compare(_bracketed_cell([8.0, 9.0], 100.0, [11.0, 30.0], [1.0, 1.0, 1.0, 1.0]))
+    assert steady["curate_s"] == 10.0 and steady["datatrove_s"] == 100.0  # median of 8, 9, 11, 30
     assert steady["ratio"] == 10.0 and steady["ratio_calibrated"] == 10.0 and steady["drift"] == 0.0
     assert steady["ratio_cpu"] == round(150 / 20, 2)
-    # the machine slows from 1.0 to 1.5 s per calibration while datatrove runs: curate's second run is
-    # 1.5x slower too, and datatrove's seconds are judged against the mean of its calibrations (1.25)
-    slowed = compare(_bracketed_cell(8.0, 125.0, 12.0, [1.0, 1.0, 1.5, 1.5]))
+    # the machine slows from 1.0 to 1.5 s per calibration while datatrove runs: curate's later runs are 1.5x
+    # slower too, and datatrove's seconds are judged against the mean of its calibrations (1.25)
+    slowed = compare(_bracketed_cell([8.0, 8.0], 125.0, [12.0, 12.0], [1.0, 1.0, 1.5, 1.5]))
     assert slowed["drift"] == 0.5
-    c_norm = (8.0 / 1.0 + 12.0 / 1.5) / 2
-    assert slowed["ratio_calibrated"] == round(125.0 / 1.25 / c_norm, 2) == 12.5
+    assert slowed["ratio_calibrated"] == round(125.0 / 1.25 / 8.0, 2) == 12.5
     assert slowed["ratio"] == 12.5
-    single = _bracketed_cell(8.0, 100.0, 12.0, [])
-    del single["curate_after"], single["calibration"]
+    single = _bracketed_cell([8.0], 100.0, [], [])
+    del single["curate_runs"], single["calibration"]
     one = compare(single)
     assert one["ratio"] == 12.5 and "ratio_calibrated" not in one and "drift" not in one
 
 
-def test_pipeline_report_shows_both_curate_runs_calibrations_and_the_stricter_verdict():
+def test_pipeline_report_shows_every_curate_run_calibrations_and_the_stricter_verdict():
     from bench import report
-
-    fast_then_slow = _bracketed_cell(8.0, 90.0, 9.0, [1.0, 1.0, 2.0, 2.0])
     from bench.pipeline import compare
 
+    fast_then_slow = _bracketed_cell([8.0, 8.0], 90.0, [9.0, 9.0], [1.0, 1.0, 2.0, 2.0])
     fast_then_slow.update(compare(fast_then_slow))
     assert fast_then_slow["ratio"] >= 10 > fast_then_slow["ratio_calibrated"]
     text = "\n".join(report._pipeline({"runs": [fast_then_slow]}))
-    assert "| curate (after datatrove) |" in text
-    row = next(line for line in text.splitlines() if line.startswith("| mixed | 50.0 | 8.00 / 9.00 |"))
+    assert "| curate 1 (before) |" in text and "| curate 4 (after) |" in text
+    row = next(line for line in text.splitlines() if line.startswith("| mixed | 50.0 | 8.00 / 8.00 / 9.00 / 9.00 |"))
     assert "1.00 → 1.00 → 2.00 → 2.00" in row and "100 %" in row and "**not met**" in row
-    assert "mixed / gpt-neox-20b.json / curate (after datatrove): parts 4.5" in text
+    assert "mixed / gpt-neox-20b.json / curate 3 (after): parts 4.5" in text
+    assert "mixed / gpt-neox-20b.json / datatrove: minhash 30.0" in text
 
 
 def test_calibration_times_a_fixed_workload_on_every_core():
