@@ -622,10 +622,13 @@ def bench(variant: str = "mixed", size_mb: float = 100, *, seed: int = 0, cores:
         second per core, and peak RSS; when both ran, the ratios of :func:`compare` (``ratio`` is curate's
         throughput over datatrove's).
     """
+    tok = "rwkv-world" if str(tokenizer) == "rwkv-world" else str(Path(tokenizer).resolve())
+    if "datatrove" in systems and tok == "rwkv-world":
+        msg = "datatrove cannot use the RWKV World tokenizer; compare with a tokenizer.json (--tokenizer)"
+        raise ValueError(msg)
     cdir = bc.build(variant, size_mb, seed=seed, **({"root": root} if root else {}))
     info = json.loads((cdir / "corpus.json").read_text())
     mb = info["text_bytes"] / 1e6
-    tok = "rwkv-world" if str(tokenizer) == "rwkv-world" else str(Path(tokenizer).resolve())
     recipe = bc.write_recipe(cdir, list(bc.VARIANTS[variant]), tokenizer=tok,
                              budget_tokens=max(1000, int(info["text_bytes"] / 4)), seed=seed)
     out: dict[str, Any] = {"variant": variant, "size_mb": size_mb, "input_mb": round(mb, 2), "cores": cores,
@@ -633,9 +636,6 @@ def bench(variant: str = "mixed", size_mb: float = 100, *, seed: int = 0, cores:
                            "corpus": info, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                            "load_before": os.getloadavg()}
     both = "curate" in systems and "datatrove" in systems
-    if both and tok == "rwkv-world":
-        msg = "datatrove cannot use the RWKV World tokenizer; compare with a tokenizer.json (--tokenizer)"
-        raise ValueError(msg)
     bracket = bracket and both
     calibration: list[dict[str, Any]] = []
     runs: list[dict[str, Any]] = []

@@ -273,3 +273,12 @@ def test_calibration_times_a_fixed_workload_on_every_core():
 
     c = calibrate(2, repeats=2)
     assert len(c["runs_s"]) == 2 and 0 < min(c["runs_s"]) <= c["mean_s"] <= c["max_s"] < 60 and c["load"] >= 0
+
+
+def test_datatrove_is_refused_the_rwkv_world_tokenizer_before_any_corpus_is_built(tmp_path):
+    from bench.pipeline import bench
+
+    for systems in (("datatrove",), ("curate", "datatrove")):
+        with pytest.raises(ValueError, match="datatrove cannot use the RWKV World tokenizer"):
+            bench("mixed", 1, tokenizer="rwkv-world", systems=systems, root=tmp_path / "corpus", work=tmp_path)
+    assert not (tmp_path / "corpus").exists()
